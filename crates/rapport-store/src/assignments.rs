@@ -1,0 +1,370 @@
+//! The assignments repository: owners and supporters, effective-dated. Every change
+//! closes and opens rows and writes `assignment.changed` on the account's timeline in
+//! the same transaction, so the history of an account's team is never lost.
+
+use crate::staff::StaffRow;
+use crate::time::{from_us, to_us};
+use crate::timeline::{assignment_event, upsert_event};
+use crate::{Error, Result, Store, with_backend};
+use chrono::{DateTime, Utc};
+use rapport_core::assignment::{Assignment, Role, check_owner, check_support};
+use rapport_core::{AccountId, AssignmentId, DomainError, StaffId};
+
+#[derive(Debug, sqlx::FromRow)]
+struct AssignmentRow {
+    id: i64,
+    account_id: i64,
+    staff_id: i64,
+    role: String,
+    valid_from_us: i64,
+    valid_to_us: Option<i64>,
+}
+
+impl AssignmentRow {
+    fn into_assignment(self) -> Result<Assignment> {
+        Ok(Assignment {
+            id: AssignmentId(self.id),
+            account: AccountId(self.account_id),
+            staff: StaffId(self.staff_id),
+            role: crate::error::decode("role", &self.role, str::parse::<Role>)?,
+            valid_from: from_us(self.valid_from_us),
+            valid_to: self.valid_to_us.map(from_us),
+        })
+    }
+}
+
+/// Refuses a change dated before the assignment it ends began: history only moves forward.
+fn check_not_backdated(row: &AssignmentRow, at_us: i64) -> Result<()> {
+    if at_us < row.valid_from_us {
+        return Err(DomainError::InvalidField {
+            field: "assignment change time",
+            reason: format!(
+                "{} is before the current assignment began ({}); changes cannot be backdated",
+                from_us(at_us).to_rfc3339(),
+                from_us(row.valid_from_us).to_rfc3339()
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Loads one staff member inside the given connection; evaluates to `Result<Staff>`.
+macro_rules! load_staff {
+    ($conn:expr, $id:expr) => {{
+        let id: StaffId = $id;
+        let row: std::result::Result<Option<StaffRow>, sqlx::Error> = sqlx::query_as(
+            "SELECT id, name, email, level, reports_to, active, is_admin FROM staff WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional($conn)
+        .await;
+        match row {
+            Ok(Some(row)) => row.into_staff(),
+            Ok(None) => Err(DomainError::UnknownStaff(id).into()),
+            Err(error) => Err(Error::from(error)),
+        }
+    }};
+}
+
+/// The current row of `$role` for `$account` (and `$staff`, for support), if any.
+macro_rules! current_row {
+    ($conn:expr, $account:expr, owner) => {{
+        let row: std::result::Result<Option<AssignmentRow>, sqlx::Error> = sqlx::query_as(
+            "SELECT id, account_id, staff_id, role, valid_from_us, valid_to_us FROM assignments
+             WHERE account_id = $1 AND role = 'owner' AND valid_to_us IS NULL",
+        )
+        .bind($account.0)
+        .fetch_optional($conn)
+        .await;
+        row.map_err(Error::from)
+    }};
+    ($conn:expr, $account:expr, support, $staff:expr) => {{
+        let row: std::result::Result<Option<AssignmentRow>, sqlx::Error> = sqlx::query_as(
+            "SELECT id, account_id, staff_id, role, valid_from_us, valid_to_us FROM assignments
+             WHERE account_id = $1 AND staff_id = $2 AND role = 'support' AND valid_to_us IS NULL",
+        )
+        .bind($account.0)
+        .bind($staff.0)
+        .fetch_optional($conn)
+        .await;
+        row.map_err(Error::from)
+    }};
+}
+
+impl Store {
+    /// Hands `account` to `new_owner`: the old owner row ends and the new one starts at
+    /// `at`, and the handoff is written on the account's timeline.
+    pub async fn reassign_owner(
+        &self,
+        account: AccountId,
+        new_owner: StaffId,
+        by: Option<StaffId>,
+        at: DateTime<Utc>,
+    ) -> Result<Assignment> {
+        let mut assignments = self.reassign_owners(&[account], new_owner, by, at).await?;
+        Ok(assignments.remove(0))
+    }
+
+    /// Hands several accounts to `new_owner` in one transaction: either every handoff
+    /// happens or none does (e.g. a departing manager's whole book).
+    pub async fn reassign_owners(
+        &self,
+        accounts: &[AccountId],
+        new_owner: StaffId,
+        by: Option<StaffId>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Assignment>> {
+        let at_us = to_us(at);
+        with_backend!(self, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let owner = load_staff!(&mut *tx, new_owner)?;
+            let mut created = Vec::with_capacity(accounts.len());
+            for &account in accounts {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
+                        .bind(account.0)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if exists.is_none() {
+                    return Err(DomainError::UnknownAccount(account).into());
+                }
+                let current = current_row!(&mut *tx, account, owner)?;
+                check_owner(
+                    account,
+                    &owner.org_node(),
+                    current.as_ref().map(|row| StaffId(row.staff_id)),
+                    true,
+                )?;
+                let previous = match &current {
+                    Some(row) => {
+                        check_not_backdated(row, at_us)?;
+                        sqlx::query("UPDATE assignments SET valid_to_us = $2 WHERE id = $1")
+                            .bind(row.id)
+                            .bind(at_us)
+                            .execute(&mut *tx)
+                            .await?;
+                        Some(load_staff!(&mut *tx, StaffId(row.staff_id))?)
+                    }
+                    None => None,
+                };
+                // Owning an account subsumes supporting it.
+                if let Some(support) = current_row!(&mut *tx, account, support, owner.id)? {
+                    check_not_backdated(&support, at_us)?;
+                    sqlx::query("UPDATE assignments SET valid_to_us = $2 WHERE id = $1")
+                        .bind(support.id)
+                        .bind(at_us)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO assignments (account_id, staff_id, role, valid_from_us) VALUES ($1, $2, 'owner', $3) RETURNING id",
+                )
+                .bind(account.0)
+                .bind(owner.id.0)
+                .bind(at_us)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|error| {
+                    if Error::is_unique_violation(&error) {
+                        Error::Conflict(format!("the owner of {account}"))
+                    } else {
+                        Error::from(error)
+                    }
+                })?;
+                let title = match &previous {
+                    Some(previous) => {
+                        format!("Handed off from {} to {}", previous.name, owner.name)
+                    }
+                    None => format!("{} became the owner", owner.name),
+                };
+                let event = assignment_event(
+                    account,
+                    id,
+                    if previous.is_some() {
+                        "handoff"
+                    } else {
+                        "started"
+                    },
+                    title,
+                    Role::Owner,
+                    previous.as_ref(),
+                    Some(&owner),
+                    by,
+                    at,
+                )?;
+                upsert_event!(&mut *tx, &event, at_us)?;
+                created.push(Assignment {
+                    id: AssignmentId(id),
+                    account,
+                    staff: owner.id,
+                    role: Role::Owner,
+                    valid_from: from_us(at_us),
+                    valid_to: None,
+                });
+            }
+            tx.commit().await?;
+            Ok(created)
+        })
+    }
+
+    /// Every account `staff` owns right now.
+    pub async fn owned_accounts(&self, staff: StaffId) -> Result<Vec<AccountId>> {
+        let ids: Vec<i64> = with_backend!(self, |pool, dialect| {
+            sqlx::query_scalar(
+                "SELECT account_id FROM assignments
+                 WHERE staff_id = $1 AND role = 'owner' AND valid_to_us IS NULL ORDER BY account_id",
+            )
+            .bind(staff.0)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(ids.into_iter().map(AccountId).collect())
+    }
+
+    /// Adds `staff` as a supporter of `account` from `at`.
+    pub async fn add_support(
+        &self,
+        account: AccountId,
+        staff: StaffId,
+        by: Option<StaffId>,
+        at: DateTime<Utc>,
+    ) -> Result<Assignment> {
+        let at_us = to_us(at);
+        with_backend!(self, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let person = load_staff!(&mut *tx, staff)?;
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
+                .bind(account.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(DomainError::UnknownAccount(account).into());
+            }
+            let already = current_row!(&mut *tx, account, support, staff)?.is_some();
+            check_support(account, &person.org_node(), already)?;
+            if let Some(owner) = current_row!(&mut *tx, account, owner)?
+                && owner.staff_id == staff.0
+            {
+                return Err(DomainError::AlreadyAssigned {
+                    account,
+                    staff,
+                    role: Role::Owner,
+                }
+                .into());
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO assignments (account_id, staff_id, role, valid_from_us) VALUES ($1, $2, 'support', $3) RETURNING id",
+            )
+            .bind(account.0)
+            .bind(staff.0)
+            .bind(at_us)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|error| {
+                if Error::is_unique_violation(&error) {
+                    Error::Conflict(format!("the supporters of {account}"))
+                } else {
+                    Error::from(error)
+                }
+            })?;
+            let event = assignment_event(
+                account,
+                id,
+                "started",
+                format!("{} started supporting", person.name),
+                Role::Support,
+                None,
+                Some(&person),
+                by,
+                at,
+            )?;
+            upsert_event!(&mut *tx, &event, at_us)?;
+            tx.commit().await?;
+            Ok(Assignment {
+                id: AssignmentId(id),
+                account,
+                staff,
+                role: Role::Support,
+                valid_from: from_us(at_us),
+                valid_to: None,
+            })
+        })
+    }
+
+    /// Ends `staff`'s support of `account` at `at`.
+    pub async fn end_support(
+        &self,
+        account: AccountId,
+        staff: StaffId,
+        by: Option<StaffId>,
+        at: DateTime<Utc>,
+    ) -> Result<Assignment> {
+        let at_us = to_us(at);
+        with_backend!(self, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let person = load_staff!(&mut *tx, staff)?;
+            let Some(row) = current_row!(&mut *tx, account, support, staff)? else {
+                return Err(DomainError::NotAssigned {
+                    account,
+                    staff,
+                    role: Role::Support,
+                }
+                .into());
+            };
+            check_not_backdated(&row, at_us)?;
+            sqlx::query("UPDATE assignments SET valid_to_us = $2 WHERE id = $1")
+                .bind(row.id)
+                .bind(at_us)
+                .execute(&mut *tx)
+                .await?;
+            let event = assignment_event(
+                account,
+                row.id,
+                "ended",
+                format!("{} stopped supporting", person.name),
+                Role::Support,
+                Some(&person),
+                None,
+                by,
+                at,
+            )?;
+            upsert_event!(&mut *tx, &event, at_us)?;
+            tx.commit().await?;
+            let mut ended = row.into_assignment()?;
+            ended.valid_to = Some(from_us(at_us));
+            Ok(ended)
+        })
+    }
+
+    /// The full assignment history of an account, oldest first.
+    pub async fn assignment_history(&self, account: AccountId) -> Result<Vec<Assignment>> {
+        self.account_exists(account).await?;
+        let rows: Vec<AssignmentRow> = with_backend!(self, |pool, dialect| {
+            sqlx::query_as(
+                "SELECT id, account_id, staff_id, role, valid_from_us, valid_to_us FROM assignments
+                 WHERE account_id = $1 ORDER BY valid_from_us, id",
+            )
+            .bind(account.0)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(AssignmentRow::into_assignment)
+            .collect()
+    }
+
+    /// Every assignment row, current and past, ordered by id.
+    pub async fn all_assignments(&self) -> Result<Vec<Assignment>> {
+        let rows: Vec<AssignmentRow> = with_backend!(self, |pool, dialect| {
+            sqlx::query_as(
+                "SELECT id, account_id, staff_id, role, valid_from_us, valid_to_us FROM assignments ORDER BY id",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(AssignmentRow::into_assignment)
+            .collect()
+    }
+}

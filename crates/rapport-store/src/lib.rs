@@ -1,0 +1,311 @@
+//! rapport's repositories over SQLite (the embedded default: one file, WAL) and
+//! PostgreSQL (several nodes sharing one database).
+//!
+//! # Layout
+//! - [`Store`]: opens a database from a URL, applies migrations, and carries every
+//!   repository method; one module per concern: `staff`, `accounts`, `assignments`,
+//!   `timeline`, `visibility`.
+//! - Every method is written once. The `with_backend!` macro expands its body for each
+//!   backend, so the same code is compiled against `SqlitePool` and `PgPool` with
+//!   concrete types, and the few statements that differ choose through [`Dialect`].
+//!
+//! # Invariants
+//! - This is the only crate that knows SQL. Callers see `rapport-core` types only.
+//! - Domain rules are decided by `rapport-core`; this crate loads the facts a rule
+//!   needs inside the write transaction, asks core, and writes only if core agrees —
+//!   so a refused change writes nothing.
+//! - Instants are stored as integer microseconds (UTC) on both backends.
+//! - The visibility queries implement `rapport_core::visibility` in SQL; the property
+//!   tests in `tests/it/visibility.rs` prove they agree on both backends.
+
+mod accounts;
+mod assignments;
+mod error;
+mod staff;
+mod time;
+mod timeline;
+mod visibility;
+
+pub use accounts::AccountUpdate;
+pub use error::{Error, Result};
+pub use staff::StaffUpdate;
+pub use timeline::{
+    ROLLUP_ACCOUNTS_MAX, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery, UPSERT_BATCH_MAX,
+    UpsertOutcome, UpsertSummary,
+};
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// How long a SQLite connection waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+/// How long to wait for a pooled connection before reporting the database as stuck.
+const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+
+/// Which SQL dialect a statement is written for, where the two differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite 3.45+, as bundled.
+    Sqlite,
+    /// PostgreSQL 13+.
+    Postgres,
+}
+
+impl Dialect {
+    /// The statement that opens a write transaction. SQLite takes the write lock up
+    /// front (`IMMEDIATE`) so two writers queue on the busy timeout instead of failing
+    /// when a read transaction tries to upgrade.
+    fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+
+    /// Case-insensitive LIKE.
+    fn ilike(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "LIKE",
+            Dialect::Postgres => "ILIKE",
+        }
+    }
+}
+
+/// Tuning for [`Store::connect_with`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most pooled connections.
+    pub connections_max: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { connections_max: 8 }
+    }
+}
+
+/// A description of the open database, from [`Store::info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreInfo {
+    /// Which backend.
+    pub dialect: Dialect,
+    /// The newest applied migration.
+    pub schema_version: i64,
+    /// SQLite's journal mode (`wal`).
+    pub journal_mode: Option<String>,
+    /// Whether SQLite enforces foreign keys.
+    pub foreign_keys: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle on rapport's database; cheap to clone (it wraps a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Expands `$body` once per backend with `$pool` bound to that backend's pool and
+/// `$dialect` to its [`Dialect`]: one source, two concretely-typed compilations.
+macro_rules! with_backend {
+    ($store:expr, |$pool:ident, $dialect:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite(sqlite_pool) => {
+                #[allow(unused_variables)]
+                let $dialect = $crate::Dialect::Sqlite;
+                let $pool = sqlite_pool;
+                $body
+            }
+            $crate::Backend::Postgres(postgres_pool) => {
+                #[allow(unused_variables)]
+                let $dialect = $crate::Dialect::Postgres;
+                let $pool = postgres_pool;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_backend;
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://path.db`, `sqlite::memory:`,
+    /// `postgres://...`) and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// [`Store::connect`] with explicit tuning.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store> {
+        let shown = redact(url);
+        let backend = if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|source| Error::InvalidUrl {
+                    url: shown.clone(),
+                    reason: source.to_string(),
+                })?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS));
+            // An in-memory database lives and dies with its one connection.
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(if in_memory {
+                    1
+                } else {
+                    options.connections_max
+                })
+                .min_connections(if in_memory { 1 } else { 0 })
+                .idle_timeout(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(3600))
+                })
+                .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+                .connect_with(connect)
+                .await
+                .map_err(|source| Error::Connect {
+                    url: shown.clone(),
+                    source,
+                })?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect = PgConnectOptions::from_str(url).map_err(|source| Error::InvalidUrl {
+                url: shown.clone(),
+                reason: source.to_string(),
+            })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.connections_max)
+                .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+                .connect_with(connect)
+                .await
+                .map_err(|source| Error::Connect {
+                    url: shown.clone(),
+                    source,
+                })?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(Error::InvalidUrl {
+                url: shown,
+                reason:
+                    "it must start with `sqlite:` (e.g. `sqlite://rapport.db`) or `postgres://`"
+                        .into(),
+            });
+        };
+        let store = Store { backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations. Safe to run from several nodes at once (PostgreSQL
+    /// takes an advisory lock) and on every start (applied migrations are skipped, and
+    /// an applied migration whose file changed is refused rather than re-run).
+    pub async fn migrate(&self) -> Result<()> {
+        let outcome = match &self.backend {
+            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
+            Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+        };
+        outcome.map_err(Error::from_migrate)
+    }
+
+    /// Which backend this store talks to.
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Whether the database answers and every migration this build knows is applied.
+    pub async fn is_ready(&self) -> Result<bool> {
+        let expected = match self.dialect() {
+            Dialect::Sqlite => SQLITE_MIGRATOR.iter().count(),
+            Dialect::Postgres => POSTGRES_MIGRATOR.iter().count(),
+        } as i64;
+        let applied: i64 = with_backend!(self, |pool, dialect| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(applied >= expected)
+    }
+
+    /// What an operator wants to know about the database: backend, schema version and,
+    /// on SQLite, the settings rapport relies on.
+    pub async fn info(&self) -> Result<StoreInfo> {
+        let schema_version: Option<i64> = with_backend!(self, |pool, dialect| {
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(pool)
+                .await?
+        });
+        let (journal_mode, foreign_keys) = match &self.backend {
+            Backend::Sqlite(pool) => {
+                // Both pragmas are read on one connection: foreign_keys is per connection.
+                let mut connection = pool.acquire().await?;
+                let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let foreign_keys: bool = sqlx::query_scalar("PRAGMA foreign_keys")
+                    .fetch_one(&mut *connection)
+                    .await?;
+                (Some(journal_mode), Some(foreign_keys))
+            }
+            Backend::Postgres(_) => (None, None),
+        };
+        Ok(StoreInfo {
+            dialect: self.dialect(),
+            schema_version: schema_version.unwrap_or(0),
+            journal_mode,
+            foreign_keys,
+        })
+    }
+
+    /// Closes every pooled connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            super::redact("postgres://rapport:hunter2@db:5432/rapport"),
+            "postgres://rapport:***@db:5432/rapport"
+        );
+        assert_eq!(super::redact("sqlite://rapport.db"), "sqlite://rapport.db");
+    }
+}

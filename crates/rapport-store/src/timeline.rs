@@ -1,0 +1,534 @@
+//! The timeline repository: idempotent, versioned upserts and keyset-paginated reads.
+
+use crate::time::{from_us, to_us};
+use crate::{Error, Result, Store, with_backend};
+use chrono::{DateTime, Utc};
+use rapport_core::account::MAX_ACCOUNT_DEPTH;
+use rapport_core::assignment::Role;
+use rapport_core::staff::Staff;
+use rapport_core::timeline::{
+    AccountHints, Actor, AttributeValue, Attributes, DedupeKey, EventKind, INTERNAL_CONNECTOR,
+    MatchReason, NewEvent, Placement, TimelineCursor, TimelineEvent,
+};
+use rapport_core::{AccountId, DomainError, EventId, StaffId};
+use sqlx::types::Json;
+
+/// Most events one timeline page returns; larger requests are clamped.
+pub const TIMELINE_PAGE_MAX: u32 = 200;
+/// Most accounts a child roll-up spans.
+pub const ROLLUP_ACCOUNTS_MAX: usize = 1_000;
+/// Most events one upsert batch may carry.
+pub const UPSERT_BATCH_MAX: usize = 10_000;
+
+/// What happened to one event on upsert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertOutcome {
+    /// It was new.
+    Inserted(EventId),
+    /// A newer source version replaced the stored one.
+    Updated(EventId),
+    /// The stored version was the same or newer; nothing changed.
+    Unchanged,
+}
+
+/// Totals for a batch of upserts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertSummary {
+    /// New events.
+    pub inserted: u64,
+    /// Replaced by a newer version.
+    pub updated: u64,
+    /// Already stored at this version or newer.
+    pub unchanged: u64,
+}
+
+impl UpsertSummary {
+    fn add(&mut self, outcome: UpsertOutcome) {
+        match outcome {
+            UpsertOutcome::Inserted(_) => self.inserted += 1,
+            UpsertOutcome::Updated(_) => self.updated += 1,
+            UpsertOutcome::Unchanged => self.unchanged += 1,
+        }
+    }
+}
+
+/// Which part of which timeline to read.
+#[derive(Debug, Clone)]
+pub struct TimelineQuery {
+    /// The account.
+    pub account: AccountId,
+    /// Also show events of its subsidiaries (the whole subtree).
+    pub include_children: bool,
+    /// Only these connectors (empty: all).
+    pub connectors: Vec<String>,
+    /// Only kinds equal to or under this prefix, e.g. `billing` or `support.ticket`.
+    pub kind_prefix: Option<String>,
+    /// Only events at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only events before this instant.
+    pub until: Option<DateTime<Utc>>,
+    /// Continue after this cursor (from the previous page's `next`).
+    pub after: Option<TimelineCursor>,
+    /// Page size, clamped to 1..=[`TIMELINE_PAGE_MAX`].
+    pub limit: u32,
+}
+
+impl TimelineQuery {
+    /// The newest page of one account's timeline, with no filters.
+    pub fn account(account: AccountId) -> Self {
+        TimelineQuery {
+            account,
+            include_children: false,
+            connectors: Vec::new(),
+            kind_prefix: None,
+            from: None,
+            until: None,
+            after: None,
+            limit: 50,
+        }
+    }
+}
+
+/// One page of a timeline, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelinePage {
+    /// The events.
+    pub events: Vec<TimelineEvent>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<TimelineCursor>,
+}
+
+pub(crate) const UPSERT_EVENT: &str = "
+INSERT INTO timeline_events (
+    connector, source_id, source_version, account_id, kind, occurred_at_us, ingested_at_us,
+    title, summary, url, actor, attributes, hints, match_rule, match_detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ON CONFLICT (connector, source_id) DO UPDATE SET
+    source_version = excluded.source_version,
+    revision = timeline_events.revision + 1,
+    kind = excluded.kind,
+    occurred_at_us = excluded.occurred_at_us,
+    ingested_at_us = excluded.ingested_at_us,
+    title = excluded.title,
+    summary = excluded.summary,
+    url = excluded.url,
+    actor = excluded.actor,
+    attributes = excluded.attributes,
+    hints = excluded.hints,
+    -- A person's placement from the unmatched inbox outranks the connector's matching.
+    account_id = CASE WHEN timeline_events.match_rule = 'manual'
+                      THEN timeline_events.account_id ELSE excluded.account_id END,
+    match_detail = CASE WHEN timeline_events.match_rule = 'manual'
+                        THEN timeline_events.match_detail ELSE excluded.match_detail END,
+    match_rule = CASE WHEN timeline_events.match_rule = 'manual'
+                      THEN timeline_events.match_rule ELSE excluded.match_rule END
+WHERE excluded.source_version > timeline_events.source_version
+RETURNING id, revision";
+
+/// Upserts one validated event on the given connection; evaluates to
+/// `Result<UpsertOutcome>`.
+macro_rules! upsert_event {
+    ($conn:expr, $event:expr, $at_us:expr) => {{
+        let event: &rapport_core::timeline::NewEvent = $event;
+        let placement = event.placement.as_ref();
+        let returned: std::result::Result<Option<(i64, i64)>, sqlx::Error> =
+            sqlx::query_as($crate::timeline::UPSERT_EVENT)
+                .bind(event.key.connector.as_str())
+                .bind(event.key.source_id.as_str())
+                .bind(event.source_version)
+                .bind(placement.map(|placement| placement.account.0))
+                .bind(event.kind.as_str())
+                .bind($crate::time::to_us(event.occurred_at))
+                .bind($at_us)
+                .bind(event.title.trim())
+                .bind(event.summary.as_str())
+                .bind(event.url.as_deref())
+                .bind(event.actor.as_ref().map(sqlx::types::Json))
+                .bind(sqlx::types::Json(&event.attributes))
+                .bind(sqlx::types::Json(&event.hints))
+                .bind(placement.map(|placement| placement.reason.rule()))
+                .bind(placement.map(|placement| sqlx::types::Json(&placement.reason)))
+                .fetch_optional($conn)
+                .await;
+        returned
+            .map(|row| match row {
+                None => $crate::timeline::UpsertOutcome::Unchanged,
+                Some((id, 1)) => {
+                    $crate::timeline::UpsertOutcome::Inserted(rapport_core::EventId(id))
+                }
+                Some((id, _)) => {
+                    $crate::timeline::UpsertOutcome::Updated(rapport_core::EventId(id))
+                }
+            })
+            .map_err($crate::Error::from)
+    }};
+}
+pub(crate) use upsert_event;
+
+const SELECT_EVENT: &str = "SELECT id, connector, source_id, source_version, account_id, kind,
+    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail
+    FROM timeline_events";
+
+#[derive(Debug, sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    connector: String,
+    source_id: String,
+    source_version: i64,
+    account_id: Option<i64>,
+    kind: String,
+    occurred_at_us: i64,
+    ingested_at_us: i64,
+    title: String,
+    summary: String,
+    url: Option<String>,
+    actor: Option<Json<Actor>>,
+    attributes: Json<Attributes>,
+    hints: Json<AccountHints>,
+    match_detail: Option<Json<MatchReason>>,
+}
+
+impl EventRow {
+    fn into_event(self) -> Result<TimelineEvent> {
+        let kind = crate::error::decode("event kind", &self.kind, EventKind::parse)?;
+        let placement = match (self.account_id, self.match_detail) {
+            (Some(account), Some(Json(reason))) => Some(Placement {
+                account: AccountId(account),
+                reason,
+            }),
+            (None, _) => None,
+            (Some(account), None) => {
+                return Err(Error::Corrupt(format!(
+                    "event #{} is on account #{account} without a match reason",
+                    self.id
+                )));
+            }
+        };
+        Ok(TimelineEvent {
+            id: EventId(self.id),
+            ingested_at: from_us(self.ingested_at_us),
+            event: NewEvent {
+                key: DedupeKey {
+                    connector: self.connector,
+                    source_id: self.source_id,
+                },
+                source_version: self.source_version,
+                kind,
+                occurred_at: from_us(self.occurred_at_us),
+                title: self.title,
+                summary: self.summary,
+                url: self.url,
+                actor: self.actor.map(|Json(actor)| actor),
+                attributes: self.attributes.0,
+                hints: self.hints.0,
+                placement,
+            },
+        })
+    }
+}
+
+/// Builds the `assignment.changed` event for a change to an account's team.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assignment_event(
+    account: AccountId,
+    assignment_row: i64,
+    change: &str,
+    title: String,
+    role: Role,
+    from: Option<&Staff>,
+    to: Option<&Staff>,
+    by: Option<StaffId>,
+    at: DateTime<Utc>,
+) -> Result<NewEvent> {
+    let kind = EventKind::parse(EventKind::ASSIGNMENT_CHANGED)?;
+    let mut event = NewEvent::new(
+        INTERNAL_CONNECTOR,
+        format!("assignment/{assignment_row}/{change}"),
+        kind,
+        at,
+        title,
+    );
+    let mut attributes = Attributes::new();
+    attributes.insert("change".into(), AttributeValue::Text(change.into()));
+    attributes.insert("role".into(), AttributeValue::Text(role.as_str().into()));
+    if let Some(from) = from {
+        attributes.insert("from_staff_id".into(), AttributeValue::Integer(from.id.0));
+        attributes.insert("from_name".into(), AttributeValue::Text(from.name.clone()));
+    }
+    if let Some(to) = to {
+        attributes.insert("to_staff_id".into(), AttributeValue::Integer(to.id.0));
+        attributes.insert("to_name".into(), AttributeValue::Text(to.name.clone()));
+    }
+    event.attributes = attributes;
+    event.actor = by.map(|staff| Actor {
+        staff: Some(staff),
+        ..Actor::default()
+    });
+    event.placement = Some(Placement {
+        account,
+        reason: MatchReason::Direct,
+    });
+    event.validate()?;
+    Ok(event)
+}
+
+impl Store {
+    /// Stores a batch of events in one transaction. Each event is keyed by (connector,
+    /// source id): a new key is inserted, a higher source version replaces the stored
+    /// event, an equal or lower one changes nothing. Every event is validated, and every
+    /// placed-on account checked, before anything is written.
+    pub async fn upsert_events(
+        &self,
+        events: &[NewEvent],
+        at: DateTime<Utc>,
+    ) -> Result<(UpsertSummary, Vec<UpsertOutcome>)> {
+        if events.len() > UPSERT_BATCH_MAX {
+            return Err(DomainError::InvalidField {
+                field: "event batch",
+                reason: format!(
+                    "holds {} events; send at most {UPSERT_BATCH_MAX} per batch",
+                    events.len()
+                ),
+            }
+            .into());
+        }
+        for event in events {
+            event.validate()?;
+        }
+        let mut accounts: Vec<i64> = events
+            .iter()
+            .filter_map(|event| {
+                event
+                    .placement
+                    .as_ref()
+                    .map(|placement| placement.account.0)
+            })
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let at_us = to_us(at);
+        with_backend!(self, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            for account in &accounts {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
+                        .bind(account)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if exists.is_none() {
+                    return Err(DomainError::UnknownAccount(AccountId(*account)).into());
+                }
+            }
+            let mut summary = UpsertSummary::default();
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                let outcome = upsert_event!(&mut *tx, event, at_us)?;
+                summary.add(outcome);
+                outcomes.push(outcome);
+            }
+            tx.commit().await?;
+            Ok((summary, outcomes))
+        })
+    }
+
+    /// Writes a note by `author` on `account`'s timeline.
+    pub async fn add_note(
+        &self,
+        account: AccountId,
+        author: StaffId,
+        text: &str,
+        at: DateTime<Utc>,
+    ) -> Result<TimelineEvent> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(DomainError::InvalidField {
+                field: "note",
+                reason: "must not be empty".into(),
+            }
+            .into());
+        }
+        let author_record = self.staff(author).await?;
+        if !author_record.active {
+            return Err(DomainError::StaffInactive(author).into());
+        }
+        let first_line = text.lines().next().unwrap_or(text);
+        let title: String = if first_line.chars().count() > 120 {
+            first_line.chars().take(119).chain(['…']).collect()
+        } else {
+            first_line.to_owned()
+        };
+        let mut event = NewEvent::new(
+            INTERNAL_CONNECTOR,
+            format!("note/{}", uuid::Uuid::new_v4()),
+            EventKind::parse(EventKind::NOTE)?,
+            at,
+            title,
+        );
+        event.summary = text.to_owned();
+        event.actor = Some(Actor {
+            name: Some(author_record.name.clone()),
+            email: Some(author_record.email.clone()),
+            staff: Some(author),
+        });
+        event.placement = Some(Placement {
+            account,
+            reason: MatchReason::Direct,
+        });
+        let (_, outcomes) = self.upsert_events(std::slice::from_ref(&event), at).await?;
+        let UpsertOutcome::Inserted(id) = outcomes[0] else {
+            return Err(Error::Conflict(format!("note {}", event.key.source_id)));
+        };
+        Ok(TimelineEvent {
+            id,
+            ingested_at: from_us(to_us(at)),
+            event,
+        })
+    }
+
+    /// One stored event.
+    pub async fn event(&self, id: EventId) -> Result<Option<TimelineEvent>> {
+        let row: Option<EventRow> = with_backend!(self, |pool, dialect| {
+            sqlx::query_as(
+                "SELECT id, connector, source_id, source_version, account_id, kind,
+                    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail
+                 FROM timeline_events WHERE id = $1",
+            )
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(EventRow::into_event).transpose()
+    }
+
+    /// The stored event with this dedupe key.
+    pub async fn event_by_key(&self, key: &DedupeKey) -> Result<Option<TimelineEvent>> {
+        let row: Option<EventRow> = with_backend!(self, |pool, dialect| {
+            sqlx::query_as(
+                "SELECT id, connector, source_id, source_version, account_id, kind,
+                    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail
+                 FROM timeline_events WHERE connector = $1 AND source_id = $2",
+            )
+            .bind(key.connector.as_str())
+            .bind(key.source_id.as_str())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(EventRow::into_event).transpose()
+    }
+
+    /// A page of an account's timeline, newest first, by keyset on (occurred_at, id):
+    /// a page deep in history costs what the first page costs. The caller must already
+    /// have checked that the reader can see `query.account`; its subsidiaries are then
+    /// visible too, by the visibility rule.
+    pub async fn timeline(&self, query: &TimelineQuery) -> Result<TimelinePage> {
+        let limit = query.limit.clamp(1, TIMELINE_PAGE_MAX);
+        let accounts: Vec<i64> = if query.include_children {
+            self.account_subtree_ids(query.account).await?
+        } else {
+            self.account_exists(query.account).await?;
+            vec![query.account.0]
+        };
+        if accounts.len() > ROLLUP_ACCOUNTS_MAX {
+            return Err(DomainError::InvalidField {
+                field: "timeline roll-up",
+                reason: format!(
+                    "spans more than {ROLLUP_ACCOUNTS_MAX} accounts: open a subsidiary's timeline instead"
+                ),
+            }
+            .into());
+        }
+        if let Some(prefix) = &query.kind_prefix {
+            EventKind::parse(prefix)?;
+        }
+        for connector in &query.connectors {
+            rapport_core::timeline::validate_connector_id(connector)?;
+        }
+        let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
+            let mut sql = sqlx::QueryBuilder::new(SELECT_EVENT);
+            if let [account] = accounts.as_slice() {
+                sql.push(" WHERE account_id = ").push_bind(*account);
+            } else {
+                sql.push(" WHERE account_id IN (");
+                let mut list = sql.separated(", ");
+                for account in &accounts {
+                    list.push_bind(*account);
+                }
+                sql.push(")");
+            }
+            if !query.connectors.is_empty() {
+                sql.push(" AND connector IN (");
+                let mut list = sql.separated(", ");
+                for connector in &query.connectors {
+                    list.push_bind(connector.clone());
+                }
+                sql.push(")");
+            }
+            if let Some(prefix) = &query.kind_prefix {
+                // `billing` matches `billing` and everything in `billing.` .. `billing/`
+                // ('/' is the byte after '.'): a range the index and both backends
+                // compare bytewise, with no LIKE wildcards to escape.
+                sql.push(" AND (kind = ")
+                    .push_bind(prefix.clone())
+                    .push(" OR (kind >= ")
+                    .push_bind(format!("{prefix}."))
+                    .push(" AND kind < ")
+                    .push_bind(format!("{prefix}/"))
+                    .push("))");
+            }
+            if let Some(from) = query.from {
+                sql.push(" AND occurred_at_us >= ").push_bind(to_us(from));
+            }
+            if let Some(until) = query.until {
+                sql.push(" AND occurred_at_us < ").push_bind(to_us(until));
+            }
+            if let Some(after) = query.after {
+                sql.push(" AND (occurred_at_us, id) < (")
+                    .push_bind(to_us(after.occurred_at))
+                    .push(", ")
+                    .push_bind(after.id.0)
+                    .push(")");
+            }
+            sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
+                .push_bind(i64::from(limit) + 1);
+            sql.build_query_as::<EventRow>().fetch_all(pool).await?
+        });
+        let mut events = rows
+            .into_iter()
+            .map(EventRow::into_event)
+            .collect::<Result<Vec<_>>>()?;
+        let next = if events.len() > limit as usize {
+            events.truncate(limit as usize);
+            events.last().map(|last| TimelineCursor {
+                occurred_at: last.event.occurred_at,
+                id: last.id,
+            })
+        } else {
+            None
+        };
+        Ok(TimelinePage { events, next })
+    }
+
+    /// `account` and its descendants' ids, bounded by the tree depth limit.
+    pub(crate) async fn account_subtree_ids(&self, account: AccountId) -> Result<Vec<i64>> {
+        let ids: Vec<i64> = with_backend!(self, |pool, dialect| {
+            sqlx::query_scalar(
+                "WITH RECURSIVE tree(id, depth) AS (
+                     SELECT id, 1 FROM accounts WHERE id = $1
+                     UNION ALL
+                     SELECT accounts.id, tree.depth + 1 FROM accounts JOIN tree ON accounts.parent_id = tree.id
+                     WHERE tree.depth < $2
+                 )
+                 SELECT id FROM tree LIMIT $3",
+            )
+            .bind(account.0)
+            .bind(MAX_ACCOUNT_DEPTH as i64)
+            .bind(ROLLUP_ACCOUNTS_MAX as i64 + 1)
+            .fetch_all(pool)
+            .await?
+        });
+        if ids.is_empty() {
+            return Err(DomainError::UnknownAccount(account).into());
+        }
+        Ok(ids)
+    }
+}

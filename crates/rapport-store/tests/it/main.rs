@@ -1,0 +1,11 @@
+//! The store's integration suite. Every test runs on SQLite, and on PostgreSQL when
+//! `RAPPORT_TEST_DATABASE_URL` points at a server (see `support`).
+
+mod support;
+
+mod accounts;
+mod assignments;
+mod migrations;
+mod staff;
+mod timeline;
+mod visibility;
