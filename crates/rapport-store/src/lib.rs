@@ -59,6 +59,15 @@ pub enum Dialect {
     Postgres,
 }
 
+impl std::fmt::Display for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dialect::Sqlite => "SQLite",
+            Dialect::Postgres => "PostgreSQL",
+        })
+    }
+}
+
 impl Dialect {
     /// The statement that opens a write transaction. SQLite takes the write lock up
     /// front (`IMMEDIATE`) so two writers queue on the busy timeout instead of failing

@@ -1,0 +1,611 @@
+//! `rapport demo`: seeds a realistic account-management org and shows what rapport
+//! does with it today — the visibility rule and the unified, rolled-up timeline.
+//!
+//! The org is fictional; every domain is under `.example` (RFC 2606) so nothing in the
+//! demo can ever reach a real company.
+
+use crate::DemoArgs;
+use anyhow::{Context, bail};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rapport_core::account::{Contact, Domain, EmailAddress, ExternalId, Lifecycle, NewAccount};
+use rapport_core::staff::{Level, NewStaff, Staff};
+use rapport_core::timeline::TimelineEvent;
+use rapport_core::{AccountId, StaffId};
+use rapport_store::{Store, TimelineQuery};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// (name, level, manager's name)
+const STAFF: &[(&str, Level, Option<&str>)] = &[
+    ("Victoria Hale", Level::Vp, None),
+    ("Dana Ortiz", Level::Director, Some("Victoria Hale")),
+    ("Graham Okafor", Level::Director, Some("Victoria Hale")),
+    ("Priya Raman", Level::Manager, Some("Dana Ortiz")),
+    ("Marcus Webb", Level::Manager, Some("Dana Ortiz")),
+    ("Lena Fischer", Level::Manager, Some("Graham Okafor")),
+    ("Tomás Alvarez", Level::Manager, Some("Graham Okafor")),
+    ("Sam Lee", Level::Associate, Some("Priya Raman")),
+    ("Noor Haddad", Level::Associate, Some("Priya Raman")),
+    ("Ellie Park", Level::Associate, Some("Marcus Webb")),
+    ("Kofi Mensah", Level::Associate, Some("Lena Fischer")),
+    ("Rosa Lima", Level::Associate, Some("Tomás Alvarez")),
+    ("Jonah Reed", Level::Associate, Some("Tomás Alvarez")),
+];
+
+/// One demo client.
+struct Client {
+    name: &'static str,
+    parent: Option<&'static str>,
+    owner: &'static str,
+    supporter: Option<&'static str>,
+    lifecycle: Lifecycle,
+    contact: (&'static str, &'static str),
+}
+
+const fn client(
+    name: &'static str,
+    parent: Option<&'static str>,
+    owner: &'static str,
+    supporter: Option<&'static str>,
+    lifecycle: Lifecycle,
+    contact: (&'static str, &'static str),
+) -> Client {
+    Client {
+        name,
+        parent,
+        owner,
+        supporter,
+        lifecycle,
+        contact,
+    }
+}
+
+use Lifecycle::{Active, Churned, Onboarding, Prospect};
+
+const CLIENTS: &[Client] = &[
+    client(
+        "Northwind Group",
+        None,
+        "Priya Raman",
+        Some("Sam Lee"),
+        Active,
+        ("Hannah Brooks", "CFO"),
+    ),
+    client(
+        "Northwind Logistics",
+        Some("Northwind Group"),
+        "Priya Raman",
+        Some("Noor Haddad"),
+        Active,
+        ("Omar Aziz", "Head of Ops"),
+    ),
+    client(
+        "Northwind Retail",
+        Some("Northwind Group"),
+        "Marcus Webb",
+        None,
+        Active,
+        ("Julia Chen", "IT Director"),
+    ),
+    client(
+        "Helios Energy",
+        None,
+        "Lena Fischer",
+        Some("Kofi Mensah"),
+        Active,
+        ("Peter Novak", "COO"),
+    ),
+    client(
+        "Helios Solar",
+        Some("Helios Energy"),
+        "Lena Fischer",
+        None,
+        Onboarding,
+        ("Aiko Tanaka", "Project Lead"),
+    ),
+    client(
+        "Helios Grid",
+        Some("Helios Energy"),
+        "Tomás Alvarez",
+        Some("Rosa Lima"),
+        Active,
+        ("Liam Walsh", "CTO"),
+    ),
+    client(
+        "Bluebird Health",
+        None,
+        "Marcus Webb",
+        Some("Ellie Park"),
+        Active,
+        ("Grace Kim", "VP Operations"),
+    ),
+    client(
+        "Bluebird Clinics",
+        Some("Bluebird Health"),
+        "Marcus Webb",
+        None,
+        Active,
+        ("Ravi Patel", "Practice Manager"),
+    ),
+    client(
+        "Atlas Freight",
+        None,
+        "Dana Ortiz",
+        None,
+        Active,
+        ("Sofia Rossi", "CEO"),
+    ),
+    client(
+        "Acme Analytics",
+        None,
+        "Priya Raman",
+        Some("Sam Lee"),
+        Active,
+        ("Ben Carter", "Data Lead"),
+    ),
+    client(
+        "Umbrella Labs",
+        None,
+        "Priya Raman",
+        None,
+        Onboarding,
+        ("Mara Jovanovic", "Lab Director"),
+    ),
+    client(
+        "Globex Systems",
+        None,
+        "Marcus Webb",
+        Some("Ellie Park"),
+        Active,
+        ("Tom Fischer", "CIO"),
+    ),
+    client(
+        "Initrode",
+        None,
+        "Marcus Webb",
+        None,
+        Churned,
+        ("Karen Holt", "Procurement"),
+    ),
+    client(
+        "Vandelay Imports",
+        None,
+        "Lena Fischer",
+        Some("Kofi Mensah"),
+        Active,
+        ("Art Vandelay", "Owner"),
+    ),
+    client(
+        "Stark Fabrication",
+        None,
+        "Lena Fischer",
+        None,
+        Active,
+        ("Pepper Hayes", "COO"),
+    ),
+    client(
+        "Wayne Logistics",
+        None,
+        "Tomás Alvarez",
+        Some("Jonah Reed"),
+        Active,
+        ("Lucius Grant", "Operations"),
+    ),
+    client(
+        "Cyberdyne Robotics",
+        None,
+        "Tomás Alvarez",
+        Some("Rosa Lima"),
+        Prospect,
+        ("Miles Dyson", "Engineering"),
+    ),
+    client(
+        "Soylent Foods",
+        None,
+        "Tomás Alvarez",
+        None,
+        Active,
+        ("Sol Roth", "Buyer"),
+    ),
+    client(
+        "Tyrell Biotech",
+        None,
+        "Graham Okafor",
+        None,
+        Active,
+        ("Eldon Tyrell", "Founder"),
+    ),
+    client(
+        "Oscorp Materials",
+        None,
+        "Priya Raman",
+        Some("Noor Haddad"),
+        Active,
+        ("Norma Osborn", "Head of Finance"),
+    ),
+    client(
+        "Massive Dynamic",
+        None,
+        "Marcus Webb",
+        None,
+        Onboarding,
+        ("Nina Sharp", "COO"),
+    ),
+    client(
+        "Hooli Cloud",
+        None,
+        "Lena Fischer",
+        None,
+        Active,
+        ("Gavin Bell", "CEO"),
+    ),
+    client(
+        "Pied Piper",
+        Some("Hooli Cloud"),
+        "Lena Fischer",
+        Some("Kofi Mensah"),
+        Active,
+        ("Richard Hendricks", "CTO"),
+    ),
+    client(
+        "Gringotts Finance",
+        None,
+        "Tomás Alvarez",
+        Some("Jonah Reed"),
+        Active,
+        ("Griphook Bane", "Treasurer"),
+    ),
+];
+
+/// Notes written on the timeline: (account, author, days ago, text).
+const NOTES: &[(&str, &str, i64, &str)] = &[
+    (
+        "Northwind Group",
+        "Priya Raman",
+        41,
+        "Quarterly business review: expansion into two new regions planned for Q3.",
+    ),
+    (
+        "Northwind Logistics",
+        "Noor Haddad",
+        33,
+        "Omar asked for a walkthrough of the routing add-on; demo booked.",
+    ),
+    (
+        "Northwind Retail",
+        "Marcus Webb",
+        20,
+        "Renewal risk: budget freeze announced, Julia is pushing back on the price increase.",
+    ),
+    (
+        "Northwind Group",
+        "Sam Lee",
+        12,
+        "Sent the renewal proposal for the whole group; Hannah to review with procurement.",
+    ),
+    (
+        "Northwind Retail",
+        "Priya Raman",
+        3,
+        "Intro call with Julia after the handoff; agreed a 30-day check-in.",
+    ),
+    (
+        "Helios Energy",
+        "Lena Fischer",
+        27,
+        "Executive sponsor changed: Peter Novak replaces the former COO.",
+    ),
+    (
+        "Helios Grid",
+        "Rosa Lima",
+        9,
+        "Outage postmortem shared; Liam satisfied with the response time.",
+    ),
+    (
+        "Bluebird Health",
+        "Ellie Park",
+        15,
+        "Compliance questionnaire returned; waiting on their security review.",
+    ),
+    (
+        "Atlas Freight",
+        "Dana Ortiz",
+        6,
+        "Strategic account: CEO wants a roadmap session next month.",
+    ),
+];
+
+/// The account whose timeline the demo shows, with its subsidiaries rolled up.
+const SHOWCASE: &str = "Northwind Group";
+
+pub(crate) async fn run(args: &DemoArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    if args.fresh {
+        remove_sqlite_file(&args.database)?;
+    }
+    ensure_sqlite_directory(&args.database)?;
+    let store = Store::connect(&args.database)
+        .await
+        .with_context(|| format!("failed to open the demo database {}", args.database))?;
+    let already_seeded = !store.list_staff().await?.is_empty();
+    if already_seeded {
+        if store
+            .staff_by_email(&demo_email(STAFF[0].0))
+            .await?
+            .is_none()
+        {
+            bail!(
+                "{} already holds data that is not the demo's: point --database at an empty database",
+                args.database
+            );
+        }
+        writeln!(
+            out,
+            "Using the demo already seeded in {} (pass --fresh to start over).",
+            args.database
+        )?;
+    } else {
+        seed(&store, Utc::now())
+            .await
+            .context("failed to seed the demo org")?;
+        writeln!(out, "Seeded the demo org into {}.", args.database)?;
+    }
+    report(&store, Utc::now(), out).await?;
+    store.close().await;
+    Ok(())
+}
+
+fn demo_email(name: &str) -> EmailAddress {
+    let local: String = name.to_lowercase().replace(' ', ".").replace('á', "a");
+    EmailAddress::parse(&format!("{local}@rapport-demo.example")).expect("demo names are valid")
+}
+
+fn slug(name: &str) -> String {
+    name.to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Seeds the org, its clients, their teams, a handoff and notes, with history spread
+/// over the last four months before `now`.
+pub async fn seed(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let founded = now - Duration::days(120);
+    let mut staff: BTreeMap<&str, Staff> = BTreeMap::new();
+    for &(name, level, manager) in STAFF {
+        let person = store
+            .create_staff(
+                NewStaff {
+                    name: name.into(),
+                    email: demo_email(name),
+                    level,
+                    reports_to: manager.map(|manager| staff[manager].id),
+                    is_admin: level == Level::Vp,
+                },
+                founded,
+            )
+            .await
+            .with_context(|| format!("failed to add {name}"))?;
+        staff.insert(name, person);
+    }
+    let mut accounts: BTreeMap<&str, AccountId> = BTreeMap::new();
+    for (index, client) in CLIENTS.iter().enumerate() {
+        let domain = Domain::parse(&format!("{}.example", slug(client.name)))?;
+        let (contact_name, contact_title) = client.contact;
+        let contact_email = EmailAddress::parse(&format!(
+            "{}@{domain}",
+            contact_name
+                .split_whitespace()
+                .next()
+                .unwrap_or("hello")
+                .to_lowercase()
+        ))?;
+        let renewal =
+            NaiveDate::from_ymd_opt(2027, 1 + (index as u32 % 12), 1 + (index as u32 * 7) % 28);
+        let account = store
+            .create_account(
+                NewAccount {
+                    name: client.name.into(),
+                    parent: client.parent.map(|parent| accounts[parent]),
+                    lifecycle: client.lifecycle,
+                    renewal_date: renewal,
+                    domains: vec![domain],
+                    external_ids: vec![
+                        ExternalId::new("stripe", &format!("cus_demo{index:04}"))?,
+                        ExternalId::new("zendesk_org", &format!("{}", 360_000 + index))?,
+                    ],
+                    contacts: vec![Contact {
+                        name: Some(contact_name.into()),
+                        email: contact_email,
+                        title: Some(contact_title.into()),
+                    }],
+                    owner: staff[client.owner].id,
+                },
+                Some(staff["Victoria Hale"].id),
+                founded + Duration::hours(index as i64),
+            )
+            .await
+            .with_context(|| format!("failed to open {}", client.name))?;
+        accounts.insert(client.name, account.id);
+        if let Some(supporter) = client.supporter {
+            store
+                .add_support(
+                    account.id,
+                    staff[supporter].id,
+                    Some(staff[client.owner].id),
+                    now - Duration::days(90),
+                )
+                .await?;
+        }
+    }
+    // Marcus hands Northwind Retail to Priya, who owns the rest of the group.
+    store
+        .reassign_owner(
+            accounts["Northwind Retail"],
+            staff["Priya Raman"].id,
+            Some(staff["Dana Ortiz"].id),
+            now - Duration::days(10),
+        )
+        .await?;
+    for &(account, author, days_ago, text) in NOTES {
+        store
+            .add_note(
+                accounts[account],
+                staff[author].id,
+                text,
+                now - Duration::days(days_ago),
+            )
+            .await
+            .with_context(|| format!("failed to add a note on {account}"))?;
+    }
+    Ok(())
+}
+
+/// Prints the org as each person sees it, then the showcase account's timeline.
+pub async fn report(
+    store: &Store,
+    now: DateTime<Utc>,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let info = store.info().await?;
+    let staff = store.list_staff().await?;
+    let tree = store.account_tree().await?;
+    let names: BTreeMap<AccountId, String> = store
+        .accounts(&tree.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .await?
+        .into_iter()
+        .map(|account| (account.id, account.name))
+        .collect();
+    let people: BTreeMap<StaffId, &Staff> =
+        staff.iter().map(|person| (person.id, person)).collect();
+    writeln!(
+        out,
+        "\nDatabase: {}, schema version {}{}",
+        info.dialect,
+        info.schema_version,
+        info.journal_mode
+            .map(|mode| format!(", journal {mode}"))
+            .unwrap_or_default()
+    )?;
+    let groups = tree.iter().filter(|(_, parent)| parent.is_none()).count();
+    writeln!(
+        out,
+        "Org: {} staff, {} client accounts in {} top-level clients.\n",
+        staff.len(),
+        tree.len(),
+        groups
+    )?;
+    writeln!(
+        out,
+        "Who sees what (own or supported accounts, their subsidiaries, and everything their reports see):"
+    )?;
+    for person in &staff {
+        let visible = store.visible_account_ids(person.id, now).await?;
+        let manager = person
+            .reports_to
+            .and_then(|id| people.get(&id))
+            .map(|manager| format!(", reports to {}", manager.name))
+            .unwrap_or_default();
+        let mut line = format!(
+            "  {:<16} {:<10} sees {:>2} account(s){manager}",
+            person.name,
+            person.level.as_str(),
+            visible.len()
+        );
+        if person.level == Level::Associate {
+            let listed: Vec<&str> = visible.iter().map(|id| names[id].as_str()).collect();
+            line.push_str(&format!(": {}", listed.join(", ")));
+        }
+        writeln!(out, "{line}")?;
+    }
+
+    let Some((&showcase, _)) = names.iter().find(|(_, name)| name.as_str() == SHOWCASE) else {
+        return Ok(());
+    };
+    let account = store.account(showcase).await?;
+    let owner = account
+        .owner
+        .and_then(|id| people.get(&id))
+        .map_or("nobody", |person| person.name.as_str());
+    let children = store.account_children(showcase).await?;
+    writeln!(
+        out,
+        "\n{SHOWCASE} (owner {owner}; subsidiaries: {}), unified timeline with subsidiaries, newest first:",
+        children
+            .iter()
+            .map(|id| names[id].as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    let mut query = TimelineQuery::account(showcase);
+    query.include_children = true;
+    query.limit = 12;
+    let page = store.timeline(&query).await?;
+    for event in &page.events {
+        writeln!(out, "{}", timeline_line(event, &names))?;
+    }
+    if page.next.is_some() {
+        writeln!(out, "  … older events follow (keyset-paginated)")?;
+    }
+    writeln!(
+        out,
+        "\nNext: connectors (IMAP, Stripe, Zendesk) feed this timeline, and `rapport serve` shows it in the browser."
+    )?;
+    Ok(())
+}
+
+fn timeline_line(event: &TimelineEvent, names: &BTreeMap<AccountId, String>) -> String {
+    let account = event
+        .event
+        .placement
+        .as_ref()
+        .and_then(|placement| names.get(&placement.account))
+        .map_or("-", String::as_str);
+    format!(
+        "  {}  {:<19} {:<20} {}",
+        event.event.occurred_at.format("%Y-%m-%d %H:%M"),
+        event.event.kind.as_str(),
+        account,
+        event.event.title
+    )
+}
+
+fn sqlite_path(database: &str) -> Option<PathBuf> {
+    let rest = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+fn ensure_sqlite_directory(database: &str) -> anyhow::Result<()> {
+    if let Some(parent) = sqlite_path(database)
+        .as_deref()
+        .and_then(|path| path.parent())
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    Ok(())
+}
+
+fn remove_sqlite_file(database: &str) -> anyhow::Result<()> {
+    let Some(path) = sqlite_path(database) else {
+        bail!("--fresh only deletes SQLite files; for {database}, use an empty database instead");
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("failed to delete {}", file.display()));
+            }
+        }
+    }
+    Ok(())
+}

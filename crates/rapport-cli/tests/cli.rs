@@ -1,0 +1,132 @@
+//! The `rapport` binary as a user runs it.
+
+use rapport_core::account::EmailAddress;
+use rapport_core::staff::{Level, NewStaff};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn rapport(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RAPPORT_DATABASE")
+        .output()
+        .expect("run rapport")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = rapport(&["--help"], dir.path());
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    assert!(help.contains("demo") && help.contains("migrate"), "{help}");
+    let output = rapport(&["demo", "--help"], dir.path());
+    assert!(text(&output.stdout).contains("--fresh"));
+}
+
+#[test]
+fn demo_seeds_once_then_reuses_and_fresh_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = rapport(&["demo"], dir.path());
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let report = text(&first.stdout);
+    assert!(
+        report.starts_with("Seeded the demo org into sqlite://rapport-demo/rapport.db."),
+        "{report}"
+    );
+    assert!(
+        report.contains("Database: SQLite, schema version 1, journal wal"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Org: 13 staff, 24 client accounts in 18 top-level clients."),
+        "{report}"
+    );
+    assert!(
+        report.contains("Victoria Hale    vp         sees 24 account(s)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Noor Haddad      associate  sees  2 account(s), reports to Priya Raman: Northwind Logistics, Oscorp Materials"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Handed off from Marcus Webb to Priya Raman"),
+        "{report}"
+    );
+    assert!(dir.path().join("rapport-demo/rapport.db").exists());
+
+    let second = rapport(&["demo"], dir.path());
+    assert!(second.status.success());
+    assert!(text(&second.stdout).starts_with("Using the demo already seeded"));
+
+    let fresh = rapport(&["demo", "--fresh"], dir.path());
+    assert!(fresh.status.success(), "{}", text(&fresh.stderr));
+    assert!(text(&fresh.stdout).starts_with("Seeded the demo org"));
+}
+
+#[test]
+fn migrate_reports_the_schema_and_refuses_bad_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = rapport(&["migrate", "--database", "sqlite://fresh.db"], dir.path());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "database is at schema version 1 (SQLite)\n"
+    );
+
+    let output = rapport(&["migrate", "--database", "mysql://db/rapport"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        "error: failed to open and migrate the database: database URL `mysql://db/rapport` is not usable: it must start with `sqlite:` (e.g. `sqlite://rapport.db`) or `postgres://`\n"
+    );
+
+    let output = rapport(&["migrate"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("--database <DATABASE>"));
+}
+
+#[tokio::test]
+async fn demo_refuses_a_database_that_is_not_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("other.db").display());
+    let store = rapport_store::Store::connect(&url).await.unwrap();
+    store
+        .create_staff(
+            NewStaff {
+                name: "Someone Else".into(),
+                email: EmailAddress::parse("someone@elsewhere.example").unwrap(),
+                level: Level::Vp,
+                reports_to: None,
+                is_admin: false,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let output = rapport(&["demo", "--database", &url], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: {url} already holds data that is not the demo's: point --database at an empty database\n"
+        )
+    );
+    let output = rapport(
+        &["demo", "--fresh", "--database", "postgres://localhost/x"],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        "error: --fresh only deletes SQLite files; for postgres://localhost/x, use an empty database instead\n"
+    );
+}
