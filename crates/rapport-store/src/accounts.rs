@@ -2,9 +2,9 @@
 //! contacts.
 
 use crate::error::decode;
-use crate::staff::StaffRow;
 use crate::time::to_us;
 use crate::timeline::{assignment_event, upsert_event};
+use crate::tx::{load_staff, require_account};
 use crate::{Error, Result, Store, with_backend};
 use chrono::{DateTime, NaiveDate, Utc};
 use rapport_core::account::{
@@ -81,27 +81,12 @@ impl Store {
         let id = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             if let Some(parent) = new.parent {
-                let exists: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
-                        .bind(parent.0)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if exists.is_none() {
-                    return Err(DomainError::UnknownAccount(parent).into());
-                }
+                require_account!(&mut *tx, parent)?;
                 let parent_ancestry = ancestors!(&mut *tx, parent)?;
                 // A new account has no id yet and nothing below it; id 0 never exists.
                 check_reparent(AccountId(0), Some(parent), &parent_ancestry, 0)?;
             }
-            let owner_row: Option<StaffRow> = sqlx::query_as(
-                "SELECT id, name, email, level, reports_to, active, is_admin FROM staff WHERE id = $1",
-            )
-            .bind(new.owner.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let owner = owner_row
-                .ok_or(DomainError::UnknownStaff(new.owner))?
-                .into_staff()?;
+            let owner = load_staff!(&mut *tx, new.owner)?;
             check_owner(AccountId(0), &owner.org_node(), None, false)?;
             for external_id in &external_ids {
                 let holder: Option<i64> = sqlx::query_scalar(
@@ -387,15 +372,7 @@ impl Store {
 
     /// Fails with [`DomainError::UnknownAccount`] unless `account` exists.
     pub async fn account_exists(&self, account: AccountId) -> Result<()> {
-        let exists: Option<i64> = with_backend!(self, |pool, dialect| {
-            sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
-                .bind(account.0)
-                .fetch_optional(pool)
-                .await?
-        });
-        exists
-            .map(|_| ())
-            .ok_or_else(|| DomainError::UnknownAccount(account).into())
+        with_backend!(self, |pool, dialect| require_account!(pool, account))
     }
 
     /// Changes an account's name, lifecycle status or renewal date.
@@ -540,13 +517,7 @@ impl Store {
     ) -> Result<()> {
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
-            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
-                .bind(account.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
-                return Err(DomainError::UnknownAccount(account).into());
-            }
+            require_account!(&mut *tx, account)?;
             let holder: Option<i64> = sqlx::query_scalar(
                 "SELECT account_id FROM account_external_ids WHERE system = $1 AND external_id = $2",
             )

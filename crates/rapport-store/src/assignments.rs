@@ -2,9 +2,9 @@
 //! closes and opens rows and writes `assignment.changed` on the account's timeline in
 //! the same transaction, so the history of an account's team is never lost.
 
-use crate::staff::StaffRow;
 use crate::time::{from_us, to_us};
 use crate::timeline::{assignment_event, upsert_event};
+use crate::tx::{load_staff, require_account};
 use crate::{Error, Result, Store, with_backend};
 use chrono::{DateTime, Utc};
 use rapport_core::assignment::{Assignment, Role, check_owner, check_support};
@@ -47,24 +47,6 @@ fn check_not_backdated(row: &AssignmentRow, at_us: i64) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-/// Loads one staff member inside the given connection; evaluates to `Result<Staff>`.
-macro_rules! load_staff {
-    ($conn:expr, $id:expr) => {{
-        let id: StaffId = $id;
-        let row: std::result::Result<Option<StaffRow>, sqlx::Error> = sqlx::query_as(
-            "SELECT id, name, email, level, reports_to, active, is_admin FROM staff WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional($conn)
-        .await;
-        match row {
-            Ok(Some(row)) => row.into_staff(),
-            Ok(None) => Err(DomainError::UnknownStaff(id).into()),
-            Err(error) => Err(Error::from(error)),
-        }
-    }};
 }
 
 /// The current row of `$role` for `$account` (and `$staff`, for support), if any.
@@ -121,14 +103,7 @@ impl Store {
             let owner = load_staff!(&mut *tx, new_owner)?;
             let mut created = Vec::with_capacity(accounts.len());
             for &account in accounts {
-                let exists: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
-                        .bind(account.0)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if exists.is_none() {
-                    return Err(DomainError::UnknownAccount(account).into());
-                }
+                require_account!(&mut *tx, account)?;
                 let current = current_row!(&mut *tx, account, owner)?;
                 check_owner(
                     account,
@@ -234,13 +209,7 @@ impl Store {
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             let person = load_staff!(&mut *tx, staff)?;
-            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
-                .bind(account.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
-                return Err(DomainError::UnknownAccount(account).into());
-            }
+            require_account!(&mut *tx, account)?;
             let already = current_row!(&mut *tx, account, support, staff)?.is_some();
             check_support(account, &person.org_node(), already)?;
             if let Some(owner) = current_row!(&mut *tx, account, owner)?

@@ -24,6 +24,7 @@ mod error;
 mod staff;
 mod time;
 mod timeline;
+mod tx;
 mod visibility;
 
 pub use accounts::AccountUpdate;

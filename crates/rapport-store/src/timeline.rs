@@ -1,6 +1,7 @@
 //! The timeline repository: idempotent, versioned upserts and keyset-paginated reads.
 
 use crate::time::{from_us, to_us};
+use crate::tx::require_account;
 use crate::{Error, Result, Store, with_backend};
 use chrono::{DateTime, Utc};
 use rapport_core::account::MAX_ACCOUNT_DEPTH;
@@ -310,14 +311,7 @@ impl Store {
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             for account in &accounts {
-                let exists: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
-                        .bind(account)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if exists.is_none() {
-                    return Err(DomainError::UnknownAccount(AccountId(*account)).into());
-                }
+                require_account!(&mut *tx, AccountId(*account))?;
             }
             let mut summary = UpsertSummary::default();
             let mut outcomes = Vec::with_capacity(events.len());
