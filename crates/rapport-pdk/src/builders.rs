@@ -1,0 +1,277 @@
+//! Constructors and small conveniences over the generated types.
+
+use crate::{
+    AccountHints, Actor, Attribute, AttributeValue, Config, ConfigKey, ConnectorError, Event,
+    ExternalId, Manifest, Money, Page, Timestamp,
+};
+
+/// Starts an event with the fields every event needs; everything else is empty.
+pub fn event(source_id: &str, kind: &str, occurred_at: Timestamp, title: &str) -> Event {
+    Event {
+        source_id: source_id.to_owned(),
+        source_version: 0,
+        kind: kind.to_owned(),
+        occurred_at,
+        title: title.to_owned(),
+        summary: String::new(),
+        url: None,
+        actor: None,
+        hints: AccountHints {
+            external_ids: Vec::new(),
+            emails: Vec::new(),
+            domains: Vec::new(),
+        },
+        attributes: Vec::new(),
+    }
+}
+
+impl Event {
+    /// Sets the source version (higher replaces lower).
+    pub fn version(mut self, version: i64) -> Self {
+        self.source_version = version;
+        self
+    }
+
+    /// Sets the plain-text summary.
+    pub fn summary(mut self, summary: &str) -> Self {
+        self.summary = summary.to_owned();
+        self
+    }
+
+    /// Sets the link back to the source.
+    pub fn url(mut self, url: &str) -> Self {
+        self.url = Some(url.to_owned());
+        self
+    }
+
+    /// Sets who did it.
+    pub fn actor(mut self, name: Option<&str>, email: Option<&str>) -> Self {
+        self.actor = Some(Actor {
+            name: name.map(str::to_owned),
+            email: email.map(str::to_owned),
+        });
+        self
+    }
+
+    /// Adds an external-id hint, e.g. `("stripe", "cus_123")`.
+    pub fn external_id(mut self, system: &str, id: &str) -> Self {
+        self.hints.external_ids.push(ExternalId {
+            system: system.to_owned(),
+            id: id.to_owned(),
+        });
+        self
+    }
+
+    /// Adds an email hint.
+    pub fn email(mut self, email: &str) -> Self {
+        self.hints.emails.push(email.to_owned());
+        self
+    }
+
+    /// Adds a domain hint.
+    pub fn domain(mut self, domain: &str) -> Self {
+        self.hints.domains.push(domain.to_owned());
+        self
+    }
+
+    /// Adds a typed attribute.
+    pub fn attribute(mut self, name: &str, value: AttributeValue) -> Self {
+        self.attributes.push(Attribute {
+            name: name.to_owned(),
+            value,
+        });
+        self
+    }
+
+    /// Adds a text attribute.
+    pub fn text(self, name: &str, value: &str) -> Self {
+        self.attribute(name, AttributeValue::Text(value.to_owned()))
+    }
+
+    /// Adds a money attribute.
+    pub fn money(self, name: &str, minor_units: i64, currency: &str) -> Self {
+        self.attribute(
+            name,
+            AttributeValue::Money(Money {
+                minor_units,
+                currency: currency.to_uppercase(),
+            }),
+        )
+    }
+}
+
+impl Page {
+    /// A final page: these events, nothing more pending, no checkpoint change.
+    pub fn done(events: Vec<Event>) -> Page {
+        Page {
+            events,
+            deleted: Vec::new(),
+            checkpoint: None,
+            more: false,
+        }
+    }
+
+    /// A page that moves the checkpoint, and says whether more is pending.
+    pub fn with_checkpoint(events: Vec<Event>, checkpoint: String, more: bool) -> Page {
+        Page {
+            events,
+            deleted: Vec::new(),
+            checkpoint: Some(checkpoint),
+            more,
+        }
+    }
+}
+
+impl Config {
+    /// A setting, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .find(|entry| entry.key == key)
+            .map(|entry| entry.value.as_str())
+    }
+
+    /// A setting that must be present, or a config error naming it.
+    pub fn require(&self, key: &str) -> Result<&str, ConnectorError> {
+        self.get(key)
+            .filter(|value| !value.trim().is_empty())
+            .ok_or_else(|| ConnectorError::Config(format!("the setting `{key}` is required")))
+    }
+
+    /// A secret, if present. Never log it.
+    pub fn secret(&self, key: &str) -> Option<&str> {
+        self.secrets
+            .iter()
+            .find(|entry| entry.key == key)
+            .map(|entry| entry.value.as_str())
+    }
+
+    /// A secret that must be present, or a config error naming it (not its value).
+    pub fn require_secret(&self, key: &str) -> Result<&str, ConnectorError> {
+        self.secret(key)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| ConnectorError::Config(format!("the secret `{key}` is required")))
+    }
+}
+
+/// Builds a [`Manifest`].
+#[derive(Debug)]
+pub struct ManifestBuilder(Manifest);
+
+/// Starts a manifest with the connector's name, version and one-line description.
+pub fn manifest(name: &str, version: &str, description: &str) -> ManifestBuilder {
+    ManifestBuilder(Manifest {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        description: description.to_owned(),
+        event_kinds: Vec::new(),
+        config_keys: Vec::new(),
+        hosts: Vec::new(),
+    })
+}
+
+impl ManifestBuilder {
+    /// Declares the event kinds the connector emits.
+    pub fn emits(mut self, kinds: &[&str]) -> Self {
+        self.0
+            .event_kinds
+            .extend(kinds.iter().map(|kind| (*kind).to_owned()));
+        self
+    }
+
+    /// Declares a setting.
+    pub fn setting(mut self, name: &str, description: &str, required: bool) -> Self {
+        self.0.config_keys.push(ConfigKey {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            required,
+            secret: false,
+        });
+        self
+    }
+
+    /// Declares a secret.
+    pub fn secret(mut self, name: &str, description: &str, required: bool) -> Self {
+        self.0.config_keys.push(ConfigKey {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            required,
+            secret: true,
+        });
+        self
+    }
+
+    /// Declares a host the connector needs: `host` (port 443), `host:port`, `host:*`
+    /// (any port), or `*` when the host is chosen by the operator (an IMAP server, a
+    /// self-hosted API). The host allows a connection only if it matches both a
+    /// declaration here and a grant by the operator.
+    pub fn needs_host(mut self, host: &str) -> Self {
+        self.0.hosts.push(host.to_owned());
+        self
+    }
+}
+
+impl From<ManifestBuilder> for Manifest {
+    fn from(builder: ManifestBuilder) -> Manifest {
+        builder.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ConfigEntry;
+
+    #[test]
+    fn events_build_up() {
+        let built = event(
+            "evt_1",
+            "billing.invoice.paid",
+            1_700_000_000_000_000,
+            "Paid",
+        )
+        .version(3)
+        .external_id("stripe", "cus_1")
+        .email("ap@acme.example")
+        .money("amount", 1999, "usd");
+        assert_eq!(built.source_version, 3);
+        assert_eq!(built.hints.external_ids[0].id, "cus_1");
+        assert!(matches!(
+            &built.attributes[0].value,
+            AttributeValue::Money(Money { minor_units: 1999, currency }) if currency == "USD"
+        ));
+    }
+
+    #[test]
+    fn config_lookups_name_what_is_missing() {
+        let config = Config {
+            settings: vec![ConfigEntry {
+                key: "base_url".into(),
+                value: "http://127.0.0.1:9".into(),
+            }],
+            secrets: vec![ConfigEntry {
+                key: "api_key".into(),
+                value: "sk_live_hidden".into(),
+            }],
+        };
+        assert_eq!(config.require("base_url").unwrap(), "http://127.0.0.1:9");
+        assert_eq!(config.require_secret("api_key").unwrap(), "sk_live_hidden");
+        let missing = config.require("account").unwrap_err();
+        assert!(
+            matches!(&missing, ConnectorError::Config(message) if message == "the setting `account` is required")
+        );
+        assert!(!format!("{:?}", config.require_secret("nope").unwrap_err()).contains("sk_live"));
+    }
+
+    #[test]
+    fn manifests_declare_what_they_need() {
+        let manifest: Manifest = manifest("x", "1.0.0", "X")
+            .emits(&["note"])
+            .setting("base_url", "where", true)
+            .secret("api_key", "key", true)
+            .needs_host("api.example.com")
+            .into();
+        assert_eq!(manifest.hosts, ["api.example.com"]);
+        assert!(manifest.config_keys[1].secret);
+    }
+}

@@ -1,0 +1,114 @@
+//! What the embedder configures: limits, grants and webhook requests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Limits applied to every call into a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Most linear memory one call may use, across its memories.
+    pub memory_bytes_max: usize,
+    /// Wall-clock deadline of one call.
+    pub deadline_ms: u64,
+    /// Most events one call may return.
+    pub events_max: usize,
+    /// Most bytes of text one call may return (titles, summaries, ids, attributes...).
+    pub returned_bytes_max: usize,
+    /// Most bytes of one HTTP response body.
+    pub http_response_bytes_max: u64,
+    /// Connect and first-byte timeout of one HTTP request.
+    pub http_timeout_ms: u64,
+    /// Most log lines one call may write; the rest are counted and dropped.
+    pub log_lines_max: u32,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            memory_bytes_max: 128 * 1024 * 1024,
+            deadline_ms: 30_000,
+            events_max: 10_000,
+            returned_bytes_max: 32 * 1024 * 1024,
+            http_response_bytes_max: 32 * 1024 * 1024,
+            http_timeout_ms: 20_000,
+            log_lines_max: 1_000,
+        }
+    }
+}
+
+/// How the host is set up.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where compiled components are cached between runs; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling instance allocator (fast instantiation) rather than on-demand.
+    pub pooling: bool,
+    /// Most plugin calls running at once (pooling slots are sized from this).
+    pub concurrent_calls_max: u32,
+    /// Limits for every call.
+    pub limits: CallLimits,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            cache_dir: None,
+            pooling: true,
+            concurrent_calls_max: 32,
+            limits: CallLimits::default(),
+        }
+    }
+}
+
+/// What the operator gives one configured connector.
+#[derive(Clone, Default)]
+pub struct Grants {
+    /// The connector id from the configuration (e.g. `stripe`), used for logs and as the
+    /// events' connector.
+    pub connector_id: String,
+    /// Settings, passed to the plugin as they are.
+    pub settings: BTreeMap<String, String>,
+    /// Secrets, already resolved from the environment; passed to this plugin only.
+    pub secrets: BTreeMap<String, String>,
+    /// Hosts the operator allows: `host`, `host:port`, `host:*`. Intersected with what
+    /// the plugin declares.
+    pub allowed_hosts: Vec<String>,
+    /// Allow private, loopback and link-local addresses (tests, on-premises servers).
+    /// Cloud metadata addresses stay refused even then.
+    pub allow_private_networks: bool,
+}
+
+impl fmt::Debug for Grants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grants")
+            .field("connector_id", &self.connector_id)
+            .field("settings", &self.settings)
+            .field(
+                "secrets",
+                &self
+                    .secrets
+                    .keys()
+                    .map(|key| (key, "<redacted>"))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allow_private_networks", &self.allow_private_networks)
+            .finish()
+    }
+}
+
+/// A webhook delivery, as received.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Query string, without `?`.
+    pub query: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}

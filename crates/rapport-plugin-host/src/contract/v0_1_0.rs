@@ -1,0 +1,248 @@
+//! `rapport:connector@0.1.0`: bindings and conversions to host types.
+
+use crate::config::{Grants, WebhookRequest};
+use crate::error::{ConnectorError, PluginError};
+use crate::plugin::{ConfigKey, Manifest, SyncPage};
+use crate::sandbox::Sandbox;
+use chrono::DateTime;
+use rapport_core::account::{Domain, EmailAddress, ExternalId};
+use rapport_core::timeline::{
+    AccountHints, Actor, AttributeValue, Attributes, EventKind, Money, NewEvent,
+};
+use wasmtime::component::{HasSelf, Linker};
+
+wasmtime::component::bindgen!({
+    path: "../../wit/v0.1.0",
+    world: "connector",
+    exports: { default: async },
+});
+
+use exports::rapport::connector::plugin as guest;
+use rapport::connector::types as wit;
+
+pub(crate) const VERSION: &str = "0.1.0";
+
+pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    rapport::connector::host::add_to_linker::<Sandbox, HasSelf<Sandbox>>(linker, |sandbox| sandbox)
+}
+
+impl rapport::connector::host::Host for Sandbox {
+    fn log(&mut self, level: rapport::connector::host::LogLevel, message: String) {
+        use rapport::connector::host::LogLevel;
+        let level = match level {
+            LogLevel::Trace => tracing::Level::TRACE,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error => tracing::Level::ERROR,
+        };
+        Sandbox::log(self, level, &message);
+    }
+}
+
+impl rapport::connector::types::Host for Sandbox {}
+
+/// The configuration handed to the plugin: its settings and its own secrets.
+pub(crate) fn config(grants: &Grants) -> wit::Config {
+    let entries = |map: &std::collections::BTreeMap<String, String>| {
+        map.iter()
+            .map(|(key, value)| wit::ConfigEntry {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    };
+    wit::Config {
+        settings: entries(&grants.settings),
+        secrets: entries(&grants.secrets),
+    }
+}
+
+pub(crate) fn webhook_request(request: WebhookRequest) -> wit::WebhookRequest {
+    wit::WebhookRequest {
+        method: request.method,
+        path: request.path,
+        query: request.query,
+        headers: request
+            .headers
+            .into_iter()
+            .map(|(name, value)| wit::Header { name, value })
+            .collect(),
+        body: request.body,
+    }
+}
+
+pub(crate) fn manifest(manifest: wit::Manifest) -> Manifest {
+    Manifest {
+        name: manifest.name,
+        version: manifest.version,
+        description: manifest.description,
+        event_kinds: manifest.event_kinds,
+        config_keys: manifest
+            .config_keys
+            .into_iter()
+            .map(|key| ConfigKey {
+                name: key.name,
+                description: key.description,
+                required: key.required,
+                secret: key.secret,
+            })
+            .collect(),
+        hosts: manifest.hosts,
+    }
+}
+
+pub(crate) fn connector_error(error: guest::ConnectorError, sandbox: &Sandbox) -> ConnectorError {
+    let scrub = |text: String| sandbox.scrub(&text);
+    match error {
+        wit::ConnectorError::Config(message) => ConnectorError::Config(scrub(message)),
+        wit::ConnectorError::Auth(message) => ConnectorError::Auth(scrub(message)),
+        wit::ConnectorError::RateLimited(limit) => ConnectorError::RateLimited {
+            retry_after_ms: limit.retry_after_ms,
+            message: scrub(limit.message),
+        },
+        wit::ConnectorError::Transient(message) => ConnectorError::Transient(scrub(message)),
+        wit::ConnectorError::Fatal(message) => ConnectorError::Fatal(scrub(message)),
+    }
+}
+
+/// Bytes of text a list of events carries, for the returned-bytes cap.
+pub(crate) fn text_bytes(events: &[wit::Event]) -> usize {
+    events
+        .iter()
+        .map(|event| {
+            let hints = &event.hints;
+            event.source_id.len()
+                + event.kind.len()
+                + event.title.len()
+                + event.summary.len()
+                + event.url.as_ref().map_or(0, String::len)
+                + event.actor.as_ref().map_or(0, |actor| {
+                    actor.name.as_ref().map_or(0, String::len)
+                        + actor.email.as_ref().map_or(0, String::len)
+                })
+                + hints
+                    .external_ids
+                    .iter()
+                    .map(|id| id.system.len() + id.id.len())
+                    .sum::<usize>()
+                + hints.emails.iter().map(String::len).sum::<usize>()
+                + hints.domains.iter().map(String::len).sum::<usize>()
+                + event
+                    .attributes
+                    .iter()
+                    .map(|attribute| {
+                        attribute.name.len()
+                            + match &attribute.value {
+                                wit::AttributeValue::Text(text) => text.len(),
+                                wit::AttributeValue::Money(money) => money.currency.len() + 8,
+                                _ => 8,
+                            }
+                    })
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
+pub(crate) fn page(connector_id: &str, page: wit::Page) -> Result<SyncPage, PluginError> {
+    Ok(SyncPage {
+        events: events(connector_id, page.events)?,
+        deleted: page.deleted,
+        checkpoint: page.checkpoint,
+        more: page.more,
+    })
+}
+
+/// Converts guest events into the event model, validating each. Hints that do not
+/// parse (a malformed address in an email header, say) are dropped, not fatal: they
+/// only help matching. Anything else invalid fails the call, naming the event.
+pub(crate) fn events(
+    connector_id: &str,
+    events: Vec<wit::Event>,
+) -> Result<Vec<NewEvent>, PluginError> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| convert_event(connector_id, index, event))
+        .collect()
+}
+
+fn convert_event(
+    connector_id: &str,
+    index: usize,
+    event: wit::Event,
+) -> Result<NewEvent, PluginError> {
+    let source_id = event.source_id.clone();
+    let invalid = |reason: String| PluginError::InvalidEvent {
+        index,
+        source_id: source_id.clone(),
+        reason,
+    };
+    let kind = EventKind::parse(&event.kind).map_err(|error| invalid(error.to_string()))?;
+    let occurred_at = DateTime::from_timestamp_micros(event.occurred_at)
+        .ok_or_else(|| invalid(format!("occurred-at {} is out of range", event.occurred_at)))?;
+    let mut converted = NewEvent::new(
+        connector_id,
+        event.source_id,
+        kind,
+        occurred_at,
+        event.title,
+    );
+    converted.source_version = event.source_version;
+    converted.summary = event.summary;
+    converted.url = event.url;
+    converted.actor = event.actor.map(|actor| Actor {
+        name: actor.name,
+        email: actor
+            .email
+            .and_then(|email| EmailAddress::parse(&email).ok()),
+        staff: None,
+    });
+    converted.hints = AccountHints {
+        external_ids: event
+            .hints
+            .external_ids
+            .iter()
+            .filter_map(|id| ExternalId::new(&id.system, &id.id).ok())
+            .collect(),
+        emails: event
+            .hints
+            .emails
+            .iter()
+            .filter_map(|email| EmailAddress::parse(email).ok())
+            .collect(),
+        domains: event
+            .hints
+            .domains
+            .iter()
+            .filter_map(|domain| Domain::parse(domain).ok())
+            .collect(),
+    };
+    let mut attributes = Attributes::new();
+    for attribute in event.attributes {
+        let value = match attribute.value {
+            wit::AttributeValue::Text(text) => AttributeValue::Text(text),
+            wit::AttributeValue::Integer(number) => AttributeValue::Integer(number),
+            wit::AttributeValue::Float(number) => AttributeValue::Float(number),
+            wit::AttributeValue::Boolean(flag) => AttributeValue::Bool(flag),
+            wit::AttributeValue::Timestamp(micros) => AttributeValue::Timestamp(
+                DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+                    invalid(format!(
+                        "attribute `{}` holds an out-of-range time",
+                        attribute.name
+                    ))
+                })?,
+            ),
+            wit::AttributeValue::Money(money) => AttributeValue::Money(Money {
+                minor_units: money.minor_units,
+                currency: money.currency.to_uppercase(),
+            }),
+        };
+        attributes.insert(attribute.name, value);
+    }
+    converted.attributes = attributes;
+    converted
+        .validate()
+        .map_err(|error| invalid(error.to_string()))?;
+    Ok(converted)
+}

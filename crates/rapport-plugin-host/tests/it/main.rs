@@ -1,0 +1,9 @@
+//! The plugin host's integration suite: real components built from `plugins/`, run
+//! through the real host, against loopback upstreams.
+
+mod support;
+
+mod containment;
+mod loading;
+mod network;
+mod sync;
