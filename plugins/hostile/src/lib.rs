@@ -6,6 +6,7 @@
 //! - `recursion`: recurses with small frames until the wasm stack overflows;
 //! - `shadow-recursion`: recurses with large frames, which live on the guest's own
 //!   stack in linear memory, until that overflows;
+//! - `spin`: computes for `iterations` rounds, then returns (CPU-bound, bounded);
 //! - `panic`: panics;
 //! - `flood`: returns `count` events (default 10 million);
 //! - `huge`: returns one event with a `bytes`-long summary;
@@ -73,6 +74,20 @@ impl Connector for Hostile {
                 0,
                 &format!("depth {}", recurse_with_big_frames(black_box(0))),
             )])),
+            "spin" => {
+                let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+                for round in 0..number("iterations", 10_000_000) as u64 {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(round);
+                }
+                Ok(Page::done(vec![event(
+                    "spin",
+                    "note",
+                    0,
+                    &state.to_string(),
+                )]))
+            }
             "panic" => panic!("hostile plugin panicked on purpose"),
             "flood" => {
                 let count = number("count", 10_000_000);

@@ -32,6 +32,7 @@ async fn an_infinite_loop_is_stopped_at_the_deadline() {
     let started = Instant::now();
     let error = connector.sync(None).await.unwrap_err();
     let elapsed = started.elapsed();
+    eprintln!("runaway loop stopped after {elapsed:?} (deadline {DEADLINE_MS} ms)");
     assert!(
         matches!(
             error,
