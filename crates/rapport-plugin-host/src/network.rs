@@ -177,38 +177,48 @@ impl NetworkPolicy {
     /// may connect to during one call.
     pub(crate) async fn resolve_tcp_destinations(&self) -> Vec<(IpAddr, Option<u16>)> {
         let mut allowed = Vec::new();
-        for grant in &self.granted {
-            let Some(host) = grant.host.as_deref() else {
-                continue;
-            };
-            let declared = self.declared.iter().any(|pattern| {
-                pattern
-                    .host
-                    .as_deref()
-                    .is_none_or(|declared| declared.eq_ignore_ascii_case(host))
-                    && (pattern.port.is_none()
-                        || grant.port.is_none()
-                        || pattern.port == grant.port)
-            });
-            if !declared {
-                continue;
-            }
-            let port = grant.port;
+        for (host, port) in self.tcp_grants() {
             let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
                 Err(_) => resolve(host, port.unwrap_or(0))
                     .await
                     .into_iter()
-                    .map(|addr| addr.ip())
+                    .map(|address| address.ip())
                     .collect(),
             };
             for ip in addresses {
                 if self.permits_address(ip).is_ok() {
-                    allowed.push((canonical(ip), port.filter(|_| true)));
+                    allowed.push((canonical(ip), port));
                 }
             }
         }
         allowed
+    }
+
+    /// Each granted host with the ports both sides allow (`None`: any port): a grant of
+    /// `host:*` against a declaration of `host:993` allows port 993 only.
+    fn tcp_grants(&self) -> Vec<(&str, Option<u16>)> {
+        let mut grants = Vec::new();
+        for grant in &self.granted {
+            let Some(host) = grant.host.as_deref() else {
+                continue;
+            };
+            for declared in &self.declared {
+                let host_matches = declared
+                    .host
+                    .as_deref()
+                    .is_none_or(|name| name.eq_ignore_ascii_case(host));
+                let port = match (declared.port, grant.port) {
+                    (Some(a), Some(b)) if a != b => continue,
+                    (Some(port), _) | (None, Some(port)) => Some(port),
+                    (None, None) => None,
+                };
+                if host_matches && !grants.contains(&(host, port)) {
+                    grants.push((host, port));
+                }
+            }
+        }
+        grants
     }
 }
 
@@ -454,6 +464,31 @@ mod tests {
                 .permits_name("other.example.org", 993)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn tcp_destinations_take_the_narrower_port() {
+        let p = policy(
+            &["imap.example.org:993", "*"],
+            &["imap.example.org:*", "10.0.0.5:143"],
+            true,
+        );
+        assert_eq!(
+            p.tcp_grants(),
+            [
+                ("imap.example.org", Some(993)),
+                ("imap.example.org", None),
+                ("10.0.0.5", Some(143)),
+            ]
+        );
+        let narrow = policy(
+            &["imap.example.org:993"],
+            &["imap.example.org:*", "other.example.org:993"],
+            true,
+        );
+        assert_eq!(narrow.tcp_grants(), [("imap.example.org", Some(993))]);
+        let mismatch = policy(&["imap.example.org:993"], &["imap.example.org:143"], true);
+        assert!(mismatch.tcp_grants().is_empty());
     }
 
     #[test]
