@@ -6,6 +6,7 @@
 //! - [`account`]: client accounts, their parent/child tree, domains, external ids, contacts.
 //! - [`assignment`]: effective-dated owner/support assignments; exactly one current owner.
 //! - [`visibility`]: the one rule that decides whether a staff member may see an account.
+//! - [`matching`]: identity resolution — which account an event belongs to, and why.
 //! - [`timeline`]: the event model every connector, note, task and handoff is written as.
 //!
 //! # What this crate must never know
@@ -18,6 +19,7 @@ pub mod account;
 pub mod assignment;
 mod error;
 pub mod ids;
+pub mod matching;
 pub mod staff;
 pub mod timeline;
 pub mod visibility;
