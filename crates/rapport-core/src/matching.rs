@@ -166,6 +166,40 @@ impl MatchIndex {
     }
 }
 
+/// Every identifier [`MatchIndex::resolve`] may look up for some hints: a store loads
+/// just these rows to build an index that resolves those hints exactly as a full one
+/// would.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookups {
+    /// External ids to look up.
+    pub external_ids: BTreeSet<ExternalId>,
+    /// Contact emails to look up.
+    pub emails: BTreeSet<EmailAddress>,
+    /// Domains to look up: the hinted ones, participants' ones, and their parents.
+    pub domains: BTreeSet<Domain>,
+}
+
+impl Lookups {
+    /// Adds what resolving `hints` may consult.
+    pub fn add(&mut self, hints: &AccountHints) {
+        self.external_ids.extend(hints.external_ids.iter().cloned());
+        self.emails.extend(hints.emails.iter().cloned());
+        let domains = hints
+            .domains
+            .iter()
+            .cloned()
+            .chain(hints.emails.iter().map(EmailAddress::domain));
+        for domain in domains {
+            self.domains.extend(domain_and_parents(&domain));
+        }
+    }
+
+    /// Whether there is nothing to look up.
+    pub fn is_empty(&self) -> bool {
+        self.external_ids.is_empty() && self.emails.is_empty() && self.domains.is_empty()
+    }
+}
+
 /// One candidate is a match; several are ambiguous; none lets the next rule decide.
 fn decide<T>(
     rule: &'static str,
@@ -457,6 +491,26 @@ mod tests {
             let hints = AccountHints { external_ids: hint_ids, emails: hint_emails, domains: hint_domains };
             let ignored = index.ignored_domains.clone();
             let (rule, candidates) = model(&accounts, &ignored, &hints);
+
+            // An index holding only what `Lookups` names resolves these hints the same
+            // way: that is what lets a store load a few rows instead of every identity.
+            let mut lookups = Lookups::default();
+            lookups.add(&hints);
+            let mut restricted = MatchIndex::new();
+            restricted.ignore_domain(Domain::parse("own.example").unwrap());
+            for account in &accounts {
+                for id in account.external_ids.iter().filter(|id| lookups.external_ids.contains(*id)) {
+                    restricted.add_external_id(account.id, id.clone());
+                }
+                for email in account.contacts.iter().filter(|email| lookups.emails.contains(*email)) {
+                    restricted.add_contact(account.id, email.clone());
+                }
+                for domain in account.domains.iter().filter(|domain| lookups.domains.contains(*domain)) {
+                    restricted.add_domain(account.id, domain.clone());
+                }
+            }
+            prop_assert_eq!(restricted.resolve(&hints), index.resolve(&hints));
+
             match index.resolve(&hints) {
                 Resolution::Unmatched => prop_assert!(candidates.is_empty()),
                 Resolution::Matched(placement) => {

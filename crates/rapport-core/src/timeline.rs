@@ -415,6 +415,10 @@ pub struct TimelineEvent {
     /// Everything the source said.
     #[serde(flatten)]
     pub event: NewEvent,
+    /// For an unplaced event whose match was ambiguous: the accounts that fit equally
+    /// well, for a person to choose from. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_candidates: Vec<AccountId>,
 }
 
 /// Where a timeline page starts: strictly after this (occurred_at, id) in newest-first

@@ -164,6 +164,25 @@ impl Store {
                 at,
             )?;
             upsert_event!(&mut *tx, &event, at_us)?;
+            let needles: Vec<String> = domains
+                .iter()
+                .map(|domain| domain.as_str().to_owned())
+                .chain(external_ids.iter().map(crate::identity::external_id_needle))
+                .chain(
+                    contacts
+                        .iter()
+                        .map(|contact| contact.email.as_str().to_owned()),
+                )
+                .collect();
+            if !needles.is_empty() {
+                crate::identity::rematch_waiting!(
+                    tx,
+                    dialect,
+                    &needles,
+                    &self.ignored_domains,
+                    at_us
+                )?;
+            }
             tx.commit().await?;
             AccountId(id)
         });
@@ -467,19 +486,31 @@ impl Store {
         self.account(account).await
     }
 
-    /// Adds a domain to an account (no-op if it already has it).
-    pub async fn add_domain(&self, account: AccountId, domain: &Domain) -> Result<()> {
-        self.account_exists(account).await?;
-        with_backend!(self, |pool, dialect| {
+    /// Adds a domain to an account (no-op if it already has it), and places the waiting
+    /// events that now match; returns how many were placed.
+    pub async fn add_domain(&self, account: AccountId, domain: &Domain) -> Result<u64> {
+        let at_us = to_us(Utc::now());
+        let placed = with_backend!(self, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            require_account!(&mut *tx, account)?;
             sqlx::query(
                 "INSERT INTO account_domains (account_id, domain) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             )
             .bind(account.0)
             .bind(domain.as_str())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            let placed = crate::identity::rematch_waiting!(
+                tx,
+                dialect,
+                &[domain.as_str().to_owned()],
+                &self.ignored_domains,
+                at_us
+            )?;
+            tx.commit().await?;
+            placed
         });
-        Ok(())
+        Ok(placed)
     }
 
     /// Removes a domain from an account; returns whether it had it.
@@ -509,13 +540,15 @@ impl Store {
         Ok(ids.into_iter().map(AccountId).collect())
     }
 
-    /// Gives an account an external id; refused if another account holds it.
+    /// Gives an account an external id, and places the waiting events that now match;
+    /// returns how many were placed. Refused if another account holds the id.
     pub async fn add_external_id(
         &self,
         account: AccountId,
         external_id: &ExternalId,
-    ) -> Result<()> {
-        with_backend!(self, |pool, dialect| {
+    ) -> Result<u64> {
+        let at_us = to_us(Utc::now());
+        let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             require_account!(&mut *tx, account)?;
             let holder: Option<i64> = sqlx::query_scalar(
@@ -526,7 +559,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             match holder {
-                Some(holder) if holder == account.0 => return Ok(()),
+                Some(holder) if holder == account.0 => return Ok(0),
                 Some(holder) => {
                     return Err(DomainError::ExternalIdTaken {
                         external_id: external_id.to_string(),
@@ -545,9 +578,17 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|error| conflict_or(error, "an external id"))?;
+            let placed = crate::identity::rematch_waiting!(
+                tx,
+                dialect,
+                &[crate::identity::external_id_needle(external_id)],
+                &self.ignored_domains,
+                at_us
+            )?;
             tx.commit().await?;
+            placed
         });
-        Ok(())
+        Ok(placed)
     }
 
     /// Removes an external id from an account; returns whether it had it.
@@ -589,11 +630,13 @@ impl Store {
     }
 
     /// Adds a contact to an account, or updates the name and title of the contact with
-    /// that email.
-    pub async fn upsert_contact(&self, account: AccountId, contact: &Contact) -> Result<()> {
+    /// that email; places the waiting events that now match and returns how many.
+    pub async fn upsert_contact(&self, account: AccountId, contact: &Contact) -> Result<u64> {
         let contact = normalise_contacts(vec![contact.clone()])?.remove(0);
-        self.account_exists(account).await?;
-        with_backend!(self, |pool, dialect| {
+        let at_us = to_us(Utc::now());
+        let placed = with_backend!(self, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            require_account!(&mut *tx, account)?;
             sqlx::query(
                 "INSERT INTO contacts (account_id, email, name, title) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (account_id, email) DO UPDATE SET name = excluded.name, title = excluded.title",
@@ -602,10 +645,19 @@ impl Store {
             .bind(contact.email.as_str())
             .bind(contact.name.as_deref())
             .bind(contact.title.as_deref())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            let placed = crate::identity::rematch_waiting!(
+                tx,
+                dialect,
+                &[contact.email.as_str().to_owned()],
+                &self.ignored_domains,
+                at_us
+            )?;
+            tx.commit().await?;
+            placed
         });
-        Ok(())
+        Ok(placed)
     }
 
     /// Removes the contact with `email` from an account; returns whether there was one.

@@ -22,6 +22,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// No connector with this id has been registered.
+    #[error("there is no connector `{0}`: check the id against `[[connector]]` in rapport.toml")]
+    UnknownConnector(String),
+
+    /// This node's lease on a connector lapsed or was taken over; nothing was written.
+    #[error(
+        "this node no longer holds the lease on connector `{0}`; another node continues its sync"
+    )]
+    LeaseLost(String),
+
     /// The database could not be opened or reached.
     #[error("cannot open the database at `{url}`: {source}")]
     Connect {

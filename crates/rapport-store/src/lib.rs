@@ -21,7 +21,9 @@
 mod accounts;
 mod assignments;
 mod error;
+mod identity;
 mod staff;
+mod sync;
 mod time;
 mod timeline;
 mod tx;
@@ -30,17 +32,22 @@ mod visibility;
 pub use accounts::AccountUpdate;
 pub use error::{Error, Result};
 pub use staff::StaffUpdate;
+pub use sync::{
+    ConnectorState, ConnectorStatus, LastError, Lease, PageCommit, PageWrite, RunRecord,
+};
 pub use timeline::{
     ROLLUP_ACCOUNTS_MAX, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery, UPSERT_BATCH_MAX,
     UpsertOutcome, UpsertSummary,
 };
 
+use rapport_core::account::Domain;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -94,11 +101,17 @@ impl Dialect {
 pub struct StoreOptions {
     /// Most pooled connections.
     pub connections_max: u32,
+    /// Domains identity resolution never matches by, beyond the built-in free-mail
+    /// list: typically the company's own domains.
+    pub ignored_domains: Vec<Domain>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { connections_max: 8 }
+        StoreOptions {
+            connections_max: 8,
+            ignored_domains: Vec::new(),
+        }
     }
 }
 
@@ -125,6 +138,8 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// See [`StoreOptions::ignored_domains`].
+    ignored_domains: Arc<[Domain]>,
 }
 
 /// Expands `$body` once per backend with `$pool` bound to that backend's pool and
@@ -220,7 +235,10 @@ impl Store {
                         .into(),
             });
         };
-        let store = Store { backend };
+        let store = Store {
+            backend,
+            ignored_domains: options.ignored_domains.into(),
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -44,7 +44,7 @@ pub struct UpsertSummary {
 }
 
 impl UpsertSummary {
-    fn add(&mut self, outcome: UpsertOutcome) {
+    pub(crate) fn add(&mut self, outcome: UpsertOutcome) {
         match outcome {
             UpsertOutcome::Inserted(_) => self.inserted += 1,
             UpsertOutcome::Updated(_) => self.updated += 1,
@@ -102,8 +102,8 @@ pub struct TimelinePage {
 pub(crate) const UPSERT_EVENT: &str = "
 INSERT INTO timeline_events (
     connector, source_id, source_version, account_id, kind, occurred_at_us, ingested_at_us,
-    title, summary, url, actor, attributes, hints, match_rule, match_detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+    title, summary, url, actor, attributes, hints, match_rule, match_detail, match_candidates)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (connector, source_id) DO UPDATE SET
     source_version = excluded.source_version,
     revision = timeline_events.revision + 1,
@@ -122,16 +122,32 @@ ON CONFLICT (connector, source_id) DO UPDATE SET
     match_detail = CASE WHEN timeline_events.match_rule = 'manual'
                         THEN timeline_events.match_detail ELSE excluded.match_detail END,
     match_rule = CASE WHEN timeline_events.match_rule = 'manual'
-                      THEN timeline_events.match_rule ELSE excluded.match_rule END
+                      THEN timeline_events.match_rule ELSE excluded.match_rule END,
+    match_candidates = CASE WHEN timeline_events.match_rule = 'manual'
+                            THEN NULL ELSE excluded.match_candidates END
 WHERE excluded.source_version > timeline_events.source_version
 RETURNING id, revision";
 
-/// Upserts one validated event on the given connection; evaluates to
-/// `Result<UpsertOutcome>`.
+/// Upserts one validated event on the given connection, placed as the event says;
+/// evaluates to `Result<UpsertOutcome>`.
 macro_rules! upsert_event {
     ($conn:expr, $event:expr, $at_us:expr) => {{
         let event: &rapport_core::timeline::NewEvent = $event;
-        let placement = event.placement.as_ref();
+        $crate::timeline::upsert_placed!($conn, event, event.placement.as_ref(), &[], $at_us)
+    }};
+}
+pub(crate) use upsert_event;
+
+/// Upserts one validated event with the given placement (`None`: it waits in the
+/// unmatched inbox, with `candidates` if its match was ambiguous); evaluates to
+/// `Result<UpsertOutcome>`.
+macro_rules! upsert_placed {
+    ($conn:expr, $event:expr, $placement:expr, $candidates:expr, $at_us:expr) => {{
+        let event: &rapport_core::timeline::NewEvent = $event;
+        let placement: Option<&rapport_core::timeline::Placement> = $placement;
+        let candidates: &[rapport_core::AccountId] = $candidates;
+        let candidates: Option<Vec<i64>> =
+            (!candidates.is_empty()).then(|| candidates.iter().map(|account| account.0).collect());
         let returned: std::result::Result<Option<(i64, i64)>, sqlx::Error> =
             sqlx::query_as($crate::timeline::UPSERT_EVENT)
                 .bind(event.key.connector.as_str())
@@ -149,6 +165,7 @@ macro_rules! upsert_event {
                 .bind(sqlx::types::Json(&event.hints))
                 .bind(placement.map(|placement| placement.reason.rule()))
                 .bind(placement.map(|placement| sqlx::types::Json(&placement.reason)))
+                .bind(candidates.map(sqlx::types::Json))
                 .fetch_optional($conn)
                 .await;
         returned
@@ -164,10 +181,41 @@ macro_rules! upsert_event {
             .map_err($crate::Error::from)
     }};
 }
-pub(crate) use upsert_event;
+pub(crate) use upsert_placed;
+
+/// Places (by identity resolution, unless they name their account) and upserts a
+/// validated batch on transaction `$tx`; evaluates to
+/// `Result<(PageCommit, Vec<UpsertOutcome>)>`.
+macro_rules! write_events {
+    ($tx:ident, $dialect:expr, $events:expr, $ignored:expr, $at_us:expr) => {{
+        let events: &[rapport_core::timeline::NewEvent] = $events;
+        async {
+            let placements = $crate::identity::resolve_batch!($tx, $dialect, events, $ignored)?;
+            let mut commit = $crate::sync::PageCommit::default();
+            let mut outcomes = Vec::with_capacity(events.len());
+            for (event, (placement, candidates)) in events.iter().zip(&placements) {
+                let outcome = $crate::timeline::upsert_placed!(
+                    &mut *$tx,
+                    event,
+                    placement.as_ref(),
+                    candidates,
+                    $at_us
+                )?;
+                commit.summary.add(outcome);
+                if placement.is_none() {
+                    commit.waiting += 1;
+                }
+                outcomes.push(outcome);
+            }
+            Ok::<_, $crate::Error>((commit, outcomes))
+        }
+        .await
+    }};
+}
+pub(crate) use write_events;
 
 const SELECT_EVENT: &str = "SELECT id, connector, source_id, source_version, account_id, kind,
-    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail
+    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail, match_candidates
     FROM timeline_events";
 
 #[derive(Debug, sqlx::FromRow)]
@@ -187,6 +235,7 @@ struct EventRow {
     attributes: Json<Attributes>,
     hints: Json<AccountHints>,
     match_detail: Option<Json<MatchReason>>,
+    match_candidates: Option<Json<Vec<i64>>>,
 }
 
 impl EventRow {
@@ -224,6 +273,10 @@ impl EventRow {
                 hints: self.hints.0,
                 placement,
             },
+            match_candidates: self
+                .match_candidates
+                .map(|Json(ids)| ids.into_iter().map(AccountId).collect())
+                .unwrap_or_default(),
         })
     }
 }
@@ -273,55 +326,83 @@ pub(crate) fn assignment_event(
     Ok(event)
 }
 
+/// Decodes up to `limit` rows of a `limit + 1` fetch into a page: the extra row only
+/// says there is a next page.
+fn page_of(rows: Vec<EventRow>, limit: u32) -> Result<TimelinePage> {
+    let mut events = rows
+        .into_iter()
+        .map(EventRow::into_event)
+        .collect::<Result<Vec<_>>>()?;
+    let next = if events.len() > limit as usize {
+        events.truncate(limit as usize);
+        events.last().map(|last| TimelineCursor {
+            occurred_at: last.event.occurred_at,
+            id: last.id,
+        })
+    } else {
+        None
+    };
+    Ok(TimelinePage { events, next })
+}
+
+/// Refuses an oversized batch or an invalid event before anything is written.
+pub(crate) fn check_batch(events: &[NewEvent]) -> Result<()> {
+    if events.len() > UPSERT_BATCH_MAX {
+        return Err(DomainError::InvalidField {
+            field: "event batch",
+            reason: format!(
+                "holds {} events; send at most {UPSERT_BATCH_MAX} per batch",
+                events.len()
+            ),
+        }
+        .into());
+    }
+    for event in events {
+        event.validate()?;
+    }
+    Ok(())
+}
+
+/// The accounts events name directly, sorted and unique.
+pub(crate) fn named_accounts(events: &[NewEvent]) -> Vec<i64> {
+    let mut accounts: Vec<i64> = events
+        .iter()
+        .filter_map(|event| {
+            event
+                .placement
+                .as_ref()
+                .map(|placement| placement.account.0)
+        })
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    accounts
+}
+
 impl Store {
     /// Stores a batch of events in one transaction. Each event is keyed by (connector,
     /// source id): a new key is inserted, a higher source version replaces the stored
-    /// event, an equal or lower one changes nothing. Every event is validated, and every
-    /// placed-on account checked, before anything is written.
+    /// event, an equal or lower one changes nothing. An event that names its account
+    /// (`placement`) goes there; the others are placed by identity resolution from
+    /// their hints, in the same transaction, or wait in the unmatched inbox. Every event
+    /// is validated, and every placed-on account checked, before anything is written.
     pub async fn upsert_events(
         &self,
         events: &[NewEvent],
         at: DateTime<Utc>,
     ) -> Result<(UpsertSummary, Vec<UpsertOutcome>)> {
-        if events.len() > UPSERT_BATCH_MAX {
-            return Err(DomainError::InvalidField {
-                field: "event batch",
-                reason: format!(
-                    "holds {} events; send at most {UPSERT_BATCH_MAX} per batch",
-                    events.len()
-                ),
-            }
-            .into());
-        }
-        for event in events {
-            event.validate()?;
-        }
-        let mut accounts: Vec<i64> = events
-            .iter()
-            .filter_map(|event| {
-                event
-                    .placement
-                    .as_ref()
-                    .map(|placement| placement.account.0)
-            })
-            .collect();
-        accounts.sort_unstable();
-        accounts.dedup();
+        check_batch(events)?;
+        let accounts = named_accounts(events);
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             for account in &accounts {
                 require_account!(&mut *tx, AccountId(*account))?;
             }
-            let mut summary = UpsertSummary::default();
-            let mut outcomes = Vec::with_capacity(events.len());
-            for event in events {
-                let outcome = upsert_event!(&mut *tx, event, at_us)?;
-                summary.add(outcome);
-                outcomes.push(outcome);
-            }
+            let (commit, outcomes) =
+                write_events!(tx, dialect, events, &self.ignored_domains, at_us)?;
             tx.commit().await?;
-            Ok((summary, outcomes))
+            Ok((commit.summary, outcomes))
         })
     }
 
@@ -376,6 +457,7 @@ impl Store {
             id,
             ingested_at: from_us(to_us(at)),
             event,
+            match_candidates: Vec::new(),
         })
     }
 
@@ -384,7 +466,8 @@ impl Store {
         let row: Option<EventRow> = with_backend!(self, |pool, dialect| {
             sqlx::query_as(
                 "SELECT id, connector, source_id, source_version, account_id, kind,
-                    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail
+                    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail,
+                    match_candidates
                  FROM timeline_events WHERE id = $1",
             )
             .bind(id.0)
@@ -399,7 +482,8 @@ impl Store {
         let row: Option<EventRow> = with_backend!(self, |pool, dialect| {
             sqlx::query_as(
                 "SELECT id, connector, source_id, source_version, account_id, kind,
-                    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail
+                    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail,
+                    match_candidates
                  FROM timeline_events WHERE connector = $1 AND source_id = $2",
             )
             .bind(key.connector.as_str())
@@ -486,20 +570,37 @@ impl Store {
                 .push_bind(i64::from(limit) + 1);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
-        let mut events = rows
-            .into_iter()
-            .map(EventRow::into_event)
-            .collect::<Result<Vec<_>>>()?;
-        let next = if events.len() > limit as usize {
-            events.truncate(limit as usize);
-            events.last().map(|last| TimelineCursor {
-                occurred_at: last.event.occurred_at,
-                id: last.id,
-            })
-        } else {
-            None
-        };
-        Ok(TimelinePage { events, next })
+        page_of(rows, limit)
+    }
+
+    /// The unmatched inbox: events no account claims yet (ambiguous ones carry their
+    /// candidates), newest first, optionally only one connector's; keyset-paged like
+    /// a timeline.
+    pub async fn unmatched_events(
+        &self,
+        connector: Option<&str>,
+        after: Option<TimelineCursor>,
+        limit: u32,
+    ) -> Result<TimelinePage> {
+        let limit = limit.clamp(1, TIMELINE_PAGE_MAX);
+        let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
+            let mut sql = sqlx::QueryBuilder::new(SELECT_EVENT);
+            sql.push(" WHERE account_id IS NULL");
+            if let Some(connector) = connector {
+                sql.push(" AND connector = ").push_bind(connector);
+            }
+            if let Some(after) = after {
+                sql.push(" AND (occurred_at_us, id) < (")
+                    .push_bind(to_us(after.occurred_at))
+                    .push(", ")
+                    .push_bind(after.id.0)
+                    .push(")");
+            }
+            sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
+                .push_bind(i64::from(limit) + 1);
+            sql.build_query_as::<EventRow>().fetch_all(pool).await?
+        });
+        page_of(rows, limit)
     }
 
     /// `account` and its descendants' ids, bounded by the tree depth limit.

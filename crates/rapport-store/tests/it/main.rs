@@ -7,5 +7,6 @@ mod accounts;
 mod assignments;
 mod migrations;
 mod staff;
+mod sync;
 mod timeline;
 mod visibility;

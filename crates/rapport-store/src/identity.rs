@@ -1,0 +1,280 @@
+//! Identity resolution inside write transactions.
+//!
+//! The rules live in `rapport_core::matching`; this module loads, inside the
+//! transaction that writes the events, exactly the identity rows those rules may
+//! consult ([`Lookups`]), and applies them. Two things follow:
+//! - ingest never matches against a stale in-memory copy of accounts, even with several
+//!   nodes;
+//! - an identity change (a domain, contact or external id added) re-matches the waiting
+//!   events it could place in the same transaction, and is ordered against concurrent
+//!   ingest by the `identity_clock` row: ingest holds it shared (PostgreSQL
+//!   `FOR SHARE`), a change holds it exclusively, so no event can be stored unmatched
+//!   by a transaction that could not yet see a change whose re-match could not yet see
+//!   that event. SQLite serialises writers, which gives the same order.
+
+use rapport_core::AccountId;
+use rapport_core::account::{Domain, EmailAddress, ExternalId};
+use rapport_core::matching::{Lookups, MatchIndex, Resolution};
+use rapport_core::timeline::{NewEvent, Placement};
+
+/// Where a batch of events goes: per event, its placement (if any) and, when its match
+/// was ambiguous, the candidates.
+pub(crate) type Placements = Vec<(Option<Placement>, Vec<AccountId>)>;
+
+/// The statements that differ between backends.
+pub(crate) struct IdentitySql {
+    pub external_ids: &'static str,
+    pub contacts: &'static str,
+    pub domains: &'static str,
+    pub waiting_like: &'static str,
+    pub hold_clock_shared: Option<&'static str>,
+}
+
+pub(crate) fn identity_sql(dialect: crate::Dialect) -> IdentitySql {
+    match dialect {
+        crate::Dialect::Sqlite => IdentitySql {
+            external_ids: "SELECT e.account_id, e.system, e.external_id FROM json_each($1) AS j
+                JOIN account_external_ids e
+                  ON e.system = json_extract(j.value, '$[0]')
+                 AND e.external_id = json_extract(j.value, '$[1]')",
+            contacts: "SELECT account_id, email FROM contacts
+                WHERE email IN (SELECT value FROM json_each($1))",
+            domains: "SELECT account_id, domain FROM account_domains
+                WHERE domain IN (SELECT value FROM json_each($1))",
+            waiting_like: "SELECT id, hints FROM timeline_events
+                WHERE account_id IS NULL AND hints LIKE $1 ESCAPE '\\' ORDER BY id",
+            hold_clock_shared: None,
+        },
+        crate::Dialect::Postgres => IdentitySql {
+            external_ids: "SELECT e.account_id, e.system, e.external_id
+                FROM jsonb_array_elements($1) AS j(v)
+                JOIN account_external_ids e ON e.system = j.v->>0 AND e.external_id = j.v->>1",
+            contacts: "SELECT account_id, email FROM contacts
+                WHERE email IN (SELECT jsonb_array_elements_text($1))",
+            domains: "SELECT account_id, domain FROM account_domains
+                WHERE domain IN (SELECT jsonb_array_elements_text($1))",
+            waiting_like: "SELECT id, hints FROM timeline_events
+                WHERE account_id IS NULL AND hints::text LIKE $1 ESCAPE '\\' ORDER BY id",
+            hold_clock_shared: Some("SELECT generation FROM identity_clock WHERE id = 1 FOR SHARE"),
+        },
+    }
+}
+
+/// What a waiting event's stored hints contain if they name `external_id`: its id as a
+/// JSON string, quotes included, so `cus_9` does not find `cus_9x`. (Hints are JSON;
+/// an external id is stored as `{"system": .., "id": ..}`; the system is checked when
+/// the candidates are resolved.)
+pub(crate) fn external_id_needle(external_id: &ExternalId) -> String {
+    serde_json::to_string(&external_id.id).expect("a string serialises")
+}
+
+/// A LIKE pattern matching any text that contains `needle`.
+pub(crate) fn contains_pattern(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Decodes identity rows into an index, failing on rows that are not valid values.
+pub(crate) fn build_index(
+    ignored: &[Domain],
+    external_ids: Vec<(i64, String, String)>,
+    contacts: Vec<(i64, String)>,
+    domains: Vec<(i64, String)>,
+) -> crate::Result<MatchIndex> {
+    let mut index = MatchIndex::new();
+    for domain in ignored {
+        index.ignore_domain(domain.clone());
+    }
+    for (account, system, id) in external_ids {
+        let external_id = crate::error::decode("external id", &format!("{system}:{id}"), |s| {
+            s.parse::<ExternalId>()
+        })?;
+        index.add_external_id(AccountId(account), external_id);
+    }
+    for (account, email) in contacts {
+        let email = crate::error::decode("contact email", &email, EmailAddress::parse)?;
+        index.add_contact(AccountId(account), email);
+    }
+    for (account, domain) in domains {
+        let domain = crate::error::decode("domain", &domain, Domain::parse)?;
+        index.add_domain(AccountId(account), domain);
+    }
+    Ok(index)
+}
+
+/// The JSON parameters for the three identity queries.
+pub(crate) fn lookup_params(
+    lookups: &Lookups,
+) -> (Vec<(String, String)>, Vec<String>, Vec<String>) {
+    (
+        lookups
+            .external_ids
+            .iter()
+            .map(|id| (id.system.clone(), id.id.clone()))
+            .collect(),
+        lookups
+            .emails
+            .iter()
+            .map(|email| email.as_str().to_owned())
+            .collect(),
+        lookups
+            .domains
+            .iter()
+            .map(|domain| domain.as_str().to_owned())
+            .collect(),
+    )
+}
+
+/// Places each event: one that names its account keeps it; the others are resolved by
+/// `index`.
+pub(crate) fn place(events: &[NewEvent], index: &MatchIndex) -> Placements {
+    events
+        .iter()
+        .map(|event| match &event.placement {
+            Some(placement) => (Some(placement.clone()), Vec::new()),
+            None => resolution_placement(index.resolve(&event.hints)),
+        })
+        .collect()
+}
+
+/// A resolution as (placement, ambiguous candidates).
+pub(crate) fn resolution_placement(resolution: Resolution) -> (Option<Placement>, Vec<AccountId>) {
+    match resolution {
+        Resolution::Matched(placement) => (Some(placement), Vec::new()),
+        Resolution::Ambiguous { candidates, .. } => (None, candidates),
+        Resolution::Unmatched => (None, Vec::new()),
+    }
+}
+
+/// Loads the identity rows `$lookups` names into a `MatchIndex`; evaluates to
+/// `Result<MatchIndex>`.
+macro_rules! load_match_index {
+    ($conn:expr, $dialect:expr, $lookups:expr, $ignored:expr) => {{
+        let lookups: &rapport_core::matching::Lookups = $lookups;
+        let sql = $crate::identity::identity_sql($dialect);
+        let (ids, emails, domains) = $crate::identity::lookup_params(lookups);
+        async {
+            let external_ids: Vec<(i64, String, String)> = if ids.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_as(sql.external_ids)
+                    .bind(sqlx::types::Json(&ids))
+                    .fetch_all(&mut *$conn)
+                    .await?
+            };
+            let contacts: Vec<(i64, String)> = if emails.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_as(sql.contacts)
+                    .bind(sqlx::types::Json(&emails))
+                    .fetch_all(&mut *$conn)
+                    .await?
+            };
+            let domain_rows: Vec<(i64, String)> = if domains.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_as(sql.domains)
+                    .bind(sqlx::types::Json(&domains))
+                    .fetch_all(&mut *$conn)
+                    .await?
+            };
+            $crate::identity::build_index($ignored, external_ids, contacts, domain_rows)
+        }
+        .await
+    }};
+}
+pub(crate) use load_match_index;
+
+/// Resolves the events of a batch that do not name their account, holding the identity
+/// clock shared so a concurrent identity change is ordered before or after this batch;
+/// evaluates to `Result<Placements>`.
+macro_rules! resolve_batch {
+    ($conn:expr, $dialect:expr, $events:expr, $ignored:expr) => {{
+        let events: &[rapport_core::timeline::NewEvent] = $events;
+        let mut lookups = rapport_core::matching::Lookups::default();
+        for event in events.iter().filter(|event| event.placement.is_none()) {
+            lookups.add(&event.hints);
+        }
+        async {
+            if let Some(hold) = $crate::identity::identity_sql($dialect).hold_clock_shared {
+                sqlx::query(hold).execute(&mut *$conn).await?;
+            }
+            let index = if lookups.is_empty() {
+                rapport_core::matching::MatchIndex::new()
+            } else {
+                $crate::identity::load_match_index!($conn, $dialect, &lookups, $ignored)?
+            };
+            Ok::<_, $crate::Error>($crate::identity::place(events, &index))
+        }
+        .await
+    }};
+}
+pub(crate) use resolve_batch;
+
+/// After an identity change in this transaction: orders it against concurrent ingest
+/// (exclusive hold on the identity clock) and re-matches every waiting event whose
+/// hints mention one of `$needles`; evaluates to `Result<u64>`, the events placed.
+macro_rules! rematch_waiting {
+    ($conn:expr, $dialect:expr, $needles:expr, $ignored:expr, $at_us:expr) => {{
+        let needles: &[String] = $needles;
+        let at_us: i64 = $at_us;
+        async {
+            sqlx::query("UPDATE identity_clock SET generation = generation + 1 WHERE id = 1")
+                .execute(&mut *$conn)
+                .await?;
+            let sql = $crate::identity::identity_sql($dialect);
+            let mut waiting: std::collections::BTreeMap<i64, rapport_core::timeline::AccountHints> =
+                std::collections::BTreeMap::new();
+            for needle in needles {
+                let rows: Vec<(i64, sqlx::types::Json<rapport_core::timeline::AccountHints>)> =
+                    sqlx::query_as(sql.waiting_like)
+                        .bind($crate::identity::contains_pattern(needle))
+                        .fetch_all(&mut *$conn)
+                        .await?;
+                waiting.extend(rows.into_iter().map(|(id, sqlx::types::Json(hints))| (id, hints)));
+            }
+            if waiting.is_empty() {
+                return Ok::<u64, $crate::Error>(0);
+            }
+            let mut lookups = rapport_core::matching::Lookups::default();
+            for hints in waiting.values() {
+                lookups.add(hints);
+            }
+            let index = $crate::identity::load_match_index!($conn, $dialect, &lookups, $ignored)?;
+            let mut placed = 0;
+            for (id, hints) in &waiting {
+                let (placement, candidates) =
+                    $crate::identity::resolution_placement(index.resolve(hints));
+                let candidates: Option<Vec<i64>> = (!candidates.is_empty())
+                    .then(|| candidates.iter().map(|account| account.0).collect());
+                if placement.is_some() {
+                    placed += 1;
+                }
+                sqlx::query(
+                    "UPDATE timeline_events SET account_id = $2, match_rule = $3, match_detail = $4,
+                        match_candidates = $5, ingested_at_us = $6
+                     WHERE id = $1 AND account_id IS NULL",
+                )
+                .bind(*id)
+                .bind(placement.as_ref().map(|placement| placement.account.0))
+                .bind(placement.as_ref().map(|placement| placement.reason.rule()))
+                .bind(placement.as_ref().map(|placement| sqlx::types::Json(&placement.reason)))
+                .bind(candidates.map(sqlx::types::Json))
+                .bind(at_us)
+                .execute(&mut *$conn)
+                .await?;
+            }
+            Ok(placed)
+        }
+        .await
+    }};
+}
+pub(crate) use rematch_waiting;
