@@ -42,7 +42,7 @@ fn host(pooling: bool) -> PluginHost {
 
 fn hostile(runtime: &Runtime, host: &PluginHost, settings: &[(&str, &str)]) -> Connector {
     let plugin = runtime
-        .block_on(host.load(std::path::Path::new(rapport_test_plugins::HOSTILE)))
+        .block_on(host.load(std::path::Path::new(rapport_testkit::HOSTILE)))
         .unwrap();
     plugin
         .connector(Grants {
@@ -203,7 +203,7 @@ fn epoch_overhead(c: &mut Criterion) {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     let engine = Engine::new(&config).unwrap();
-    let component = Component::from_file(&engine, rapport_test_plugins::HOSTILE).unwrap();
+    let component = Component::from_file(&engine, rapport_testkit::HOSTILE).unwrap();
     let mut linker: Linker<Plain> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
@@ -229,7 +229,7 @@ fn epoch_overhead(c: &mut Criterion) {
 
 fn load(c: &mut Criterion) {
     let runtime = runtime();
-    let path = std::path::Path::new(rapport_test_plugins::HOSTILE);
+    let path = std::path::Path::new(rapport_testkit::HOSTILE);
     let cache = tempfile::tempdir().unwrap();
     let cached = PluginHost::new(HostConfig {
         cache_dir: Some(cache.path().to_owned()),

@@ -58,7 +58,7 @@ async fn files_that_are_not_connectors_are_refused_clearly() {
 async fn an_unknown_contract_version_names_what_is_supported() {
     // Re-label the example as implementing 0.9.0 (same length, so the binary stays
     // valid): a component from a future rapport.
-    let bytes = std::fs::read(rapport_test_plugins::EXAMPLE_FEED).unwrap();
+    let bytes = std::fs::read(rapport_testkit::EXAMPLE_FEED).unwrap();
     let from = b"rapport:connector/plugin@0.1.0";
     let to = b"rapport:connector/plugin@0.9.0";
     let mut patched = bytes.clone();

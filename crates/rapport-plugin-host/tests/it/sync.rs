@@ -69,11 +69,7 @@ async fn a_connector_pages_through_an_upstream() {
 #[tokio::test]
 async fn upstream_failures_map_to_contract_errors() {
     let upstream = Upstream::start(|path| match path {
-        "/slow-down/feed" => Reply {
-            status: 429,
-            headers: vec![("retry-after".into(), "7".into())],
-            body: b"too many".to_vec(),
-        },
+        "/slow-down/feed" => Reply::status(429, "too many").header("retry-after", "7"),
         "/locked/feed" => Reply::status(401, "bad key"),
         "/broken/feed" => Reply::status(503, "down"),
         "/garbled/feed" => Reply::json("{\"items\": [tru"),

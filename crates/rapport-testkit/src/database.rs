@@ -1,0 +1,158 @@
+//! A fresh database per test, on each backend: a SQLite file in a temporary directory,
+//! and a new PostgreSQL database on the server `RAPPORT_TEST_DATABASE_URL` names
+//! (dropped afterwards, even when the test fails). Without that variable the PostgreSQL
+//! half says it was skipped — except under `CI=true`, where that is a failure.
+
+use rapport_store::Store;
+use sqlx::Connection;
+use std::future::Future;
+
+/// The environment variable naming a PostgreSQL server for the PG half of the suite.
+pub const POSTGRES_URL_VAR: &str = "RAPPORT_TEST_DATABASE_URL";
+
+/// Generates `sqlite` and `postgres` tests in a module named after each listed async
+/// fn, which takes a fresh `Store`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    $crate::database::run_on_sqlite(super::$name).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    $crate::database::run_on_postgres(super::$name).await;
+                }
+            }
+        )*
+    };
+}
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The store opened on it (migrated).
+    pub store: Store,
+    /// Its URL, to open more connections or processes on it.
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// A new SQLite file in a temporary directory.
+    pub async fn sqlite() -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("rapport.db").display());
+        let store = Store::connect(&url).await.expect("open SQLite store");
+        TestDatabase {
+            store,
+            url,
+            cleanup: Cleanup::Sqlite(dir),
+        }
+    }
+
+    /// A new, empty PostgreSQL database on the server named by
+    /// `RAPPORT_TEST_DATABASE_URL`, or `None` (with a note) when it is unset. Under
+    /// `CI=true` an unset variable fails the test: CI must never skip silently.
+    pub async fn postgres() -> Option<TestDatabase> {
+        let admin_url = postgres_admin_url()?;
+        let name = format!("rapport_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot reach PostgreSQL at {admin_url}: {error}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(&admin_url).expect("valid PostgreSQL URL");
+        url.set_path(&name);
+        let url = url.to_string();
+        let store = Store::connect(&url).await.expect("open PostgreSQL store");
+        Some(TestDatabase {
+            store,
+            url,
+            cleanup: Cleanup::Postgres { admin_url, name },
+        })
+    }
+
+    /// Closes the store and drops the database.
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            drop_postgres_database(admin_url, name).await;
+        }
+    }
+}
+
+async fn drop_postgres_database(admin_url: &str, name: &str) {
+    if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await;
+        admin.close().await.ok();
+    }
+}
+
+/// The PostgreSQL server URL, or `None` after saying the PG run is skipped. Panics under
+/// `CI=true`.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                panic!(
+                    "{POSTGRES_URL_VAR} is not set but CI=true: the PostgreSQL half of the suite must run in CI"
+                );
+            }
+            eprintln!("skipped: PostgreSQL run ({POSTGRES_URL_VAR} is not set)");
+            None
+        }
+    }
+}
+
+/// Runs `test` on a fresh SQLite store.
+pub async fn run_on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Store) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_on(TestDatabase::sqlite().await, test).await;
+}
+
+/// Runs `test` on a fresh PostgreSQL store, unless PostgreSQL is not configured.
+pub async fn run_on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Store) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if let Some(database) = TestDatabase::postgres().await {
+        run_on(database, test).await;
+    }
+}
+
+/// Runs the test as its own task so that a failing assertion still lets the database be
+/// dropped, then re-raises the failure.
+async fn run_on<F, Fut>(database: TestDatabase, test: F)
+where
+    F: FnOnce(Store) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let store = database.store.clone();
+    let outcome = tokio::spawn(async move { test(store).await }).await;
+    database.finish().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
