@@ -8,7 +8,9 @@ pub mod demo;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rapport_server::{Config, Server};
 use rapport_store::Store;
+use rapport_sync::{Next, RunOutcome};
 use std::io::Write;
 
 /// The database `rapport demo` uses unless told otherwise.
@@ -31,6 +33,43 @@ pub enum Command {
     Demo(DemoArgs),
     /// Create or upgrade the database schema, then report its version.
     Migrate(DatabaseArgs),
+    /// Run a node: the sync engine on every enabled connector's schedule, and the HTTP
+    /// server (webhooks at /hooks/<connector>, /healthz, /readyz). Stops on SIGTERM or
+    /// ctrl-c after in-flight work reaches a safe point.
+    Serve(ConfigArgs),
+    /// Run one connector now, until it has nothing more, showing each committed page.
+    Sync(SyncArgs),
+    /// Check a configuration file (and the plugins it names) without starting anything.
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `rapport config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Report every problem in the file with file:line:column, or that it is valid.
+    Check(ConfigArgs),
+}
+
+/// Where the configuration is.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration file (see rapport.example.toml).
+    #[arg(long, env = "RAPPORT_CONFIG", default_value = "rapport.toml")]
+    pub config: std::path::PathBuf,
+}
+
+/// Options of `rapport sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The connector's id, as in its [[connector]] entry.
+    pub connector: String,
+    /// The configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Where the database is.
@@ -58,6 +97,146 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(&args, out).await,
         Command::Migrate(args) => migrate(&args, out).await,
+        Command::Serve(args) => serve(&args).await,
+        Command::Sync(args) => sync(&args, out).await,
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => check_config(&args, out).await,
+    }
+}
+
+async fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let server = Server::start(config).await?;
+    // The server stops on SIGTERM or ctrl-c; nothing else asks it to.
+    let (_keep, shutdown) = tokio::sync::watch::channel(false);
+    server.serve(shutdown).await
+}
+
+async fn sync(args: &SyncArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let config = Config::load(&args.config.config)?;
+    if !config
+        .connectors
+        .iter()
+        .any(|connector| connector.id == args.connector)
+    {
+        let known: Vec<&str> = config
+            .connectors
+            .iter()
+            .map(|connector| connector.id.as_str())
+            .collect();
+        anyhow::bail!(
+            "there is no connector `{}` in {}; configured: {}",
+            args.connector,
+            args.config.config.display(),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+    }
+    let server = Server::start(config).await?;
+    // Progress lines go straight to stdout as pages commit (the closure must be
+    // shareable, `out` is not); a closed pipe stops the output, not the sync.
+    let print = |progress: rapport_sync::PageProgress<'_>| {
+        let summary = &progress.commit.summary;
+        let line = format!(
+            "page {}: {} new, {} updated, {} unchanged, {} deleted, {} waiting for a match",
+            progress.page,
+            summary.inserted,
+            summary.updated,
+            summary.unchanged,
+            progress.commit.deleted,
+            progress.commit.waiting
+        );
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    };
+    let report = server.engine.run_now(&args.connector, &print).await?;
+    writeln!(
+        out,
+        "{}: {} pages, {} new, {} updated, {} unchanged, {} deleted, {} waiting for a match",
+        report.connector,
+        report.pages,
+        report.inserted,
+        report.updated,
+        report.unchanged,
+        report.deleted,
+        report.waiting
+    )?;
+    server.engine.store().close().await;
+    match report.outcome {
+        RunOutcome::Completed => Ok(()),
+        RunOutcome::Yielded => {
+            writeln!(
+                out,
+                "stopped at the per-run page cap; run it again to continue"
+            )?;
+            Ok(())
+        }
+        RunOutcome::Failed {
+            kind,
+            message,
+            next,
+        } => anyhow::bail!(
+            "connector `{}` failed ({}): {message}{}",
+            report.connector,
+            kind.as_str(),
+            match next {
+                Next::Stop => " — it stays stopped until its configuration changes".to_owned(),
+                Next::RetryAt(at) => format!(" — a server would retry at {}", at.to_rfc3339()),
+            }
+        ),
+        RunOutcome::LeaseLost => anyhow::bail!(
+            "another node took over connector `{}` mid-run; it continues from the last committed page",
+            report.connector
+        ),
+        RunOutcome::ShutDown => anyhow::bail!("interrupted"),
+    }
+}
+
+async fn check_config(args: &ConfigArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let host = rapport_plugin_host::PluginHost::new(rapport_plugin_host::HostConfig {
+        cache_dir: Some(config.plugin_cache_dir.clone()),
+        ..rapport_plugin_host::HostConfig::default()
+    })?;
+    let specs = config.bind_connectors(&host).await?;
+    writeln!(
+        out,
+        "{} is valid: database {}, listening on {}, {} connector(s)",
+        args.config.display(),
+        redact(&config.database),
+        config.listen,
+        specs.len()
+    )?;
+    for spec in &specs {
+        let plugin = spec.connector.plugin();
+        writeln!(
+            out,
+            "  {} — {} {} ({}), {}{}",
+            spec.id(),
+            plugin.manifest().name,
+            plugin.manifest().version,
+            plugin.contract_version().as_str(),
+            spec.schedule,
+            if spec.enabled { "" } else { ", disabled" }
+        )?;
+    }
+    Ok(())
+}
+
+/// A database URL with any password hidden.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -31,4 +31,4 @@ pub use engine::{
     WebhookError, default_node_id,
 };
 pub use retry::{FailureKind, Next, RetryPolicy};
-pub use schedule::{INTERVAL_MIN, Schedule, ScheduleError};
+pub use schedule::{INTERVAL_MIN, Schedule, ScheduleError, parse_duration};

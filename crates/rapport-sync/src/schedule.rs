@@ -100,6 +100,21 @@ impl Schedule {
     }
 }
 
+/// Reads a duration written as a whole number and a unit: `90s`, `5m`, `1h`, `2d`
+/// (also `500ms`). The error says what to write.
+pub fn parse_duration(spelled: &str) -> Result<Duration, String> {
+    if let Some(millis) = spelled.trim().strip_suffix("ms") {
+        return millis
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| {
+                format!("`{spelled}` must be a whole number of milliseconds, e.g. `500ms`")
+            });
+    }
+    parse_interval(spelled.trim())
+}
+
 fn parse_interval(spelled: &str) -> Result<Duration, String> {
     let split = spelled
         .find(|c: char| !c.is_ascii_digit())

@@ -4,10 +4,12 @@
 //!   that misbehaves on purpose, to prove containment);
 //! - [`upstream::Upstream`], a loopback HTTP server that stands in for a third-party
 //!   API and can misbehave the way real ones do (429, 5xx, slow, truncated bodies);
+//! - [`feed::Feed`]: the upstream `example-feed` reads, with injectable faults;
 //! - [`database`]: a fresh database per test on SQLite and PostgreSQL
 //!   ([`on_both_backends!`]).
 
 pub mod database;
+pub mod feed;
 pub mod upstream;
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));

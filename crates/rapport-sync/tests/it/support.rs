@@ -1,128 +1,20 @@
-//! A fake activity feed upstream (the shape `example-feed` reads), with injectable
-//! faults, and an engine wired to it through the real plugin host.
+//! An engine wired to the fake feed upstream (`rapport_testkit::feed`) through the real
+//! plugin host, and a store seeded with one account per feed customer.
 
-use chrono::{Duration as Span, TimeZone, Utc};
+use chrono::Utc;
 use rapport_core::account::NewAccount;
 use rapport_core::staff::{Level, NewStaff};
 use rapport_core::{AccountId, StaffId};
 use rapport_plugin_host::{CallLimits, Grants, HostConfig, Plugin, PluginHost};
 use rapport_store::Store;
 use rapport_sync::{ConnectorSpec, Engine, EngineConfig, RetryPolicy};
-use rapport_testkit::upstream::{Reply, Upstream};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The connector id the tests configure.
 pub const CONNECTOR: &str = "feed";
-/// Customers the feed's items point at: `cus_0` .. `cus_4`.
-pub const CUSTOMERS: usize = 5;
-
-/// A misbehaviour the next request gets instead of a page.
-#[derive(Debug, Clone)]
-pub enum Fault {
-    RateLimited { retry_after_s: u64 },
-    ServerError,
-    Unauthorized,
-    TruncatedJson,
-    Slow(Duration),
-}
-
-/// The feed's state, shared with the server task.
-#[derive(Debug, Default)]
-pub struct FeedState {
-    pub items: usize,
-    pub page_size: usize,
-    pub deleted: Vec<String>,
-    pub faults: VecDeque<Fault>,
-    /// Faults served when the request asks for this offset (`after`).
-    pub faults_at: BTreeMap<usize, Fault>,
-    /// Added to every page response: spreads a run over time.
-    pub latency: Duration,
-}
-
-/// A running feed.
-pub struct Feed {
-    pub upstream: Upstream,
-    pub state: Arc<Mutex<FeedState>>,
-}
-
-/// The JSON item `n` of the feed.
-pub fn item_json(n: usize) -> serde_json::Value {
-    let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Span::minutes(n as i64);
-    serde_json::json!({
-        "id": item_id(n),
-        "kind": "support.ticket.created",
-        "at": at.to_rfc3339(),
-        "title": format!("Ticket {n}"),
-        "customer": format!("cus_{}", n % CUSTOMERS),
-    })
-}
-
-pub fn item_id(n: usize) -> String {
-    format!("item-{n:05}")
-}
-
-impl Feed {
-    pub async fn start(items: usize, page_size: usize) -> Feed {
-        let state = Arc::new(Mutex::new(FeedState {
-            items,
-            page_size,
-            ..FeedState::default()
-        }));
-        let shared = Arc::clone(&state);
-        let upstream = Upstream::start(move |path| respond(&shared, path)).await;
-        Feed { upstream, state }
-    }
-
-    pub fn fault(&self, fault: Fault) {
-        self.state.lock().unwrap().faults.push_back(fault);
-    }
-
-    pub fn set_items(&self, items: usize) {
-        self.state.lock().unwrap().items = items;
-    }
-}
-
-fn respond(state: &Mutex<FeedState>, path: &str) -> Reply {
-    let mut state = state.lock().unwrap();
-    let after: usize = path
-        .split_once("after=")
-        .and_then(|(_, after)| after.parse().ok())
-        .unwrap_or(0);
-    let fault = state
-        .faults
-        .pop_front()
-        .or_else(|| state.faults_at.remove(&after));
-    let latency = state.latency;
-    let page_end = (after + state.page_size).min(state.items);
-    let body = serde_json::json!({
-        "items": (after..page_end).map(item_json).collect::<Vec<_>>(),
-        "deleted": if after == 0 { Vec::new() } else { state.deleted.clone() },
-        "next": page_end.to_string(),
-        "more": page_end < state.items,
-    })
-    .to_string();
-    let reply = match fault {
-        None => Reply::json(&body),
-        Some(Fault::RateLimited { retry_after_s }) => {
-            Reply::status(429, "slow down").header("retry-after", &retry_after_s.to_string())
-        }
-        Some(Fault::ServerError) => Reply::status(500, "internal error"),
-        Some(Fault::Unauthorized) => Reply::status(401, "bad token"),
-        Some(Fault::TruncatedJson) => {
-            let cut = body.len() / 2;
-            Reply::json(&body[..cut])
-        }
-        Some(Fault::Slow(delay)) => Reply::json(&body).delayed(delay),
-    };
-    if latency.is_zero() {
-        reply
-    } else {
-        reply.delayed(latency)
-    }
-}
+pub use rapport_testkit::feed::{CUSTOMERS, Fault, Feed, expected_ids, item_id, item_json};
 
 pub fn limits() -> CallLimits {
     CallLimits {
@@ -284,8 +176,4 @@ pub async fn stored_ids(store: &Store) -> Vec<String> {
     }
     ids.sort();
     ids
-}
-
-pub fn expected_ids(items: usize) -> Vec<String> {
-    (0..items).map(item_id).collect()
 }

@@ -1,0 +1,326 @@
+//! `rapport sync`, `rapport config check` and `rapport serve` as an operator runs them,
+//! against the fake feed upstream, including processes killed with SIGKILL mid-sync.
+
+use rapport_store::Store;
+use rapport_testkit::feed::{Feed, expected_ids};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn rapport(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rapport"));
+    command
+        .current_dir(dir)
+        .env_remove("RAPPORT_DATABASE")
+        .env_remove("RAPPORT_CONFIG")
+        .env_remove("RAPPORT_LISTEN")
+        .env_remove("RAPPORT_NODE_ID");
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A directory with the example-feed plugin and a rapport.toml pointing at `feed`.
+fn stage(feed: &Feed, database: &str, extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        rapport_testkit::EXAMPLE_FEED,
+        dir.path().join("example-feed.wasm"),
+    )
+    .unwrap();
+    let config = dir.path().join("rapport.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+database = "{database}"
+
+[sync]
+lease_ttl = "1s"
+poll_interval = "50ms"
+retry_base = "1s"
+{extra}
+
+[[connector]]
+id = "feed"
+plugin = "example-feed.wasm"
+schedule = "every 10m"
+allowed_hosts = ["{grant}"]
+allow_private_networks = true
+
+[connector.settings]
+base_url = "{url}"
+"#,
+            grant = feed.upstream.grant(),
+            url = feed.upstream.url(),
+        ),
+    )
+    .unwrap();
+    (dir, config)
+}
+
+async fn stored_ids(store: &Store) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut page = store
+        .unmatched_events(Some("feed"), None, 200)
+        .await
+        .unwrap();
+    loop {
+        ids.extend(
+            page.events
+                .iter()
+                .map(|event| event.event.key.source_id.clone()),
+        );
+        let Some(next) = page.next else { break };
+        page = store
+            .unmatched_events(Some("feed"), Some(next), 200)
+            .await
+            .unwrap();
+    }
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_runs_a_connector_and_reports_each_page() {
+    let feed = Feed::start(23, 10).await;
+    let (dir, _) = stage(&feed, "sqlite://rapport.db", "");
+    let output = run(rapport(dir.path()).args(["sync", "feed"])).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout
+            .contains("page 1: 10 new, 0 updated, 0 unchanged, 0 deleted, 10 waiting for a match")
+            && stdout.contains("page 3: 3 new"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "feed: 3 pages, 23 new, 0 updated, 0 unchanged, 0 deleted, 23 waiting for a match"
+        ),
+        "{stdout}"
+    );
+
+    // Again: nothing new, one request from the checkpoint.
+    let output = run(rapport(dir.path()).args(["sync", "feed"])).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("feed: 1 pages, 0 new"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    let output = run(rapport(dir.path()).args(["sync", "fed"])).await;
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr)
+            .contains("there is no connector `fed` in rapport.toml; configured: feed"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // An upstream that refuses the credentials: a clear error and a non-zero exit.
+    feed.fault(rapport_testkit::feed::Fault::Unauthorized);
+    let output = run(rapport(dir.path()).args(["sync", "feed"])).await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("connector `feed` failed (auth)")
+            && stderr.contains("stays stopped until its configuration changes"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_reports_problems_with_positions() {
+    let feed = Feed::start(1, 10).await;
+    let (dir, config) = stage(&feed, "sqlite://rapport.db", "");
+    let output = run(rapport(dir.path()).args(["config", "check"])).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("rapport.toml is valid"), "{stdout}");
+    assert!(
+        stdout.contains("feed — example-feed 0.1.0 (0.1.0), every 10m"),
+        "{stdout}"
+    );
+
+    let broken = std::fs::read_to_string(&config).unwrap().replace(
+        "schedule = \"every 10m\"",
+        "schedule = \"every 10m\"\nshedule = \"every 5m\"",
+    );
+    std::fs::write(&config, broken).unwrap();
+    let output = run(rapport(dir.path()).args(["config", "check"])).await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("rapport.toml:15:1: unknown key `shedule`"),
+        "{stderr}"
+    );
+}
+
+/// Runs a command to completion off the async runtime (the fake upstream lives on it).
+async fn run(command: &mut Command) -> Output {
+    let mut command = std::mem::replace(command, Command::new("true"));
+    tokio::task::spawn_blocking(move || command.output().expect("run rapport"))
+        .await
+        .unwrap()
+}
+
+/// How an attempt to kill a sync went.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    /// Killed mid-run.
+    Killed,
+    /// It finished before the chosen page.
+    Finished,
+    /// A killed predecessor's lease had not lapsed yet.
+    Busy,
+}
+
+/// Starts `rapport sync feed`, reads its page lines, and SIGKILLs it after `pages`
+/// of them plus a pause of `pause`.
+fn sync_and_kill(dir: &Path, pages: usize, pause: Duration) -> Attempt {
+    let mut child: Child = rapport(dir)
+        .args(["sync", "feed"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rapport sync");
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = 0;
+    let mut killed = false;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if line.starts_with("page ") {
+            seen += 1;
+            if seen > pages {
+                std::thread::sleep(pause);
+                // `Child::kill` is SIGKILL on Unix: no destructor, no flush, no commit.
+                killed = child.kill().is_ok();
+                break;
+            }
+        }
+    }
+    let output = child.wait_with_output().expect("reap rapport");
+    if text(&output.stderr).contains("is being synced right now") {
+        Attempt::Busy
+    } else if killed && !output.status.success() {
+        Attempt::Killed
+    } else {
+        Attempt::Finished
+    }
+}
+
+/// Kills `rapport sync` at random points, many times; after each kill the store must
+/// hold only events the upstream served, none twice, and everything before the
+/// committed checkpoint; at the end, exactly the upstream's set.
+async fn crash_consistency(database_url: &str, iterations: usize) {
+    const PAGE: usize = 7;
+    // The feed grows whenever a killed run got near its end, so every run has pages
+    // left to be killed in.
+    let mut items = 140;
+    let feed = Feed::start(items, PAGE).await;
+    feed.state.lock().unwrap().latency = Duration::from_millis(2);
+    let (dir, _) = stage(&feed, database_url, "");
+    let store = Store::connect(&resolve(database_url, dir.path()))
+        .await
+        .unwrap();
+    let mut rng = fastrand::Rng::with_seed(0x5eed_cafe);
+    let mut kills = 0;
+    let mut checkpoint = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while kills < iterations {
+        assert!(Instant::now() < deadline, "crash loop took too long");
+        let remaining_pages = (items - checkpoint).div_ceil(PAGE);
+        if remaining_pages < 6 {
+            items += 10 * PAGE;
+            feed.set_items(items);
+            continue;
+        }
+        // Kill after 0..remaining/2 committed pages, then 0-4 ms into the next one:
+        // sometimes mid-request, sometimes mid-transaction.
+        let pages = rng.usize(0..remaining_pages / 2);
+        let pause = Duration::from_micros(rng.u64(0..4_000));
+        let path = dir.path().to_path_buf();
+        let attempt = tokio::task::spawn_blocking(move || sync_and_kill(&path, pages, pause))
+            .await
+            .unwrap();
+        match attempt {
+            Attempt::Busy => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Attempt::Killed => kills += 1,
+            Attempt::Finished => panic!("the run finished before page {pages}"),
+        }
+        let stored = stored_ids(&store).await;
+        let mut unique = stored.clone();
+        unique.dedup();
+        assert_eq!(unique, stored, "an event was stored twice");
+        let expected = expected_ids(items);
+        assert!(
+            stored.iter().all(|id| expected.binary_search(id).is_ok()),
+            "an event the upstream never served"
+        );
+        checkpoint = store
+            .connector_status("feed")
+            .await
+            .unwrap()
+            .and_then(|status| status.checkpoint)
+            .map_or(0, |checkpoint| checkpoint.parse().unwrap());
+        assert!(
+            expected[..checkpoint]
+                .iter()
+                .all(|id| stored.binary_search(id).is_ok()),
+            "the checkpoint ({checkpoint}) is ahead of the stored events ({} stored)",
+            stored.len()
+        );
+    }
+    // A last run, uninterrupted (once the dead run's lease lapses), completes the set.
+    let finished = loop {
+        let output = run(rapport(dir.path()).args(["sync", "feed"])).await;
+        if output.status.success() {
+            break output;
+        }
+        assert!(
+            text(&output.stderr).contains("is being synced right now"),
+            "{}",
+            text(&output.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(finished.status.success());
+    assert_eq!(stored_ids(&store).await, expected_ids(items));
+    let status = store.connector_status("feed").await.unwrap().unwrap();
+    assert_eq!(status.checkpoint, Some(items.to_string()));
+    assert_eq!(
+        status.events_ingested, items as i64,
+        "re-delivered pages after a crash are upserts, not new events"
+    );
+    store.close().await;
+}
+
+fn resolve(url: &str, dir: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(file) => format!("sqlite://{}", dir.join(file).display()),
+        None => url.to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_loses_and_duplicates_nothing_on_sqlite() {
+    crash_consistency("sqlite://rapport.db", 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_loses_and_duplicates_nothing_on_postgres() {
+    let Some(database) = rapport_testkit::database::TestDatabase::postgres().await else {
+        return;
+    };
+    crash_consistency(&database.url, 10).await;
+    database.finish().await;
+}

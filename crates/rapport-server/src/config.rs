@@ -1,0 +1,977 @@
+//! `rapport.toml`: reading it, checking it, and binding its connectors to plugins.
+//!
+//! Every problem is reported as `file:line:column: sentence saying what to fix`, and
+//! all problems found are reported together, so an operator fixes a file in one pass.
+//! Checking happens in two steps: [`Config::parse`] checks the file on its own (syntax,
+//! unknown keys, types, schedules, duplicate ids, secrets' environment variables,
+//! plugin files present); [`Config::bind_connectors`] loads each enabled plugin and
+//! checks the connector against what the plugin declares (settings, secrets, hosts).
+
+use rapport_core::account::Domain;
+use rapport_plugin_host::{Grants, Plugin, PluginError, PluginHost};
+use rapport_sync::{ConnectorSpec, EngineConfig, RetryPolicy, Schedule};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Environment variables that override the file, for deployments.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("RAPPORT_DATABASE", "server.database"),
+    ("RAPPORT_LISTEN", "server.listen"),
+    ("RAPPORT_NODE_ID", "server.node_id"),
+];
+
+/// The setting every connector receives with its `backfill_start`, as RFC 3339.
+pub const BACKFILL_SETTING: &str = "backfill_start";
+
+/// The default database: a SQLite file next to the configuration.
+pub const DEFAULT_DATABASE: &str = "sqlite://rapport.db";
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default cap on a webhook body.
+pub const DEFAULT_WEBHOOK_BYTES_MAX: usize = 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    matching: RawMatching,
+    #[serde(default)]
+    sync: RawSync,
+    #[serde(default, rename = "connector")]
+    connectors: Vec<RawConnector>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    database: Option<Spanned<String>>,
+    node_id: Option<Spanned<String>>,
+    webhook_body_bytes_max: Option<Spanned<i64>>,
+    plugin_cache_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    lease_ttl: Option<Spanned<String>>,
+    poll_interval: Option<Spanned<String>>,
+    retry_base: Option<Spanned<String>>,
+    retry_cap: Option<Spanned<String>>,
+    pages_per_run_max: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatching {
+    #[serde(default)]
+    ignore_domains: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    id: Spanned<String>,
+    plugin: Spanned<String>,
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    #[serde(default)]
+    backfill_start: Option<Spanned<toml::value::Datetime>>,
+    #[serde(default)]
+    allowed_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow_private_networks: bool,
+    #[serde(default)]
+    settings: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    secrets: BTreeMap<String, Spanned<RawSecret>>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    env: String,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Where the HTTP server listens.
+    pub listen: SocketAddr,
+    /// The database URL (a relative SQLite path is resolved against the config file's
+    /// directory).
+    pub database: String,
+    /// This node's id in leases; generated per process when unset.
+    pub node_id: Option<String>,
+    /// Most bytes a webhook body may have.
+    pub webhook_body_bytes_max: usize,
+    /// Where compiled plugins are cached.
+    pub plugin_cache_dir: PathBuf,
+    /// Domains never matched on (beyond the built-in free-mail list).
+    pub ignore_domains: Vec<Domain>,
+    /// How the sync engine runs (leases, polling, retries).
+    pub sync: SyncTuning,
+    /// The connectors, in file order.
+    pub connectors: Vec<ConnectorConfig>,
+    source: String,
+}
+
+/// The `[sync]` table: how the engine shares and retries work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncTuning {
+    /// How long a lease lasts without a heartbeat: how soon another node takes over a
+    /// dead node's connector.
+    pub lease_ttl: std::time::Duration,
+    /// How often a node looks for due connectors and run requests.
+    pub poll_interval: std::time::Duration,
+    /// Retry backoff for transient failures.
+    pub retry: RetryPolicy,
+    /// Most pages one run commits before yielding.
+    pub pages_per_run_max: u32,
+}
+
+impl Default for SyncTuning {
+    fn default() -> Self {
+        let engine = EngineConfig::default();
+        SyncTuning {
+            lease_ttl: engine.lease_ttl,
+            poll_interval: engine.poll_interval,
+            retry: engine.retry,
+            pages_per_run_max: engine.pages_per_run_max,
+        }
+    }
+}
+
+impl SyncTuning {
+    /// The engine configuration for a node called `node_id` (generated when `None`).
+    pub fn engine_config(&self, node_id: Option<&str>) -> EngineConfig {
+        EngineConfig {
+            node_id: node_id.map_or_else(rapport_sync::default_node_id, str::to_owned),
+            lease_ttl: self.lease_ttl,
+            poll_interval: self.poll_interval,
+            retry: self.retry,
+            pages_per_run_max: self.pages_per_run_max,
+        }
+    }
+}
+
+fn check_sync(raw: &RawSync, problems: &mut Problems<'_>) -> SyncTuning {
+    let mut tuning = SyncTuning::default();
+    let mut duration = |value: &Option<Spanned<String>>,
+                        key: &str,
+                        range: std::ops::RangeInclusive<std::time::Duration>,
+                        target: &mut std::time::Duration| {
+        let Some(value) = value else { return };
+        match rapport_sync::parse_duration(value.get_ref()) {
+            Ok(parsed) if range.contains(&parsed) => *target = parsed,
+            Ok(_) => problems.add(
+                &value.span(),
+                format!(
+                    "[sync] {key} must be between {:?} and {:?}",
+                    range.start(),
+                    range.end()
+                ),
+            ),
+            Err(reason) => problems.add(&value.span(), format!("[sync] {key}: {reason}")),
+        }
+    };
+    let second = std::time::Duration::from_secs(1);
+    let hour = std::time::Duration::from_secs(3_600);
+    duration(
+        &raw.lease_ttl,
+        "lease_ttl",
+        second..=hour,
+        &mut tuning.lease_ttl,
+    );
+    duration(
+        &raw.poll_interval,
+        "poll_interval",
+        std::time::Duration::from_millis(10)..=std::time::Duration::from_secs(600),
+        &mut tuning.poll_interval,
+    );
+    duration(
+        &raw.retry_base,
+        "retry_base",
+        std::time::Duration::from_millis(100)..=hour,
+        &mut tuning.retry.base,
+    );
+    duration(
+        &raw.retry_cap,
+        "retry_cap",
+        second..=hour * 24,
+        &mut tuning.retry.cap,
+    );
+    if tuning.retry.cap < tuning.retry.base
+        && let Some(cap) = &raw.retry_cap
+    {
+        problems.add(
+            &cap.span(),
+            "[sync] retry_cap must not be shorter than retry_base",
+        );
+    }
+    if let Some(pages) = &raw.pages_per_run_max {
+        match u32::try_from(*pages.get_ref()) {
+            Ok(pages) if pages >= 1 => tuning.pages_per_run_max = pages,
+            _ => problems.add(
+                &pages.span(),
+                "[sync] pages_per_run_max must be a whole number from 1",
+            ),
+        }
+    }
+    tuning
+}
+
+/// One `[[connector]]` entry, checked.
+#[derive(Clone)]
+pub struct ConnectorConfig {
+    /// Its id (also its webhook path: `/hooks/{id}`).
+    pub id: String,
+    /// The plugin file, resolved.
+    pub plugin: PathBuf,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Settings passed to the plugin (a `backfill_start` included when configured).
+    pub settings: BTreeMap<String, String>,
+    /// Secrets passed to the plugin, read from the environment.
+    pub secrets: BTreeMap<String, String>,
+    /// Hosts it may reach.
+    pub allowed_hosts: Vec<String>,
+    /// Whether it may reach private-network addresses.
+    pub allow_private_networks: bool,
+    spans: ConnectorSpans,
+}
+
+impl fmt::Debug for ConnectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectorConfig")
+            .field("id", &self.id)
+            .field("plugin", &self.plugin)
+            .field("schedule", &self.schedule)
+            .field("enabled", &self.enabled)
+            .field("settings", &self.settings)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ConnectorSpans {
+    id: Range<usize>,
+    plugin: Range<usize>,
+    allowed_hosts: Vec<Range<usize>>,
+    settings: BTreeMap<String, Range<usize>>,
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// Its problems, in file order (at least one).
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, problem) in self.problems.iter().enumerate() {
+            if n > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                problem.line,
+                problem.column,
+                problem.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems with their positions.
+struct Problems<'a> {
+    source: &'a str,
+    found: Vec<(usize, Problem)>,
+}
+
+impl<'a> Problems<'a> {
+    fn new(source: &'a str) -> Self {
+        Problems {
+            source,
+            found: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, span: &Range<usize>, message: impl Into<String>) {
+        let (line, column) = line_column(self.source, span.start);
+        self.found.push((
+            span.start,
+            Problem {
+                line,
+                column,
+                message: message.into(),
+            },
+        ));
+    }
+
+    fn finish(mut self, path: &Path) -> Result<(), ConfigError> {
+        if self.found.is_empty() {
+            return Ok(());
+        }
+        self.found.sort_by_key(|(offset, _)| *offset);
+        Err(ConfigError {
+            path: path.to_path_buf(),
+            problems: self.found.into_iter().map(|(_, problem)| problem).collect(),
+        })
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+impl Config {
+    /// Reads and checks `path`, with overrides and secrets from the process
+    /// environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                line: 1,
+                column: 1,
+                message: format!(
+                    "cannot read the configuration: {error}; pass the right file with --config, or copy rapport.example.toml"
+                ),
+            }],
+        })?;
+        Config::parse(&source, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Checks `source` (read from `path`, against which relative paths resolve), with
+    /// environment variables looked up through `env`.
+    pub fn parse(
+        source: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(source).map_err(|error| {
+            let span = error.span().unwrap_or(0..0);
+            let mut problems = Problems::new(source);
+            problems.add(&span, explain_toml_error(error.message()));
+            problems.finish(path).expect_err("one problem was added")
+        })?;
+        // Paths resolve against the file's directory, made absolute so a process that
+        // changes directory (and wasmtime's cache, which insists) sees the same files.
+        let parent = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base_dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
+        let base = base_dir.as_path();
+        let mut problems = Problems::new(source);
+
+        let listen = match &raw.server.listen {
+            Some(listen) => env("RAPPORT_LISTEN").unwrap_or_else(|| listen.get_ref().clone()),
+            None => env("RAPPORT_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.into()),
+        };
+        let listen_span = raw.server.listen.as_ref().map_or(0..0, Spanned::span);
+        let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.add(
+                &listen_span,
+                format!(
+                    "listen address `{listen}` is not an IP address and port, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`"
+                ),
+            );
+            DEFAULT_LISTEN.parse().expect("valid default")
+        });
+
+        let database = env("RAPPORT_DATABASE")
+            .or_else(|| raw.server.database.as_ref().map(|d| d.get_ref().clone()))
+            .unwrap_or_else(|| DEFAULT_DATABASE.into());
+        if !(database.starts_with("sqlite:")
+            || database.starts_with("postgres:")
+            || database.starts_with("postgresql:"))
+        {
+            let span = raw.server.database.as_ref().map_or(0..0, Spanned::span);
+            problems.add(
+                &span,
+                format!(
+                    "database `{database}` must start with `sqlite:` (e.g. `sqlite://rapport.db`) or `postgres://`"
+                ),
+            );
+        }
+        let database = resolve_sqlite(&database, base);
+
+        let node_id = env("RAPPORT_NODE_ID")
+            .or_else(|| raw.server.node_id.as_ref().map(|n| n.get_ref().clone()));
+
+        let webhook_body_bytes_max = match &raw.server.webhook_body_bytes_max {
+            None => DEFAULT_WEBHOOK_BYTES_MAX,
+            Some(bytes) => match usize::try_from(*bytes.get_ref()) {
+                Ok(bytes) if (1_024..=64 * 1024 * 1024).contains(&bytes) => bytes,
+                _ => {
+                    problems.add(
+                        &bytes.span(),
+                        "webhook_body_bytes_max must be between 1024 and 67108864 (64 MiB)",
+                    );
+                    DEFAULT_WEBHOOK_BYTES_MAX
+                }
+            },
+        };
+        let plugin_cache_dir = raw.server.plugin_cache_dir.as_ref().map_or_else(
+            || base.join(".rapport/plugin-cache"),
+            |dir| base.join(dir.get_ref()),
+        );
+
+        let mut ignore_domains = Vec::new();
+        for domain in &raw.matching.ignore_domains {
+            match Domain::parse(domain.get_ref()) {
+                Ok(parsed) => ignore_domains.push(parsed),
+                Err(error) => problems.add(&domain.span(), format!("ignore_domains: {error}")),
+            }
+        }
+
+        let sync = check_sync(&raw.sync, &mut problems);
+
+        let mut connectors = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for raw in raw.connectors {
+            if let Some(connector) = check_connector(raw, base, env, &mut seen, &mut problems) {
+                connectors.push(connector);
+            }
+        }
+        problems.finish(path)?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            listen,
+            database,
+            node_id,
+            webhook_body_bytes_max,
+            plugin_cache_dir,
+            ignore_domains,
+            sync,
+            connectors,
+            source: source.to_owned(),
+        })
+    }
+
+    /// Loads each enabled connector's plugin and checks the connector against what the
+    /// plugin declares; returns the engine's connector specs. Disabled connectors are
+    /// still listed (they show as disabled) but their plugins are loaded too, so a
+    /// broken entry is found before someone enables it.
+    pub async fn bind_connectors(
+        &self,
+        host: &PluginHost,
+    ) -> Result<Vec<ConnectorSpec>, ConfigError> {
+        let mut problems = Problems::new(&self.source);
+        let mut specs = Vec::new();
+        for connector in &self.connectors {
+            let plugin = match host.load(&connector.plugin).await {
+                Ok(plugin) => plugin,
+                Err(error) => {
+                    problems.add(
+                        &connector.spans.plugin,
+                        explain_plugin_error(&connector.plugin, &error),
+                    );
+                    continue;
+                }
+            };
+            if !check_against_manifest(connector, &plugin, &mut problems) {
+                continue;
+            }
+            let grants = Grants {
+                connector_id: connector.id.clone(),
+                settings: connector.settings.clone(),
+                secrets: connector.secrets.clone(),
+                allowed_hosts: connector.allowed_hosts.clone(),
+                allow_private_networks: connector.allow_private_networks,
+            };
+            match plugin.connector(grants) {
+                Ok(bound) => specs.push(ConnectorSpec {
+                    connector: bound,
+                    schedule: connector.schedule.clone(),
+                    enabled: connector.enabled,
+                    fingerprint: connector.fingerprint(&plugin),
+                }),
+                Err(error) => problems.add(
+                    &connector.spans.id,
+                    format!("connector `{}` cannot be set up: {error}", connector.id),
+                ),
+            }
+        }
+        problems.finish(&self.path)?;
+        Ok(specs)
+    }
+}
+
+impl ConnectorConfig {
+    /// A digest of everything that configures this connector, plugin build included:
+    /// when it changes, a connector stopped by an auth or config failure runs again.
+    fn fingerprint(&self, plugin: &Plugin) -> String {
+        let mut hash = Fnv::default();
+        hash.write(plugin.name().as_bytes());
+        hash.write(plugin.manifest().version.as_bytes());
+        if let Ok(bytes) = std::fs::read(&self.plugin) {
+            hash.write(&bytes);
+        }
+        for (key, value) in self.settings.iter().chain(&self.secrets) {
+            hash.write(key.as_bytes());
+            hash.write(value.as_bytes());
+        }
+        for host in &self.allowed_hosts {
+            hash.write(host.as_bytes());
+        }
+        hash.write(&[u8::from(self.allow_private_networks)]);
+        format!("{:016x}", hash.0)
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms (unlike `DefaultHasher`), which a
+/// digest stored in the database needs.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes.iter().chain(&[0xff]) {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn check_connector(
+    raw: RawConnector,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    seen: &mut BTreeMap<String, usize>,
+    problems: &mut Problems<'_>,
+) -> Option<ConnectorConfig> {
+    let before = problems.found.len();
+    let id = raw.id.get_ref().clone();
+    let id_span = raw.id.span();
+    let valid_id = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && id != rapport_core::timeline::INTERNAL_CONNECTOR;
+    if !valid_id {
+        problems.add(
+            &id_span,
+            format!(
+                "connector id `{id}` must be 1 to 64 lower-case letters, digits, `-` or `_` (and not `rapport`, which rapport itself uses)"
+            ),
+        );
+    } else if let Some(first) = seen.get(&id) {
+        let (line, _) = line_column(problems.source, *first);
+        problems.add(
+            &id_span,
+            format!(
+                "connector id `{id}` is already used on line {line}; give each connector its own id"
+            ),
+        );
+    } else {
+        seen.insert(id.clone(), id_span.start);
+    }
+
+    let plugin = base.join(raw.plugin.get_ref());
+    if !plugin.is_file() {
+        problems.add(
+            &raw.plugin.span(),
+            format!(
+                "plugin file {} does not exist; build it (e.g. `cargo build --release --target wasm32-wasip2`) or fix the path, which is relative to this file",
+                plugin.display()
+            ),
+        );
+    }
+
+    let schedule = match &raw.schedule {
+        None => "every 15m".parse().expect("valid default"),
+        Some(spelled) => match spelled.get_ref().parse::<Schedule>() {
+            Ok(schedule) => schedule,
+            Err(error) => {
+                problems.add(&spelled.span(), error.to_string());
+                "every 15m".parse().expect("valid default")
+            }
+        },
+    };
+
+    let mut settings = BTreeMap::new();
+    let mut setting_spans = BTreeMap::new();
+    for (key, value) in &raw.settings {
+        let text = match value.get_ref() {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Float(number) => number.to_string(),
+            toml::Value::Boolean(flag) => flag.to_string(),
+            toml::Value::Datetime(at) => at.to_string(),
+            _ => {
+                problems.add(
+                    &value.span(),
+                    format!("setting `{key}` must be a string, number, boolean or date, not a table or array"),
+                );
+                continue;
+            }
+        };
+        if key == BACKFILL_SETTING {
+            problems.add(
+                &value.span(),
+                "`backfill_start` is set on the connector itself (`backfill_start = 2025-01-01`), not under settings",
+            );
+        }
+        settings.insert(key.clone(), text);
+        setting_spans.insert(key.clone(), value.span());
+    }
+    if let Some(backfill) = &raw.backfill_start {
+        match backfill_rfc3339(backfill.get_ref()) {
+            Some(at) => {
+                settings.insert(BACKFILL_SETTING.into(), at);
+            }
+            None => problems.add(
+                &backfill.span(),
+                "backfill_start must be a date (`2025-01-01`) or a date-time with offset (`2025-01-01T00:00:00Z`)",
+            ),
+        }
+    }
+
+    let mut secrets = BTreeMap::new();
+    for (key, secret) in &raw.secrets {
+        let variable = &secret.get_ref().env;
+        match env(variable) {
+            Some(value) if !value.is_empty() => {
+                secrets.insert(key.clone(), value);
+            }
+            _ if !raw.enabled => {}
+            _ => problems.add(
+                &secret.span(),
+                format!(
+                    "secret `{key}` reads the environment variable `{variable}`, which is not set; export it before starting rapport, or disable this connector"
+                ),
+            ),
+        }
+    }
+
+    let mut allowed_hosts = Vec::new();
+    let mut host_spans = Vec::new();
+    for host in &raw.allowed_hosts {
+        let spelled = host.get_ref();
+        if let Err(reason) = check_host_pattern(spelled) {
+            problems.add(&host.span(), format!("allowed host `{spelled}` {reason}"));
+        }
+        allowed_hosts.push(spelled.clone());
+        host_spans.push(host.span());
+    }
+
+    (problems.found.len() == before).then(|| ConnectorConfig {
+        id,
+        plugin,
+        schedule,
+        enabled: raw.enabled,
+        settings,
+        secrets,
+        allowed_hosts,
+        allow_private_networks: raw.allow_private_networks,
+        spans: ConnectorSpans {
+            id: id_span,
+            plugin: raw.plugin.span(),
+            allowed_hosts: host_spans,
+            settings: setting_spans,
+        },
+    })
+}
+
+/// Checks a connector against its plugin's manifest; false if anything is wrong.
+fn check_against_manifest(
+    connector: &ConnectorConfig,
+    plugin: &Plugin,
+    problems: &mut Problems<'_>,
+) -> bool {
+    let before = problems.found.len();
+    let manifest = plugin.manifest();
+    let known: Vec<&str> = manifest
+        .config_keys
+        .iter()
+        .map(|key| key.name.as_str())
+        .collect();
+    for key in &manifest.config_keys {
+        let present = if key.secret {
+            connector.secrets.contains_key(&key.name)
+        } else {
+            connector.settings.contains_key(&key.name)
+        };
+        if key.required && !present && connector.enabled {
+            let table = if key.secret { "secrets" } else { "settings" };
+            problems.add(
+                &connector.spans.id,
+                format!(
+                    "connector `{}` needs {} `{}` ({}): add it under [connector.{table}]",
+                    connector.id,
+                    if key.secret { "secret" } else { "setting" },
+                    key.name,
+                    key.description
+                ),
+            );
+        }
+    }
+    for (key, span) in &connector.spans.settings {
+        let declared = manifest
+            .config_keys
+            .iter()
+            .find(|declared| &declared.name == key);
+        match declared {
+            None => problems.add(
+                span,
+                format!(
+                    "plugin `{}` has no setting `{key}`; it knows: {}",
+                    manifest.name,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ),
+            Some(declared) if declared.secret => problems.add(
+                span,
+                format!(
+                    "`{key}` is a secret of plugin `{}`: move it to [connector.secrets] as `{key} = {{ env = \"...\" }}` so it stays out of this file",
+                    manifest.name
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    for (host, span) in connector
+        .allowed_hosts
+        .iter()
+        .zip(&connector.spans.allowed_hosts)
+    {
+        let declared = manifest
+            .hosts
+            .iter()
+            .any(|pattern| host_covered(pattern, host));
+        if !declared {
+            problems.add(
+                span,
+                format!(
+                    "plugin `{}` does not ask to reach `{host}` (it declares: {}); a grant it does not need only widens what it could reach — remove it",
+                    manifest.name,
+                    if manifest.hosts.is_empty() {
+                        "no hosts".to_owned()
+                    } else {
+                        manifest.hosts.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+    problems.found.len() == before
+}
+
+/// Whether a plugin's declared host pattern (`api.stripe.com`, `*.zendesk.com`,
+/// `host:port`, `*`) covers a granted host.
+fn host_covered(pattern: &str, granted: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let (pattern_host, pattern_port) = split_port(pattern);
+    let (granted_host, granted_port) = split_port(granted);
+    let port_ok = match (pattern_port, granted_port) {
+        (None | Some("*"), _) => true,
+        (Some(pattern), Some(granted)) => pattern == granted,
+        (Some(_), None) => false,
+    };
+    let host_ok = match pattern_host.strip_prefix("*.") {
+        Some(suffix) => {
+            granted_host == suffix
+                || granted_host
+                    .strip_suffix(suffix)
+                    .is_some_and(|rest| rest.ends_with('.'))
+                || granted_host.strip_prefix("*.") == Some(suffix)
+        }
+        None => pattern_host.eq_ignore_ascii_case(granted_host),
+    };
+    port_ok && host_ok
+}
+
+fn split_port(host: &str) -> (&str, Option<&str>) {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') || name.starts_with('[') => (name, Some(port)),
+        _ => (host, None),
+    }
+}
+
+fn check_host_pattern(spelled: &str) -> Result<(), &'static str> {
+    if spelled.is_empty() || spelled.contains('/') || spelled.contains("://") {
+        return Err(
+            "must be a host name or address with an optional port, e.g. `api.stripe.com` or `127.0.0.1:8443` — no scheme or path",
+        );
+    }
+    let (host, port) = split_port(spelled);
+    if let Some(port) = port
+        && port != "*"
+        && port.parse::<u16>().is_err()
+    {
+        return Err("has a port that is not a number from 0 to 65535 (or `*`)");
+    }
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err("must name a host");
+    }
+    Ok(())
+}
+
+fn backfill_rfc3339(at: &toml::value::Datetime) -> Option<String> {
+    match (&at.date, &at.time, &at.offset) {
+        (Some(date), None, None) => Some(format!("{date}T00:00:00Z")),
+        (Some(_), Some(_), Some(_)) => chrono::DateTime::parse_from_rfc3339(&at.to_string())
+            .ok()
+            .map(|parsed| {
+                parsed
+                    .to_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            }),
+        _ => None,
+    }
+}
+
+/// Turns a relative SQLite path into one relative to the config file's directory, so a
+/// server started from anywhere opens the same file.
+fn resolve_sqlite(url: &str, base: &Path) -> String {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return url.to_owned();
+    };
+    let (file, query) = match rest.split_once('?') {
+        Some((file, query)) => (file, Some(query)),
+        None => (rest, None),
+    };
+    if file.starts_with('/') || file.starts_with(':') || file.is_empty() {
+        return url.to_owned();
+    }
+    let resolved = base.join(file);
+    match query {
+        Some(query) => format!("sqlite://{}?{query}", resolved.display()),
+        None => format!("sqlite://{}", resolved.display()),
+    }
+}
+
+/// Makes serde's and toml's messages read as instructions.
+fn explain_toml_error(message: &str) -> String {
+    let message = message.trim();
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        return format!("unknown key {rest}; check the spelling against rapport.example.toml");
+    }
+    if let Some(field) = message.strip_prefix("missing field ") {
+        return format!("this entry needs the key {field}; see rapport.example.toml");
+    }
+    if message.starts_with("invalid type") {
+        return format!("{message}; see rapport.example.toml for each key's type");
+    }
+    format!("{message}; this is not valid TOML at this point")
+}
+
+fn explain_plugin_error(path: &Path, error: &PluginError) -> String {
+    let shown = path.display();
+    match error {
+        PluginError::Read { .. } => format!("cannot read plugin {shown}: {error}"),
+        PluginError::Compile { message, .. } => {
+            let reason = if std::fs::read(path).is_ok_and(|bytes| !bytes.starts_with(b"\0asm")) {
+                "it is not WebAssembly at all".to_owned()
+            } else {
+                message.lines().next().unwrap_or(message).to_owned()
+            };
+            format!(
+                "{shown} is not a WebAssembly component ({reason}); point `plugin` at a connector built with rapport-pdk for wasm32-wasip2"
+            )
+        }
+        _ => format!("plugin {shown} cannot be used: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_lines_and_character_columns() {
+        let source = "a = 1\nbé = 2\n";
+        assert_eq!(line_column(source, 0), (1, 1));
+        assert_eq!(line_column(source, 6), (2, 1));
+        assert_eq!(line_column(source, source.find('=').unwrap()), (1, 3));
+        assert_eq!(line_column(source, source.rfind('=').unwrap()), (2, 4));
+    }
+
+    #[test]
+    fn declared_hosts_cover_grants() {
+        assert!(host_covered("*", "anything.example:8443"));
+        assert!(host_covered("api.stripe.com", "api.stripe.com"));
+        assert!(host_covered("api.stripe.com", "api.stripe.com:443"));
+        assert!(!host_covered("api.stripe.com", "evil.example"));
+        assert!(host_covered("*.zendesk.com", "acme.zendesk.com"));
+        assert!(!host_covered("*.zendesk.com", "zendesk.com.evil.example"));
+        assert!(host_covered("127.0.0.1:*", "127.0.0.1:40123"));
+        assert!(!host_covered("127.0.0.1:993", "127.0.0.1:40123"));
+    }
+
+    #[test]
+    fn relative_sqlite_paths_follow_the_config_file() {
+        let base = Path::new("/etc/rapport");
+        assert_eq!(
+            resolve_sqlite("sqlite://rapport.db", base),
+            "sqlite:///etc/rapport/rapport.db"
+        );
+        assert_eq!(
+            resolve_sqlite("sqlite:///var/lib/r.db", base),
+            "sqlite:///var/lib/r.db"
+        );
+        assert_eq!(resolve_sqlite("sqlite::memory:", base), "sqlite::memory:");
+        assert_eq!(
+            resolve_sqlite("postgres://db/rapport", base),
+            "postgres://db/rapport"
+        );
+    }
+}

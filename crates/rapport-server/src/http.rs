@@ -1,0 +1,120 @@
+//! The HTTP surface: webhook intake and health endpoints.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rapport_plugin_host::WebhookRequest;
+use rapport_sync::{Engine, WebhookError};
+use std::sync::Arc;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The sync engine (and through it, the store).
+    pub engine: Arc<Engine>,
+    /// Most bytes a webhook body may have; larger ones get 413 before any plugin runs.
+    pub webhook_body_bytes_max: usize,
+}
+
+/// The router, without a socket: `tower::ServiceExt::oneshot` drives it in tests.
+pub fn app(state: AppState) -> Router {
+    let hooks = Router::new()
+        .route("/hooks/{connector}", post(webhook))
+        .layer(DefaultBodyLimit::max(state.webhook_body_bytes_max));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(hooks)
+        .with_state(state)
+}
+
+/// An `application/problem+json` response (RFC 9457) with a stable `type`.
+pub(crate) fn problem(status: StatusCode, kind: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("https://rapport.dev/problems/{kind}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn webhook(
+    State(state): State<AppState>,
+    Path(connector): Path<String>,
+    method: Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = WebhookRequest {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: query.unwrap_or_default(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect(),
+        body: body.to_vec(),
+    };
+    match state.engine.handle_webhook(&connector, request).await {
+        Ok(commit) => {
+            tracing::info!(
+                %connector,
+                inserted = commit.summary.inserted,
+                updated = commit.summary.updated,
+                unchanged = commit.summary.unchanged,
+                "webhook accepted"
+            );
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({
+                    "inserted": commit.summary.inserted,
+                    "updated": commit.summary.updated,
+                    "unchanged": commit.summary.unchanged,
+                    "waiting": commit.waiting,
+                })),
+            )
+                .into_response()
+        }
+        Err(error) => {
+            tracing::warn!(%connector, %error, "webhook refused");
+            let (status, kind) = match &error {
+                WebhookError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown-connector"),
+                WebhookError::Rejected(_) => (StatusCode::UNAUTHORIZED, "webhook-rejected"),
+                WebhookError::Invalid(_) => (StatusCode::BAD_REQUEST, "webhook-invalid"),
+                WebhookError::Failed(_) => (StatusCode::SERVICE_UNAVAILABLE, "webhook-failed"),
+            };
+            problem(status, kind, &error.to_string())
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.engine.store().is_ready().await {
+        Ok(true) => "ready".into_response(),
+        Ok(false) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "the database schema is not up to date; run `rapport migrate`",
+        ),
+        Err(error) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            &format!("the database is unreachable: {error}"),
+        ),
+    }
+}

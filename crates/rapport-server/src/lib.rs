@@ -1,0 +1,132 @@
+//! rapport's server process: reads `rapport.toml`, opens the store, binds the
+//! configured connectors to their plugins, runs the sync engine, and serves HTTP.
+//!
+//! # Layout
+//! - `config`: `rapport.toml` — parsing, checking (every problem with file:line:column)
+//!   and binding connectors to plugins.
+//! - [`app`]: the axum `Router` (testable without a socket): webhook intake at
+//!   `POST /hooks/{connector}`, `/healthz`, `/readyz`.
+//! - [`Server::start`] / [`Server::serve`]: the process — store, plugin host, engine and
+//!   listener, with graceful shutdown.
+//!
+//! # Invariants
+//! - Only this crate accepts connections.
+//! - A webhook body is size-capped before any plugin sees it; a rejected signature is a
+//!   401 and stores nothing; accepted events take the same resolution and upsert path
+//!   as pulled ones.
+
+pub mod config;
+mod http;
+
+pub use config::{Config, ConfigError, ConnectorConfig, Problem, SyncTuning};
+pub use http::{AppState, app};
+
+use anyhow::Context;
+use rapport_plugin_host::{HostConfig, PluginHost};
+use rapport_store::{Store, StoreOptions};
+use rapport_sync::Engine;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Everything a node runs, started from a checked configuration.
+#[derive(Debug)]
+pub struct Server {
+    /// The configuration it started from.
+    pub config: Config,
+    /// The sync engine (with the store it writes to).
+    pub engine: Arc<Engine>,
+}
+
+impl Server {
+    /// Opens the store (migrating it), loads and binds the plugins, registers the
+    /// connectors. Nothing runs yet.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let store = Store::connect_with(
+            &config.database,
+            StoreOptions {
+                ignored_domains: config.ignore_domains.clone(),
+                ..StoreOptions::default()
+            },
+        )
+        .await?;
+        let host = PluginHost::new(HostConfig {
+            cache_dir: Some(config.plugin_cache_dir.clone()),
+            ..HostConfig::default()
+        })
+        .context("starting the plugin host")?;
+        let specs = config.bind_connectors(&host).await?;
+        let engine_config = config.sync.engine_config(config.node_id.as_deref());
+        let engine = Engine::new(store, engine_config, specs).await?;
+        Ok(Server {
+            config,
+            engine: Arc::new(engine),
+        })
+    }
+
+    /// Serves HTTP on the configured address and runs the scheduler until `shutdown`
+    /// turns true (or SIGTERM/ctrl-c arrives); in-flight requests finish, running
+    /// syncs stop at their next page boundary.
+    pub async fn serve(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.config.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: is another server running there? Change [server] listen",
+                    self.config.listen
+                )
+            })?;
+        self.serve_on(listener, shutdown).await
+    }
+
+    /// [`Server::serve`] on a listener the caller bound (tests bind port 0).
+    pub async fn serve_on(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let (stop, stopping) = watch::channel(false);
+        let signals = tokio::spawn(forward_shutdown(shutdown, stop));
+        let scheduler = tokio::spawn(Arc::clone(&self.engine).run(stopping.clone()));
+        let state = AppState {
+            engine: Arc::clone(&self.engine),
+            webhook_body_bytes_max: self.config.webhook_body_bytes_max,
+        };
+        let address = listener.local_addr()?;
+        tracing::info!(%address, node = self.engine.node_id(), "rapport is serving");
+        let mut stopped = stopping.clone();
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await?;
+        scheduler.await?;
+        signals.abort();
+        self.engine.store().close().await;
+        Ok(())
+    }
+}
+
+/// Turns the caller's shutdown signal, SIGTERM or ctrl-c into one stop signal.
+async fn forward_shutdown(mut shutdown: watch::Receiver<bool>, stop: watch::Sender<bool>) {
+    #[cfg(unix)]
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let terminated = async {
+        match terminate.as_mut() {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminated = std::future::pending::<()>();
+    tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => {}
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+    }
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+}
