@@ -9,7 +9,8 @@ fn main() -> ExitCode {
     let cli = rapport_cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("RAPPORT_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_env("RAPPORT_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("warn,rapport_server=info,rapport_sync=info")),
         )
         .with_writer(std::io::stderr)
         .init();

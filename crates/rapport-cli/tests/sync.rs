@@ -324,3 +324,115 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing_on_postgres() {
     crash_consistency(&database.url, 10).await;
     database.finish().await;
 }
+
+/// Sends SIGTERM (a graceful stop request) to a child.
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// Two `rapport serve` nodes on one PostgreSQL share a connector; the one syncing is
+/// SIGKILLed mid-run; the other takes the lease over after it lapses and finishes from
+/// the last committed page. Nothing is lost or doubled, and the upstream never sees
+/// two requests at once (never two concurrent syncs of one connector).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_finishes_what_a_killed_node_started() {
+    let Some(database) = rapport_testkit::database::TestDatabase::postgres().await else {
+        return;
+    };
+    const ITEMS: usize = 300;
+    let feed = Feed::start(ITEMS, 5).await;
+    feed.state.lock().unwrap().latency = Duration::from_millis(15);
+    let (dir, _) = stage(&feed, &database.url, "");
+    let logs = dir.path().to_path_buf();
+    let start = |node: &str| -> Child {
+        rapport(dir.path())
+            .args(["serve"])
+            .env("RAPPORT_NODE_ID", node)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(logs.join(format!("{node}.log"))).unwrap())
+            .spawn()
+            .expect("start rapport serve")
+    };
+    let mut nodes = [("node-a", start("node-a")), ("node-b", start("node-b"))];
+    let store = &database.store;
+
+    // Wait until one node is well into the sync, then kill it.
+    let started = Instant::now();
+    let holder = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no node started syncing"
+        );
+        let status = store.connector_status("feed").await.unwrap();
+        if let Some(status) = status
+            && status.pages_committed >= 8
+            && let Some(holder) = status.lease_holder
+        {
+            break holder;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (victim, survivor) = if holder == "node-a" { (0, 1) } else { (1, 0) };
+    nodes[victim].1.kill().expect("SIGKILL");
+    nodes[victim].1.wait().unwrap();
+    let killed_at = Instant::now();
+    let committed_at_kill = store
+        .connector_status("feed")
+        .await
+        .unwrap()
+        .unwrap()
+        .pages_committed;
+    assert!(committed_at_kill < (ITEMS / 5) as i64, "killed mid-sync");
+
+    let mut took_over = None;
+    loop {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "the survivor did not finish: {:?}\n{}",
+            store.connector_status("feed").await,
+            std::fs::read_to_string(logs.join(format!("{}.log", nodes[survivor].0)))
+                .unwrap_or_default()
+        );
+        let status = store.connector_status("feed").await.unwrap().unwrap();
+        if took_over.is_none() && status.lease_holder.as_deref() == Some(nodes[survivor].0) {
+            took_over = Some(killed_at.elapsed());
+        }
+        if status.checkpoint == Some(ITEMS.to_string())
+            && status.state == rapport_store::ConnectorState::Idle
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took_over = took_over.expect("the survivor held the lease");
+    assert!(
+        took_over >= Duration::from_millis(500),
+        "the lease was taken before it lapsed: {took_over:?}"
+    );
+    assert_eq!(stored_ids(store).await, expected_ids(ITEMS));
+    let status = store.connector_status("feed").await.unwrap().unwrap();
+    assert_eq!(
+        status.events_ingested, ITEMS as i64,
+        "nothing ingested twice"
+    );
+    assert_eq!(feed.upstream.in_flight_max(), 1, "two syncs overlapped");
+    eprintln!("lease handed over {took_over:?} after the kill");
+
+    // SIGTERM stops the survivor gracefully.
+    terminate(&nodes[survivor].1);
+    let exit = tokio::task::spawn_blocking(move || {
+        let (_, mut child) = std::mem::replace(
+            &mut nodes[survivor],
+            ("", Command::new("true").spawn().unwrap()),
+        );
+        child.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    database.finish().await;
+}

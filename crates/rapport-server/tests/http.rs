@@ -1,0 +1,184 @@
+//! The HTTP surface driven through the router (no socket): webhook intake end to end
+//! through the real plugin and store, and the health endpoints.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use rapport_server::{AppState, Config, Server, app};
+use rapport_testkit::feed::item_json;
+use std::path::Path;
+use tower::ServiceExt;
+
+async fn server(dir: &Path) -> Server {
+    std::fs::copy(rapport_testkit::EXAMPLE_FEED, dir.join("example-feed.wasm")).unwrap();
+    let source = r#"
+[server]
+database = "sqlite://rapport.db"
+webhook_body_bytes_max = 2048
+
+[[connector]]
+id = "feed"
+plugin = "example-feed.wasm"
+settings = { base_url = "http://127.0.0.1:9" }
+secrets = { webhook_token = { env = "FEED_HOOK_TOKEN" } }
+"#;
+    let env = |name: &str| (name == "FEED_HOOK_TOKEN").then(|| "s3cret".to_owned());
+    let config = Config::parse(source, &dir.join("rapport.toml"), &env).unwrap();
+    Server::start(config).await.unwrap()
+}
+
+fn delivery(connector: &str, token: &str, body: String) -> Request<Body> {
+    Request::post(format!("/hooks/{connector}"))
+        .header("x-feed-token", token)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+async fn read(response: axum::response::Response) -> (StatusCode, String, String) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn webhooks_are_verified_capped_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let router = app(AppState {
+        engine: server.engine.clone(),
+        webhook_body_bytes_max: server.config.webhook_body_bytes_max,
+    });
+    let body = serde_json::json!({ "items": [item_json(1), item_json(2)] }).to_string();
+
+    let (status, content_type, problem) = read(
+        router
+            .clone()
+            .oneshot(delivery("feed", "guess", body.clone()))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(content_type, "application/problem+json");
+    assert!(
+        problem.contains("webhook-rejected") && problem.contains("x-feed-token"),
+        "{problem}"
+    );
+    let store = server.engine.store();
+    assert!(
+        store
+            .unmatched_events(None, None, 10)
+            .await
+            .unwrap()
+            .events
+            .is_empty(),
+        "a rejected delivery stores nothing"
+    );
+
+    let (status, _, accepted) = read(
+        router
+            .clone()
+            .oneshot(delivery("feed", "s3cret", body))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    let accepted: serde_json::Value = serde_json::from_str(&accepted).unwrap();
+    assert_eq!(accepted["inserted"], 2);
+    assert_eq!(accepted["waiting"], 2, "no account claims them yet");
+    assert_eq!(
+        store
+            .unmatched_events(None, None, 10)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        2
+    );
+
+    let huge =
+        serde_json::json!({ "items": (0..40).map(item_json).collect::<Vec<_>>() }).to_string();
+    assert!(huge.len() > 2048);
+    let (status, _, _) = read(
+        router
+            .clone()
+            .oneshot(delivery("feed", "s3cret", huge))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let (status, _, garbled) = read(
+        router
+            .clone()
+            .oneshot(delivery("feed", "s3cret", "{\"items\": [".into()))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{garbled}");
+
+    let (status, _, _) = read(
+        router
+            .clone()
+            .oneshot(delivery("nope", "s3cret", "{}".into()))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let router = app(AppState {
+        engine: server.engine.clone(),
+        webhook_body_bytes_max: 1024,
+    });
+    let (status, _, body) = read(
+        router
+            .clone()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    let (status, _, body) = read(
+        router
+            .clone()
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ready"));
+    server.engine.store().close().await;
+    let (status, content_type, _) = read(
+        router
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a closed database is not ready"
+    );
+    assert_eq!(content_type, "application/problem+json");
+}
