@@ -59,7 +59,10 @@ async fn the_demo_reads_the_same_on_sqlite_and_postgres() {
     .unwrap();
     let sqlite_report = seed_and_report(&sqlite).await;
     visibility_matches_core(&sqlite).await;
-    assert!(sqlite_report.contains("Database: SQLite, schema version 1, journal wal"));
+    assert!(sqlite_report.contains(&format!(
+        "Database: SQLite, schema version {}, journal wal",
+        rapport_store::schema_version_latest()
+    )));
     assert!(sqlite_report.contains("2026-11-16 12:00  assignment.changed  Northwind Retail     Handed off from Marcus Webb to Priya Raman"));
     sqlite.close().await;
 
@@ -80,7 +83,10 @@ async fn the_demo_reads_the_same_on_sqlite_and_postgres() {
         async move {
             let postgres_report = seed_and_report(&postgres).await;
             visibility_matches_core(&postgres).await;
-            assert!(postgres_report.contains("Database: PostgreSQL, schema version 1"));
+            assert!(postgres_report.contains(&format!(
+                "Database: PostgreSQL, schema version {}",
+                rapport_store::schema_version_latest()
+            )));
             postgres_report
         }
     })

@@ -40,7 +40,10 @@ fn demo_seeds_once_then_reuses_and_fresh_starts_over() {
         "{report}"
     );
     assert!(
-        report.contains("Database: SQLite, schema version 1, journal wal"),
+        report.contains(&format!(
+            "Database: SQLite, schema version {}, journal wal",
+            rapport_store::schema_version_latest()
+        )),
         "{report}"
     );
     assert!(
@@ -77,7 +80,10 @@ fn migrate_reports_the_schema_and_refuses_bad_urls() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(
         text(&output.stdout),
-        "database is at schema version 1 (SQLite)\n"
+        format!(
+            "database is at schema version {} (SQLite)\n",
+            rapport_store::schema_version_latest()
+        )
     );
 
     let output = rapport(&["migrate", "--database", "mysql://db/rapport"], dir.path());

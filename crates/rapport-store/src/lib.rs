@@ -53,6 +53,16 @@ use std::time::Duration;
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// The schema version this build migrates to: the newest migration it embeds (the
+/// same on both backends).
+pub fn schema_version_latest() -> i64 {
+    SQLITE_MIGRATOR
+        .iter()
+        .map(|migration| migration.version)
+        .max()
+        .unwrap_or(0)
+}
+
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
 /// How long to wait for a pooled connection before reporting the database as stuck.
@@ -335,5 +345,27 @@ mod tests {
             "postgres://rapport:***@db:5432/rapport"
         );
         assert_eq!(super::redact("sqlite://rapport.db"), "sqlite://rapport.db");
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migrations() {
+        let versions = |migrator: &sqlx::migrate::Migrator| {
+            migrator
+                .iter()
+                .map(|migration| (migration.version, migration.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            versions(&super::SQLITE_MIGRATOR),
+            versions(&super::POSTGRES_MIGRATOR)
+        );
+        assert_eq!(
+            super::schema_version_latest(),
+            super::POSTGRES_MIGRATOR
+                .iter()
+                .map(|m| m.version)
+                .max()
+                .unwrap()
+        );
     }
 }

@@ -9,7 +9,7 @@ async fn sqlite_is_set_up_for_an_embedded_server() {
     assert_eq!(info.dialect, Dialect::Sqlite);
     assert_eq!(info.journal_mode.as_deref(), Some("wal"));
     assert_eq!(info.foreign_keys, Some(true));
-    assert_eq!(info.schema_version, 2);
+    assert_eq!(info.schema_version, rapport_store::schema_version_latest());
     assert!(database.store.is_ready().await.unwrap());
     database.finish().await;
 }
@@ -31,7 +31,10 @@ async fn postgres_opens_and_reports_ready() {
         return;
     };
     let info = database.store.info().await.unwrap();
-    assert_eq!((info.dialect, info.schema_version), (Dialect::Postgres, 2));
+    assert_eq!(
+        (info.dialect, info.schema_version),
+        (Dialect::Postgres, rapport_store::schema_version_latest())
+    );
     assert!(database.store.is_ready().await.unwrap());
     // Several nodes starting at once all migrate safely (advisory lock).
     let (a, b) = tokio::join!(Store::connect(&database.url), Store::connect(&database.url));
