@@ -39,6 +39,9 @@ pub enum Command {
     Serve(ConfigArgs),
     /// Run one connector now, until it has nothing more, showing each committed page.
     Sync(SyncArgs),
+    /// Show each connector's status (state, last success, last error, next run, events,
+    /// lag) and what waits in the unmatched inbox.
+    Status(StatusArgs),
     /// Check a configuration file (and the plugins it names) without starting anything.
     Config {
         /// What to do with it.
@@ -60,6 +63,17 @@ pub struct ConfigArgs {
     /// The configuration file (see rapport.example.toml).
     #[arg(long, env = "RAPPORT_CONFIG", default_value = "rapport.toml")]
     pub config: std::path::PathBuf,
+}
+
+/// Options of `rapport status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `rapport sync`.
@@ -99,6 +113,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(&args, out).await,
         Command::Serve(args) => serve(&args).await,
         Command::Sync(args) => sync(&args, out).await,
+        Command::Status(args) => status(&args, out).await,
         Command::Config {
             command: ConfigCommand::Check(args),
         } => check_config(&args, out).await,
@@ -193,6 +208,106 @@ async fn sync(args: &SyncArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<(
         ),
         RunOutcome::ShutDown => anyhow::bail!("interrupted"),
     }
+}
+
+async fn status(args: &StatusArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let config = Config::load(&args.config.config)?;
+    let store = Store::connect(&config.database)
+        .await
+        .context("failed to open the database")?;
+    let statuses = store.connector_statuses().await?;
+    let waiting = store.unmatched_counts().await?;
+    store.close().await;
+    let now = chrono::Utc::now();
+    if args.json {
+        let connectors: Vec<serde_json::Value> = statuses
+            .iter()
+            .map(|status| {
+                let mut value = serde_json::to_value(status).expect("status serialises");
+                value["lag_seconds"] = status
+                    .lag(now)
+                    .map_or(serde_json::Value::Null, |lag| lag.num_seconds().into());
+                value["configured"] = config
+                    .connectors
+                    .iter()
+                    .any(|connector| connector.id == status.connector)
+                    .into();
+                value
+            })
+            .collect();
+        let inbox: serde_json::Map<String, serde_json::Value> = waiting
+            .iter()
+            .map(|(connector, count)| (connector.clone(), (*count).into()))
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "connectors": connectors, "unmatched": inbox })
+        )?;
+        return Ok(());
+    }
+    if statuses.is_empty() {
+        writeln!(
+            out,
+            "no connector has run yet; start `rapport serve` or run `rapport sync <id>`"
+        )?;
+    }
+    let when = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        at.map_or_else(
+            || "-".to_owned(),
+            |at| at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+    };
+    writeln!(
+        out,
+        "{:<16} {:<12} {:<20} {:<20} {:>9} {:>8}  last error",
+        "connector", "state", "last success", "next run", "events", "lag"
+    )?;
+    for status in &statuses {
+        let lag = status.lag(now).map_or_else(
+            || "-".to_owned(),
+            |lag| {
+                let seconds = lag.num_seconds().max(0);
+                match seconds {
+                    0..120 => format!("{seconds}s"),
+                    120..7_200 => format!("{}m", seconds / 60),
+                    _ => format!("{}h", seconds / 3_600),
+                }
+            },
+        );
+        let error = status.last_error.as_ref().map_or_else(
+            || "-".to_owned(),
+            |error| {
+                format!(
+                    "{} at {}: {}",
+                    error.kind,
+                    when(Some(error.at)),
+                    error.message
+                )
+            },
+        );
+        writeln!(
+            out,
+            "{:<16} {:<12} {:<20} {:<20} {:>9} {:>8}  {error}",
+            status.connector,
+            status.state.as_str(),
+            when(status.last_success_at),
+            when(status.next_run_at),
+            status.events_ingested,
+            lag,
+        )?;
+    }
+    let total: i64 = waiting.iter().map(|(_, count)| count).sum();
+    write!(out, "unmatched inbox: {total} event(s) waiting")?;
+    if total > 0 {
+        let parts: Vec<String> = waiting
+            .iter()
+            .map(|(connector, count)| format!("{connector} {count}"))
+            .collect();
+        write!(out, " ({})", parts.join(", "))?;
+    }
+    writeln!(out)?;
+    Ok(())
 }
 
 async fn check_config(args: &ConfigArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {

@@ -123,6 +123,22 @@ async fn sync_runs_a_connector_and_reports_each_page() {
         text(&output.stderr)
     );
 
+    let output = run(rapport(dir.path()).args(["status"])).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let status = text(&output.stdout);
+    let row = status
+        .lines()
+        .find(|line| line.starts_with("feed "))
+        .unwrap_or_default();
+    assert!(
+        row.contains(" idle ") && row.contains(" 23 ") && row.ends_with("  -"),
+        "{status}"
+    );
+    assert!(
+        status.contains("unmatched inbox: 23 event(s) waiting (feed 23)"),
+        "{status}"
+    );
+
     // An upstream that refuses the credentials: a clear error and a non-zero exit.
     feed.fault(rapport_testkit::feed::Fault::Unauthorized);
     let output = run(rapport(dir.path()).args(["sync", "feed"])).await;
@@ -133,6 +149,16 @@ async fn sync_runs_a_connector_and_reports_each_page() {
             && stderr.contains("stays stopped until its configuration changes"),
         "{stderr}"
     );
+    let output = run(rapport(dir.path()).args(["status", "--json"])).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let feed_status = &status["connectors"][0];
+    assert_eq!(feed_status["connector"], "feed");
+    assert_eq!(feed_status["state"], "stopped");
+    assert_eq!(feed_status["last_error"]["kind"], "auth");
+    assert_eq!(feed_status["events_ingested"], 23);
+    assert_eq!(feed_status["configured"], true);
+    assert_eq!(status["unmatched"]["feed"], 23);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

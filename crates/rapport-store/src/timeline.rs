@@ -573,6 +573,19 @@ impl Store {
         page_of(rows, limit)
     }
 
+    /// How many events wait in the unmatched inbox, per connector (sorted by id).
+    pub async fn unmatched_counts(&self) -> Result<Vec<(String, i64)>> {
+        let counts: Vec<(String, i64)> = with_backend!(self, |pool, dialect| {
+            sqlx::query_as(
+                "SELECT connector, COUNT(*) FROM timeline_events WHERE account_id IS NULL
+                 GROUP BY connector ORDER BY connector",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(counts)
+    }
+
     /// The unmatched inbox: events no account claims yet (ambiguous ones carry their
     /// candidates), newest first, optionally only one connector's; keyset-paged like
     /// a timeline.

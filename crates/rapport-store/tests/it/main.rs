@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod assignments;
+mod identity;
 mod migrations;
 mod staff;
 mod sync;
