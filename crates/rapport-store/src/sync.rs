@@ -228,6 +228,29 @@ impl StatusRow {
 const LEASE_FENCE: &str =
     "connector = $1 AND lease_holder = $2 AND lease_token = $3 AND lease_expires_at_us > $4";
 
+/// `Ok` if the fenced statement matched the lease's row, else [`Error::LeaseLost`].
+fn lease_held(rows_affected: u64, lease: &Lease) -> Result<()> {
+    if rows_affected == 0 {
+        return Err(Error::LeaseLost(lease.connector.clone()));
+    }
+    Ok(())
+}
+
+/// Refuses events that claim another connector: a connector writes only its own keys.
+fn all_from(events: &[NewEvent], connector: &str) -> Result<()> {
+    match events.iter().find(|event| event.key.connector != connector) {
+        None => Ok(()),
+        Some(event) => Err(rapport_core::DomainError::InvalidField {
+            field: "event connector",
+            reason: format!(
+                "event `{}` says it comes from `{}` but was delivered by connector `{connector}`",
+                event.key.source_id, event.key.connector
+            ),
+        }
+        .into()),
+    }
+}
+
 impl Store {
     /// Makes sure `connector` has a state row, and records its configuration: a
     /// disabled connector is marked so; an enabled one whose configuration changed
@@ -406,9 +429,7 @@ impl Store {
             .await?
             .rows_affected()
         });
-        if updated == 0 {
-            return Err(Error::LeaseLost(lease.connector.clone()));
-        }
+        lease_held(updated, lease)?;
         lease.expires_at = from_us(expires_us);
         Ok(())
     }
@@ -446,10 +467,7 @@ impl Store {
             .await?
             .rows_affected()
         });
-        if updated == 0 {
-            return Err(Error::LeaseLost(lease.connector.clone()));
-        }
-        Ok(())
+        lease_held(updated, lease)
     }
 
     /// Commits one page under `lease`, in one transaction: events (placed by identity
@@ -463,20 +481,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<PageCommit> {
         check_batch(page.events)?;
-        if let Some(event) = page
-            .events
-            .iter()
-            .find(|event| event.key.connector != lease.connector)
-        {
-            return Err(rapport_core::DomainError::InvalidField {
-                field: "event connector",
-                reason: format!(
-                    "event `{}` says it comes from `{}` but is committed by connector `{}`",
-                    event.key.source_id, event.key.connector, lease.connector
-                ),
-            }
-            .into());
-        }
+        all_from(page.events, &lease.connector)?;
         let accounts = named_accounts(page.events);
         let at_us = to_us(at);
         let newest_us = page
@@ -574,10 +579,7 @@ impl Store {
             .await?
             .rows_affected()
         });
-        if updated == 0 {
-            return Err(Error::LeaseLost(lease.connector.clone()));
-        }
-        Ok(())
+        lease_held(updated, lease)
     }
 
     /// Stores events a connector pushed (webhooks) outside any sync run: the same
@@ -589,17 +591,8 @@ impl Store {
         events: &[NewEvent],
         at: DateTime<Utc>,
     ) -> Result<PageCommit> {
-        if let Some(event) = events.iter().find(|event| event.key.connector != connector) {
-            return Err(rapport_core::DomainError::InvalidField {
-                field: "event connector",
-                reason: format!(
-                    "event `{}` says it comes from `{}` but was pushed to connector `{connector}`",
-                    event.key.source_id, event.key.connector
-                ),
-            }
-            .into());
-        }
         check_batch(events)?;
+        all_from(events, connector)?;
         let accounts = named_accounts(events);
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {

@@ -4,7 +4,6 @@
 
 use crate::support::*;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use rapport_core::AccountId;
 use rapport_core::account::{Domain, EmailAddress, ExternalId};
 use rapport_core::matching::{MatchIndex, Resolution};
@@ -179,55 +178,24 @@ async fn check(store: &Store, plan: &Plan) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn run_property(cases: u32, open: impl Fn() -> Option<TestDatabaseFuture>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&plan(), |plan| {
-        runtime.block_on(async {
-            let Some(database) = open() else {
-                return Ok(());
-            };
-            let database = database.await;
-            let outcome = check(&database.store, &plan).await;
-            database.finish().await;
-            outcome
-        })
-    });
-    if let Err(error) = result {
-        panic!("identity resolution in the store disagrees with rapport-core: {error}");
-    }
-}
-
-type TestDatabaseFuture = std::pin::Pin<Box<dyn std::future::Future<Output = TestDatabase>>>;
-
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn store_resolution_agrees_with_core_on_sqlite() {
-    run_property(cases(48), || Some(Box::pin(TestDatabase::sqlite())));
+    run_property(
+        "identity resolution in the store disagrees with rapport-core",
+        cases(48),
+        plan(),
+        sqlite_case,
+        check,
+    );
 }
 
 #[test]
 fn store_resolution_agrees_with_core_on_postgres() {
-    if postgres_admin_url().is_none() {
-        return;
-    }
-    run_property(cases(16), || {
-        Some(Box::pin(async {
-            TestDatabase::postgres().await.expect("checked above")
-        }))
-    });
+    run_property(
+        "identity resolution in the store disagrees with rapport-core",
+        cases(16),
+        plan(),
+        postgres_case,
+        check,
+    );
 }

@@ -105,3 +105,62 @@ pub async fn small_org(store: &Store) -> Org {
         ava,
     }
 }
+
+/// Opens the database a property-test case runs on (`None`: skip).
+pub type TestDatabaseFuture = std::pin::Pin<Box<dyn std::future::Future<Output = TestDatabase>>>;
+
+/// `PROPTEST_CASES`, or `default`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs a property over `strategy`, each case on a fresh database from `open`, and
+/// panics with `what` and the minimal failing case.
+pub fn run_property<S: proptest::strategy::Strategy>(
+    what: &str,
+    cases: u32,
+    strategy: S,
+    open: impl Fn() -> Option<TestDatabaseFuture>,
+    check: impl AsyncFn(&Store, &S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    });
+    let result = runner.run(&strategy, |value| {
+        runtime.block_on(async {
+            let Some(database) = open() else {
+                return Ok(());
+            };
+            let database = database.await;
+            let outcome = check(&database.store, &value).await;
+            database.finish().await;
+            outcome
+        })
+    });
+    if let Err(error) = result {
+        panic!("{what}: {error}");
+    }
+}
+
+/// A fresh PostgreSQL database per case, when PostgreSQL is configured.
+pub fn postgres_case() -> Option<TestDatabaseFuture> {
+    postgres_admin_url()?;
+    Some(Box::pin(async {
+        TestDatabase::postgres().await.expect("checked above")
+    }))
+}
+
+/// A fresh SQLite database per case.
+pub fn sqlite_case() -> Option<TestDatabaseFuture> {
+    Some(Box::pin(TestDatabase::sqlite()))
+}

@@ -4,7 +4,7 @@ use crate::support::*;
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use rapport_core::account::AccountForest;
 use rapport_core::assignment::{Role, check_history};
 use rapport_core::staff::{Level, NewStaff, OrgChart, Staff};
@@ -319,55 +319,24 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
     Ok(())
 }
 
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(default)
-}
-
-fn run_property(cases: u32, open: impl Fn() -> Option<TestDatabaseFuture>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&plan(), |plan| {
-        runtime.block_on(async {
-            let Some(database) = open() else {
-                return Ok(());
-            };
-            let database = database.await;
-            let outcome = check_agreement(&database.store, &plan).await;
-            database.finish().await;
-            outcome
-        })
-    });
-    if let Err(error) = result {
-        panic!("SQL visibility disagrees with rapport-core: {error}");
-    }
-}
-
-type TestDatabaseFuture = std::pin::Pin<Box<dyn std::future::Future<Output = TestDatabase>>>;
-
 #[test]
 fn sql_visibility_agrees_with_core_on_sqlite() {
-    run_property(cases(48), || Some(Box::pin(TestDatabase::sqlite())));
+    run_property(
+        "SQL visibility disagrees with rapport-core",
+        cases(48),
+        plan(),
+        sqlite_case,
+        check_agreement,
+    );
 }
 
 #[test]
 fn sql_visibility_agrees_with_core_on_postgres() {
-    if postgres_admin_url().is_none() {
-        return;
-    }
-    run_property(cases(24), || {
-        Some(Box::pin(async {
-            TestDatabase::postgres().await.expect("checked above")
-        }))
-    });
+    run_property(
+        "SQL visibility disagrees with rapport-core",
+        cases(24),
+        plan(),
+        postgres_case,
+        check_agreement,
+    );
 }
