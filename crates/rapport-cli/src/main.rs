@@ -2,6 +2,7 @@
 //! [`rapport_cli::run`].
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -13,6 +14,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("warn,rapport_server=info,rapport_sync=info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in log files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
