@@ -522,8 +522,6 @@ impl Store {
                 .await?
                 .rows_affected();
             }
-            let changed =
-                i64::try_from(commit.summary.inserted + commit.summary.updated).unwrap_or(i64::MAX);
             sqlx::query(
                 "UPDATE connector_state SET events_ingested = events_ingested + $2,
                     pages_committed = pages_committed + 1,
@@ -533,7 +531,7 @@ impl Store {
                  WHERE connector = $1",
             )
             .bind(&lease.connector)
-            .bind(changed)
+            .bind(commit.summary.changed())
             .bind(newest_us)
             .execute(&mut *tx)
             .await?;
@@ -591,27 +589,8 @@ impl Store {
         events: &[NewEvent],
         at: DateTime<Utc>,
     ) -> Result<PageCommit> {
-        check_batch(events)?;
         all_from(events, connector)?;
-        let accounts = named_accounts(events);
-        let at_us = to_us(at);
-        with_backend!(self, |pool, dialect| {
-            let mut tx = pool.begin_with(dialect.begin_write()).await?;
-            for account in &accounts {
-                require_account!(&mut *tx, AccountId(*account))?;
-            }
-            let (commit, _) = write_events!(tx, dialect, events, &self.ignored_domains, at_us)?;
-            let changed =
-                i64::try_from(commit.summary.inserted + commit.summary.updated).unwrap_or(i64::MAX);
-            sqlx::query(
-                "UPDATE connector_state SET events_ingested = events_ingested + $2 WHERE connector = $1",
-            )
-            .bind(connector)
-            .bind(changed)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(commit)
-        })
+        let (commit, _) = self.write_batch(events, at, Some(connector)).await?;
+        Ok(commit)
     }
 }

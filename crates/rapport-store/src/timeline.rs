@@ -44,6 +44,11 @@ pub struct UpsertSummary {
 }
 
 impl UpsertSummary {
+    /// Events inserted or updated, as the status record counts them.
+    pub(crate) fn changed(&self) -> i64 {
+        i64::try_from(self.inserted + self.updated).unwrap_or(i64::MAX)
+    }
+
     pub(crate) fn add(&mut self, outcome: UpsertOutcome) {
         match outcome {
             UpsertOutcome::Inserted(_) => self.inserted += 1,
@@ -391,6 +396,19 @@ impl Store {
         events: &[NewEvent],
         at: DateTime<Utc>,
     ) -> Result<(UpsertSummary, Vec<UpsertOutcome>)> {
+        let (commit, outcomes) = self.write_batch(events, at, None).await?;
+        Ok((commit.summary, outcomes))
+    }
+
+    /// The one batch write behind [`Store::upsert_events`] and pushed (webhook) events:
+    /// validate, check named accounts, resolve, upsert — and, for a connector's pushed
+    /// events, add what changed to its `events_ingested` — in one transaction.
+    pub(crate) async fn write_batch(
+        &self,
+        events: &[NewEvent],
+        at: DateTime<Utc>,
+        count_for_connector: Option<&str>,
+    ) -> Result<(crate::sync::PageCommit, Vec<UpsertOutcome>)> {
         check_batch(events)?;
         let accounts = named_accounts(events);
         let at_us = to_us(at);
@@ -401,8 +419,18 @@ impl Store {
             }
             let (commit, outcomes) =
                 write_events!(tx, dialect, events, &self.ignored_domains, at_us)?;
+            if let Some(connector) = count_for_connector {
+                sqlx::query(
+                    "UPDATE connector_state SET events_ingested = events_ingested + $2
+                     WHERE connector = $1",
+                )
+                .bind(connector)
+                .bind(commit.summary.changed())
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
-            Ok((commit.summary, outcomes))
+            Ok((commit, outcomes))
         })
     }
 

@@ -16,13 +16,12 @@
 //! event count, default 20,000).
 
 use chrono::Utc;
-use rapport_core::account::{Lifecycle, NewAccount};
-use rapport_core::staff::{Level, NewStaff};
 use rapport_core::timeline::NewEvent;
 use rapport_plugin_host::{CallLimits, Connector, Grants, HostConfig, PluginHost};
 use rapport_store::{PageWrite, Store};
 use rapport_sync::{ConnectorSpec, Engine, EngineConfig};
-use rapport_testkit::feed::{CUSTOMERS, Feed};
+use rapport_testkit::database::TestDatabase;
+use rapport_testkit::feed::{Feed, seed_customers};
 use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -51,41 +50,6 @@ fn report(backend: &str, rows: &[Row]) {
             row.events as f64 / row.elapsed.as_secs_f64(),
             per_event / baseline
         );
-    }
-}
-
-async fn seed(store: &Store) {
-    let owner = store
-        .create_staff(
-            NewStaff {
-                name: "Bench VP".into(),
-                email: rapport_core::account::EmailAddress::parse("vp@rapport.example").unwrap(),
-                level: Level::Vp,
-                reports_to: None,
-                is_admin: false,
-            },
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-    for n in 0..CUSTOMERS {
-        store
-            .create_account(
-                NewAccount {
-                    name: format!("Customer {n}"),
-                    parent: None,
-                    lifecycle: Lifecycle::Active,
-                    renewal_date: None,
-                    domains: Vec::new(),
-                    external_ids: vec![format!("feed:cus_{n}").parse().unwrap()],
-                    contacts: Vec::new(),
-                    owner: owner.id,
-                },
-                None,
-                Utc::now(),
-            )
-            .await
-            .unwrap();
     }
 }
 
@@ -299,7 +263,7 @@ async fn bench_backend(
 
     // Full path into a fresh database, then again over what it stored.
     let full = Store::connect(&urls[0]).await.unwrap();
-    seed(&full).await;
+    seed_customers(&full).await;
     let (elapsed, stored) = full_path(&full, connector(&plugin, &feed)).await;
     assert_eq!(stored as usize, events);
     let reingest = reingest(&full, connector(&plugin, &feed)).await;
@@ -310,7 +274,7 @@ async fn bench_backend(
     let plugin_only = fetched.elapsed();
 
     let store = Store::connect(&urls[1]).await.unwrap();
-    seed(&store).await;
+    seed_customers(&store).await;
     let store_elapsed = store_only(&store, &pages).await;
     store.close().await;
 
@@ -372,33 +336,6 @@ async fn reingest(store: &Store, connector: Connector) -> Duration {
     elapsed
 }
 
-async fn create_postgres(admin: &str, name: &str) -> String {
-    let mut connection = sqlx::PgConnection::connect(admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut connection)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(admin).unwrap();
-    url.set_path(name);
-    url.to_string()
-}
-
-async fn drop_postgres(admin: &str, name: &str) {
-    let mut connection = sqlx::PgConnection::connect(admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut connection)
-    .await
-    .unwrap();
-}
-
 fn main() {
     let events: usize = std::env::var("RAPPORT_BENCH_EVENTS")
         .ok()
@@ -434,25 +371,20 @@ fn main() {
         .await;
 
         if let Ok(admin) = std::env::var("RAPPORT_BENCH_DATABASE_URL") {
-            let full = create_postgres(&admin, "rapport_bench_full").await;
-            let store = create_postgres(&admin, "rapport_bench_store").await;
-            let native = create_postgres(&admin, "rapport_bench_native").await;
-            let native_store = Store::connect(&native).await.unwrap();
-            seed(&native_store).await;
-            native_store.close().await;
+            let full = TestDatabase::postgres_on(admin.clone()).await;
+            let store = TestDatabase::postgres_on(admin.clone()).await;
+            let native = TestDatabase::postgres_on(admin).await;
+            seed_customers(&native.store).await;
+            let native_url = native.url.clone();
             bench_backend(
                 &format!("PostgreSQL (local socket over TCP), {events} events"),
-                [full, store],
-                async |rows: &[Vec<NativeRow>]| native_postgres(&native, rows).await,
+                [full.url.clone(), store.url.clone()],
+                async |rows: &[Vec<NativeRow>]| native_postgres(&native_url, rows).await,
                 events,
             )
             .await;
-            for name in [
-                "rapport_bench_full",
-                "rapport_bench_store",
-                "rapport_bench_native",
-            ] {
-                drop_postgres(&admin, name).await;
+            for database in [full, store, native] {
+                database.finish().await;
             }
         } else {
             println!("\nPostgreSQL: skipped (set RAPPORT_BENCH_DATABASE_URL to include it)");
@@ -472,7 +404,7 @@ fn seed_native_accounts(path: &std::path::Path) {
             let store = Store::connect(&format!("sqlite://{}", path.display()))
                 .await
                 .unwrap();
-            seed(&store).await;
+            seed_customers(&store).await;
             store.close().await;
         });
     })

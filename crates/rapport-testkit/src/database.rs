@@ -64,7 +64,12 @@ impl TestDatabase {
     /// `RAPPORT_TEST_DATABASE_URL`, or `None` (with a note) when it is unset. Under
     /// `CI=true` an unset variable fails the test: CI must never skip silently.
     pub async fn postgres() -> Option<TestDatabase> {
-        let admin_url = postgres_admin_url()?;
+        Some(TestDatabase::postgres_on(postgres_admin_url()?).await)
+    }
+
+    /// A new, empty PostgreSQL database on the server at `admin_url` (a user that may
+    /// create databases), dropped by [`TestDatabase::finish`].
+    pub async fn postgres_on(admin_url: String) -> TestDatabase {
         let name = format!("rapport_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
@@ -78,11 +83,11 @@ impl TestDatabase {
         url.set_path(&name);
         let url = url.to_string();
         let store = Store::connect(&url).await.expect("open PostgreSQL store");
-        Some(TestDatabase {
+        TestDatabase {
             store,
             url,
             cleanup: Cleanup::Postgres { admin_url, name },
-        })
+        }
     }
 
     /// Closes the store and drops the database.

@@ -139,3 +139,45 @@ fn respond(state: &Mutex<FeedState>, path: &str) -> Reply {
 pub fn expected_ids(items: usize) -> Vec<String> {
     (0..items).map(item_id).collect()
 }
+
+/// Seeds a VP and one account per feed customer, holding external id `feed:cus_N`, so
+/// the feed's items match by external id. Returns the accounts, by customer number.
+pub async fn seed_customers(store: &rapport_store::Store) -> Vec<rapport_core::AccountId> {
+    use rapport_core::account::{EmailAddress, Lifecycle, NewAccount};
+    use rapport_core::staff::{Level, NewStaff};
+    let owner = store
+        .create_staff(
+            NewStaff {
+                name: "Vera VP".into(),
+                email: EmailAddress::parse("vera@rapport.example").expect("valid email"),
+                level: Level::Vp,
+                reports_to: None,
+                is_admin: false,
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("hire the owner");
+    let mut accounts = Vec::new();
+    for n in 0..CUSTOMERS {
+        let account = store
+            .create_account(
+                NewAccount {
+                    name: format!("Customer {n}"),
+                    parent: None,
+                    lifecycle: Lifecycle::Active,
+                    renewal_date: None,
+                    domains: Vec::new(),
+                    external_ids: vec![format!("feed:cus_{n}").parse().expect("valid id")],
+                    contacts: Vec::new(),
+                    owner: owner.id,
+                },
+                None,
+                Utc::now(),
+            )
+            .await
+            .expect("open an account");
+        accounts.push(account.id);
+    }
+    accounts
+}

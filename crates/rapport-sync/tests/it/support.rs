@@ -1,10 +1,6 @@
 //! An engine wired to the fake feed upstream (`rapport_testkit::feed`) through the real
 //! plugin host, and a store seeded with one account per feed customer.
 
-use chrono::Utc;
-use rapport_core::account::NewAccount;
-use rapport_core::staff::{Level, NewStaff};
-use rapport_core::{AccountId, StaffId};
 use rapport_plugin_host::{CallLimits, Grants, HostConfig, Plugin, PluginHost};
 use rapport_store::Store;
 use rapport_sync::{ConnectorSpec, Engine, EngineConfig, RetryPolicy};
@@ -14,7 +10,9 @@ use std::time::Duration;
 
 /// The connector id the tests configure.
 pub const CONNECTOR: &str = "feed";
-pub use rapport_testkit::feed::{CUSTOMERS, Fault, Feed, expected_ids, item_id, item_json};
+pub use rapport_testkit::feed::{
+    CUSTOMERS, Fault, Feed, expected_ids, item_id, item_json, seed_customers as seed,
+};
 
 pub fn limits() -> CallLimits {
     CallLimits {
@@ -70,49 +68,6 @@ pub fn engine_config(node: &str) -> EngineConfig {
         },
         pages_per_run_max: 1_000,
     }
-}
-
-/// A store with one staff member and an account per feed customer (`feed:cus_N`).
-pub async fn seed(store: &Store) -> Vec<AccountId> {
-    let owner = store
-        .create_staff(
-            NewStaff {
-                name: "Vera VP".into(),
-                email: rapport_core::account::EmailAddress::parse("vera@rapport.example").unwrap(),
-                level: Level::Vp,
-                reports_to: None,
-                is_admin: false,
-            },
-            Utc::now(),
-        )
-        .await
-        .expect("hire");
-    let mut accounts = Vec::new();
-    for n in 0..CUSTOMERS {
-        accounts.push(open(store, owner.id, n).await);
-    }
-    accounts
-}
-
-async fn open(store: &Store, owner: StaffId, n: usize) -> AccountId {
-    store
-        .create_account(
-            NewAccount {
-                name: format!("Customer {n}"),
-                parent: None,
-                lifecycle: rapport_core::account::Lifecycle::Active,
-                renewal_date: None,
-                domains: Vec::new(),
-                external_ids: vec![format!("feed:cus_{n}").parse().unwrap()],
-                contacts: Vec::new(),
-                owner,
-            },
-            None,
-            Utc::now(),
-        )
-        .await
-        .expect("open account")
-        .id
 }
 
 /// An engine over `store` with the feed connector.
