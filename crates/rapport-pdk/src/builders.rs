@@ -138,6 +138,31 @@ impl Config {
             .ok_or_else(|| ConnectorError::Config(format!("the setting `{key}` is required")))
     }
 
+    /// A whole-number setting within `range`, `default` when absent, or a config error
+    /// that names the setting and the range.
+    pub fn number(
+        &self,
+        key: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConnectorError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|value| range.contains(value))
+                .ok_or_else(|| {
+                    ConnectorError::Config(format!(
+                        "the setting `{key}` is `{text}`; it must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ))
+                }),
+        }
+    }
+
     /// A secret, if present. Never log it.
     pub fn secret(&self, key: &str) -> Option<&str> {
         self.secrets
@@ -217,10 +242,57 @@ impl From<ManifestBuilder> for Manifest {
     }
 }
 
+/// The start of `text` as one line (whitespace runs collapsed) of at most `chars_max`
+/// characters, ending in `…` when cut: a summary from a ticket, a comment or a mail body.
+pub fn snippet(text: &str, chars_max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= chars_max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(chars_max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ConfigEntry;
+
+    #[test]
+    fn numbers_default_parse_and_name_their_range() {
+        let config = Config {
+            settings: vec![
+                ConfigEntry {
+                    key: "page_size".into(),
+                    value: " 50 ".into(),
+                },
+                ConfigEntry {
+                    key: "too_big".into(),
+                    value: "5000".into(),
+                },
+            ],
+            secrets: Vec::new(),
+        };
+        assert_eq!(config.number("page_size", 100, 1..=100).unwrap(), 50);
+        assert_eq!(config.number("absent", 7, 1..=100).unwrap(), 7);
+        match config.number("too_big", 1, 1..=1000) {
+            Err(ConnectorError::Config(message)) => {
+                assert!(message.contains("`too_big` is `5000`"), "{message}");
+                assert!(message.contains("from 1 to 1000"), "{message}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn snippets_are_one_bounded_line() {
+        assert_eq!(snippet("  a\r\n\r\n b\tc ", 10), "a b c");
+        let cut = snippet(&"word ".repeat(100), 20);
+        assert_eq!(cut.chars().count(), 20);
+        assert!(cut.ends_with('…'));
+        assert_eq!(snippet("ééé", 3), "ééé");
+    }
 
     #[test]
     fn events_build_up() {

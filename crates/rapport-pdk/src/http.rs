@@ -39,6 +39,21 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// Percent-encodes `value` for use as one query parameter value (RFC 3986 unreserved
+/// characters pass; everything else, `=`, `+`, `/` and `&` included, is escaped), e.g.
+/// an opaque pagination cursor.
+pub fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Starts a GET request.
 pub fn get(url: &str) -> Request {
     Request {
@@ -310,6 +325,13 @@ mod transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query_value("a-Z_0.~"), "a-Z_0.~");
+        assert_eq!(encode_query_value("M+a/b=&c d"), "M%2Ba%2Fb%3D%26c%20d");
+        assert_eq!(encode_query_value("é"), "%C3%A9");
+    }
 
     #[test]
     fn urls_split_for_wasi_http() {

@@ -75,19 +75,20 @@ mod builders;
 pub mod http;
 pub mod log;
 pub mod time;
+pub mod webhook;
 
 pub use bindings::exports::rapport::connector::plugin::Guest as Connector;
 pub use bindings::rapport::connector::types::{
     AccountHints, Actor, Attribute, AttributeValue, Config, ConfigEntry, ConfigKey, ConnectorError,
     Event, ExternalId, Header, Manifest, Money, Page, RateLimit, Timestamp, WebhookRequest,
 };
-pub use builders::{ManifestBuilder, event, manifest};
+pub use builders::{ManifestBuilder, event, manifest, snippet};
 
 /// Everything a connector usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
         AttributeValue, Config, Connector, ConnectorError, Event, Manifest, Page, WebhookRequest,
-        event, http, log, manifest, time,
+        event, http, log, manifest, time, webhook,
     };
 }
 

@@ -22,6 +22,13 @@ pub fn from_unix_millis(millis: i64) -> Timestamp {
     millis.saturating_mul(1_000)
 }
 
+/// The UTC calendar date of an instant, as `2026-03-01`, for titles and summaries.
+pub fn date(at: Timestamp) -> String {
+    DateTime::from_timestamp_micros(at)
+        .map(|at| at.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| format!("{at} µs after the epoch"))
+}
+
 /// The current time, from the WASI wall clock.
 pub fn now() -> Timestamp {
     chrono::Utc::now().timestamp_micros()
@@ -40,6 +47,7 @@ mod tests {
         );
         assert_eq!(from_unix_seconds(2), 2_000_000);
         assert_eq!(from_unix_millis(2), 2_000);
+        assert_eq!(date(from_unix_seconds(1_772_366_400)), "2026-03-01");
         assert!(format!("{:?}", parse_rfc3339("yesterday").unwrap_err()).contains("yesterday"));
     }
 }

@@ -63,6 +63,16 @@ impl Reply {
     }
 }
 
+/// Whether request `head` carries header `name` with exactly `value` (for fakes that
+/// check credentials).
+pub fn has_header(head: &str, name: &str, value: &str) -> bool {
+    head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(header, given)| {
+            header.eq_ignore_ascii_case(name) && given.trim() == value
+        })
+    })
+}
+
 /// The running server. Requests are recorded (their heads); the most requests ever in
 /// flight at once is tracked, so tests can prove work was never done concurrently.
 #[derive(Debug)]
@@ -78,6 +88,14 @@ pub struct Upstream {
 impl Upstream {
     /// Starts answering each request with `respond(path)` (path includes the query).
     pub async fn start(respond: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Upstream {
+        Upstream::start_with_heads(move |_, path| respond(path)).await
+    }
+
+    /// Starts answering each request with `respond(head, path)`, where `head` is the
+    /// request line and headers (for checking credentials).
+    pub async fn start_with_heads(
+        respond: impl Fn(&str, &str) -> Reply + Send + Sync + 'static,
+    ) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -107,8 +125,8 @@ impl Upstream {
                     most.fetch_max(now, Ordering::SeqCst);
                     let head = String::from_utf8_lossy(&head).into_owned();
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let reply = respond(&head, &path);
                     seen.lock().expect("requests lock").push(head);
-                    let reply = respond(&path);
                     if !reply.delay.is_zero() {
                         tokio::time::sleep(reply.delay).await;
                     }

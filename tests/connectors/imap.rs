@@ -1,0 +1,264 @@
+//! email-imap through the real host against a real Dovecot on loopback, its INBOX filled
+//! with the RFC and malformed fixture messages: paging, resuming, a UIDVALIDITY change,
+//! TLS and STARTTLS with a private CA, and refusals.
+
+use crate::support::*;
+use rapport_plugin_host::{Connector, ConnectorError, PluginError, PluginHost};
+use rapport_testkit::dovecot::{self, Dovecot};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// Every fixture message, RFC examples first, by name.
+pub fn fixture_messages() -> Vec<(String, Vec<u8>)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/email");
+    let mut messages = Vec::new();
+    for set in ["rfc", "malformed"] {
+        let mut files: Vec<_> = std::fs::read_dir(root.join(set))
+            .expect("the email fixtures")
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        files.sort();
+        for file in files {
+            let name = format!("{set}/{}", file.file_name().unwrap().to_string_lossy());
+            messages.push((name, std::fs::read(&file).expect("read a fixture")));
+        }
+    }
+    messages
+}
+
+pub async fn imap(
+    host: &PluginHost,
+    server: &Dovecot,
+    security: &str,
+    extra: &[(&str, &str)],
+) -> Connector {
+    let port = match security {
+        "tls" => server.imaps_port,
+        _ => server.imap_port,
+    };
+    let port_text = port.to_string();
+    let mut settings = vec![
+        ("host", "127.0.0.1"),
+        ("port", port_text.as_str()),
+        ("security", security),
+        ("username", dovecot::USER),
+        ("folders", "INBOX"),
+        ("own_domains", "innosoft.com"),
+    ];
+    settings.extend_from_slice(extra);
+    connector(
+        host,
+        rapport_testkit::EMAIL_IMAP,
+        "mail",
+        &Dovecot::grant(port),
+        &settings,
+        &[("password", dovecot::PASSWORD)],
+    )
+    .await
+}
+
+fn ids(pages: &[rapport_plugin_host::SyncPage]) -> Vec<String> {
+    pages
+        .iter()
+        .flat_map(|page| &page.events)
+        .map(|event| event.key.source_id.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_every_message_once_pages_and_resumes() {
+    let messages = fixture_messages();
+    let bodies: Vec<&[u8]> = messages.iter().map(|(_, body)| body.as_slice()).collect();
+    let Some(mut server) = Dovecot::start(&bodies) else {
+        return;
+    };
+    let host = host();
+    let mail = imap(&host, &server, "plaintext", &[("messages_per_page", "10")]).await;
+    mail.check().await.expect("check logs in and finds INBOX");
+
+    let pages = sync_all(&mail, None).await;
+    assert_eq!(pages.len(), messages.len().div_ceil(10));
+    let first = ids(&pages);
+    // Two fixture messages are byte-for-byte the same (malformed/009 and 011): one
+    // event, by its content hash. Any other repeat would be a bug.
+    let mut counts = std::collections::BTreeMap::new();
+    for id in &first {
+        *counts.entry(id.as_str()).or_insert(0) += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(repeated.len(), 1, "{repeated:?}");
+    assert!(repeated[0].0.starts_with("sha256:"));
+    // Malformed messages do not abort anything; nearly all carry something to keep.
+    assert!(
+        first.len() >= messages.len() - 3,
+        "{} of {}",
+        first.len(),
+        messages.len()
+    );
+
+    // From Ned Freed's domain (ours here) is sent; to him is received.
+    let events: Vec<_> = pages.iter().flat_map(|page| &page.events).collect();
+    assert!(events.iter().any(|event| {
+        event.kind.as_str() == "email.received"
+            && event
+                .hints
+                .emails
+                .iter()
+                .any(|email| email.to_string() == "nsb@nsb.fv.com")
+            && event
+                .hints
+                .emails
+                .iter()
+                .all(|email| !email.to_string().ends_with("innosoft.com"))
+    }));
+
+    // Caught up: nothing; then exactly the new message.
+    let checkpoint = pages.last().unwrap().checkpoint.clone();
+    let idle = sync_all(&mail, checkpoint.clone()).await;
+    assert!(ids(&idle).is_empty());
+    server.deliver(
+        b"From: Ann Client <ann@globex.example>\r\nTo: Ned <ned@innosoft.com>\r\n\
+          Subject: Renewal\r\nMessage-ID: <renewal-1@globex.example>\r\n\
+          Date: Mon, 02 Feb 2026 10:00:00 +0000\r\n\r\nCan we talk about the renewal?\r\n",
+    );
+    let later = sync_all(&mail, idle.last().unwrap().checkpoint.clone()).await;
+    assert_eq!(
+        ids(&later),
+        vec!["msgid:renewal-1@globex.example".to_owned()]
+    );
+    let renewal = &later[0].events[0];
+    assert_eq!(renewal.title, "From Ann Client: Renewal");
+    assert_eq!(renewal.summary, "Can we talk about the renewal?");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uidvalidity_change_rereads_the_folder_as_the_same_events() {
+    let messages = fixture_messages();
+    let bodies: Vec<&[u8]> = messages.iter().map(|(_, body)| body.as_slice()).collect();
+    let Some(server) = Dovecot::start(&bodies) else {
+        return;
+    };
+    let host = host();
+    let mail = imap(&host, &server, "plaintext", &[]).await;
+    let pages = sync_all(&mail, None).await;
+    let before: BTreeSet<String> = ids(&pages).into_iter().collect();
+    let checkpoint = pages.last().unwrap().checkpoint.clone().unwrap();
+
+    server.reset_uids();
+    let after = sync_all(&mail, Some(checkpoint.clone())).await;
+    let reread: BTreeSet<String> = ids(&after).into_iter().collect();
+    // Everything is read again, under the same ids: the store upserts, nothing doubles.
+    assert_eq!(reread, before);
+    let new_checkpoint = after.last().unwrap().checkpoint.clone().unwrap();
+    assert_ne!(
+        new_checkpoint, checkpoint,
+        "the new UIDVALIDITY is recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_starttls_trust_the_configured_ca_only() {
+    if !rapport_testkit::EMAIL_IMAP_TLS {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "email-imap was built without TLS (no clang) but CI=true: install clang"
+        );
+        eprintln!("skipped: IMAP over TLS (email-imap was built without TLS; install clang)");
+        return;
+    }
+    let messages = fixture_messages();
+    let Some(server) = Dovecot::start(&[&messages[0].1, &messages[2].1]) else {
+        return;
+    };
+    let host = host();
+    for security in ["tls", "starttls"] {
+        let mail = imap(
+            &host,
+            &server,
+            security,
+            &[("ca_certificate", &server.ca_pem)],
+        )
+        .await;
+        let pages = sync_all(&mail, None).await;
+        assert_eq!(ids(&pages).len(), 2, "{security}");
+
+        // Without the private CA the server's certificate is not trusted: a
+        // configuration problem, said as such.
+        let untrusting = imap(&host, &server, security, &[]).await;
+        match connector_error(untrusting.sync(None).await) {
+            ConnectorError::Config(message) => {
+                assert!(message.contains("not trusted"), "{security}: {message}")
+            }
+            other => panic!("{security}: expected a configuration error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_passwords_folders_and_grants_are_told_apart() {
+    let Some(server) = Dovecot::start(&[]) else {
+        return;
+    };
+    let host = host();
+    let port = server.imap_port.to_string();
+    let base = [
+        ("host", "127.0.0.1"),
+        ("port", port.as_str()),
+        ("security", "plaintext"),
+        ("username", dovecot::USER),
+    ];
+    let wrong_password = connector(
+        &host,
+        rapport_testkit::EMAIL_IMAP,
+        "mail",
+        &Dovecot::grant(server.imap_port),
+        &base,
+        &[("password", "not-the-password")],
+    )
+    .await;
+    assert!(matches!(
+        connector_error(wrong_password.sync(None).await),
+        ConnectorError::Auth(_)
+    ));
+
+    let missing_folder = imap(
+        &host,
+        &server,
+        "plaintext",
+        &[("folders", "INBOX, Archive/2019")],
+    )
+    .await;
+    match connector_error(missing_folder.sync(None).await) {
+        ConnectorError::Config(message) => assert!(message.contains("Archive/2019"), "{message}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    // The default folders skip a missing Sent instead.
+    let defaults = connector(
+        &host,
+        rapport_testkit::EMAIL_IMAP,
+        "mail",
+        &Dovecot::grant(server.imap_port),
+        &base,
+        &[("password", dovecot::PASSWORD)],
+    )
+    .await;
+    assert!(ids(&sync_all(&defaults, None).await).is_empty());
+
+    // A port the operator did not grant is refused by the host, as a network denial.
+    let ungranted = connector(
+        &host,
+        rapport_testkit::EMAIL_IMAP,
+        "mail",
+        &Dovecot::grant(server.imaps_port),
+        &base,
+        &[("password", dovecot::PASSWORD)],
+    )
+    .await;
+    match ungranted.sync(None).await {
+        Err(PluginError::ForbiddenNetwork { target, .. }) => {
+            assert_eq!(target, format!("tcp://127.0.0.1:{}", server.imap_port))
+        }
+        other => panic!("expected a network denial, got {other:?}"),
+    }
+}
