@@ -6,6 +6,7 @@
 mod support;
 
 mod imap;
+mod server;
 mod stripe;
 mod together;
 mod zendesk;

@@ -108,28 +108,30 @@ fn environment_overrides_win_over_the_file() {
 
 #[tokio::test]
 async fn the_example_configuration_is_valid() {
-    // rapport.example.toml documents every key; it must stay loadable. Its plugins
-    // and secrets are swapped for test ones.
+    // rapport.example.toml documents every key; it must stay loadable, and its
+    // settings must be what the reference connectors understand. Secrets are test ones.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rapport.example.toml");
     let source = std::fs::read_to_string(&example).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("rapport.toml");
     std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
-    for plugin in [
-        "billing-stripe",
-        "support-zendesk",
-        "email-imap",
-        "example-feed",
+    for (plugin, built) in [
+        ("billing-stripe", rapport_testkit::BILLING_STRIPE),
+        ("support-zendesk", rapport_testkit::SUPPORT_ZENDESK),
+        ("email-imap", rapport_testkit::EMAIL_IMAP),
+        ("example-feed", rapport_testkit::EXAMPLE_FEED),
     ] {
-        std::fs::copy(
-            rapport_testkit::EXAMPLE_FEED,
-            dir.path().join(format!("plugins/{plugin}.wasm")),
-        )
-        .unwrap();
+        std::fs::copy(built, dir.path().join(format!("plugins/{plugin}.wasm"))).unwrap();
     }
     std::fs::write(&config_path, &source).unwrap();
     let everything_set = |name: &str| (!name.starts_with("RAPPORT_")).then(|| "set".to_owned());
     let config = Config::parse(&source, &config_path, &everything_set)
         .unwrap_or_else(|error| panic!("rapport.example.toml does not parse:\n{error}"));
     assert!(!config.connectors.is_empty());
+    let host = PluginHost::new(HostConfig::default()).unwrap();
+    let bound = config
+        .bind_connectors(&host)
+        .await
+        .unwrap_or_else(|error| panic!("rapport.example.toml does not bind:\n{error}"));
+    assert_eq!(bound.len(), config.connectors.len());
 }
