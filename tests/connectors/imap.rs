@@ -130,6 +130,26 @@ async fn reads_every_message_once_pages_and_resumes() {
     let renewal = &later[0].events[0];
     assert_eq!(renewal.title, "From Ann Client: Renewal");
     assert_eq!(renewal.summary, "Can we talk about the renewal?");
+
+    // Bytes that are not mail at all are reported and skipped, and the checkpoint
+    // moves past them: the next message still arrives.
+    server.deliver(b"\x00\x01\x02 not a message \xff\xfe\r\n");
+    let skipped = sync_all(&mail, later.last().unwrap().checkpoint.clone()).await;
+    assert!(ids(&skipped).is_empty());
+    assert_ne!(
+        skipped.last().unwrap().checkpoint,
+        later.last().unwrap().checkpoint,
+        "the checkpoint moved past the unreadable message"
+    );
+    server.deliver(
+        b"From: Ann Client <ann@globex.example>\r\nSubject: Again\r\n\
+          Message-ID: <renewal-2@globex.example>\r\nDate: Tue, 03 Feb 2026 10:00:00 +0000\r\n\r\nHello?\r\n",
+    );
+    let after = sync_all(&mail, skipped.last().unwrap().checkpoint.clone()).await;
+    assert_eq!(
+        ids(&after),
+        vec!["msgid:renewal-2@globex.example".to_owned()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

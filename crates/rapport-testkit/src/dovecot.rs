@@ -145,7 +145,7 @@ ssl_key = <{dir_text}/server.key
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{dir_text}/mail/Maildir
-first_valid_uid = 100
+first_valid_uid = 1
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {dir_text}/users
@@ -168,10 +168,13 @@ service imap-login {{
 "#
         );
         std::fs::write(root.join("dovecot.conf"), config).expect("write dovecot.conf");
+        // As root, mail processes drop to an unprivileged uid (Dovecot refuses uid 0);
+        // as anyone else, they run as that user.
+        let (uid, gid) = mail_owner();
         std::fs::write(
             root.join("users"),
             format!(
-                "{USER}:{{PLAIN}}{PASSWORD}:{MAIL_UID}:{MAIL_UID}::{dir_text}/mail::userdb_mail=maildir:{dir_text}/mail/Maildir\n"
+                "{USER}:{{PLAIN}}{PASSWORD}:{uid}:{gid}::{dir_text}/mail::userdb_mail=maildir:{dir_text}/mail/Maildir\n"
             ),
         )
         .expect("write users");
@@ -315,7 +318,24 @@ fn chown_tree(path: &Path) {
 
 #[cfg(unix)]
 fn is_root() -> bool {
+    mail_owner_of_self().0 == 0
+}
+
+/// The uid and gid this process runs as (the owner of `/proc/self`).
+#[cfg(unix)]
+fn mail_owner_of_self() -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")
-        .map(|meta| std::os::unix::fs::MetadataExt::uid(&meta) == 0)
-        .unwrap_or(false)
+        .map(|meta| (meta.uid(), meta.gid()))
+        .unwrap_or((0, 0))
+}
+
+/// Who the mail processes run as.
+#[cfg(unix)]
+fn mail_owner() -> (u32, u32) {
+    if is_root() {
+        (MAIL_UID, MAIL_UID)
+    } else {
+        mail_owner_of_self()
+    }
 }

@@ -1,0 +1,369 @@
+//! What running a reference connector in the sandbox costs, each against a native peer
+//! measured in the same process against the same loopback upstream:
+//! - billing-stripe syncing N events (pages of 100) through the host, vs a native
+//!   client fetching the same pages and parsing their JSON;
+//! - email-imap syncing N messages (pages of 100) from Dovecot through the host, vs a
+//!   native client issuing the same IMAP commands;
+//! - loading each plugin: compiling it, and loading it from the compiled cache.
+//!
+//! `cargo bench -p rapport-e2e --bench connectors` (sizes with RAPPORT_BENCH_STRIPE_EVENTS,
+//! RAPPORT_BENCH_IMAP_MESSAGES). Needs Dovecot for the IMAP half (skipped without it).
+
+use rapport_plugin_host::{CallLimits, Connector, Grants, HostConfig, PluginHost};
+use rapport_testkit::dovecot::{self, Dovecot};
+use rapport_testkit::stripe::{self as fake, FakeStripe};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn host(cache: Option<&Path>) -> PluginHost {
+    PluginHost::new(HostConfig {
+        cache_dir: cache.map(Path::to_path_buf),
+        pooling: false,
+        concurrent_calls_max: 4,
+        limits: CallLimits {
+            deadline_ms: 60_000,
+            http_timeout_ms: 10_000,
+            ..CallLimits::default()
+        },
+    })
+    .expect("a host")
+}
+
+async fn bind(
+    host: &PluginHost,
+    path: &str,
+    grant: String,
+    settings: &[(&str, String)],
+    secrets: &[(&str, &str)],
+) -> Connector {
+    host.load(Path::new(path))
+        .await
+        .expect("load")
+        .connector(Grants {
+            connector_id: "bench".into(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            secrets: secrets
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+            allowed_hosts: vec![grant],
+            allow_private_networks: true,
+        })
+        .expect("bind")
+}
+
+/// Median of `RUNS` timings of `run`, which returns how many items it handled.
+async fn median<F, Fut>(mut run: F) -> (Duration, usize)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    let mut times = Vec::new();
+    let mut items = 0;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        items = run().await;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    (times[RUNS / 2], items)
+}
+
+async fn sync_all(connector: &Connector) -> usize {
+    let mut checkpoint: Option<String> = None;
+    let mut events = 0;
+    loop {
+        let page = connector.sync(checkpoint.as_deref()).await.expect("a page");
+        events += page.events.len();
+        checkpoint = page.checkpoint;
+        if !page.more {
+            return events;
+        }
+    }
+}
+
+/// A native client reading the same `/v1/events` pages and parsing them.
+async fn native_stripe(address: std::net::SocketAddr, key: &str) -> usize {
+    let types: String = [
+        "invoice.paid",
+        "invoice.payment_failed",
+        "invoice.finalized",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "charge.refunded",
+        "customer.created",
+        "customer.updated",
+    ]
+    .iter()
+    .map(|kind| format!("&types%5B%5D={kind}"))
+    .collect();
+    let mut after: Option<String> = None;
+    let mut events = 0;
+    loop {
+        let mut path = format!("/v1/events?limit=100&created%5Bgte%5D=0{types}");
+        if let Some(after) = &after {
+            path.push_str(&format!("&starting_after={after}"));
+        }
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let at = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let page: serde_json::Value = serde_json::from_slice(&response[at..]).unwrap();
+        let data = page["data"].as_array().unwrap();
+        events += data.len();
+        after = data
+            .last()
+            .map(|event| event["id"].as_str().unwrap().to_owned());
+        if !page["has_more"].as_bool().unwrap() {
+            return events;
+        }
+    }
+}
+
+/// A native client issuing the IMAP commands the plugin issues, 100 messages a fetch.
+fn native_imap(port: u16, messages: usize) -> usize {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let read_until = |stream: &mut std::net::TcpStream, tag: &[u8]| -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buffer = [0u8; 65536];
+        loop {
+            let read = stream.read(&mut buffer).unwrap();
+            assert!(read > 0, "the server closed the connection");
+            all.extend_from_slice(&buffer[..read]);
+            if all.windows(tag.len()).any(|w| w == tag) && all.ends_with(b"\r\n") {
+                return all;
+            }
+        }
+    };
+    read_until(&mut stream, b"* OK");
+    stream
+        .write_all(
+            format!(
+                "a1 LOGIN \"{}\" \"{}\"\r\n",
+                dovecot::USER,
+                dovecot::PASSWORD
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    read_until(&mut stream, b"a1 OK");
+    stream.write_all(b"a2 EXAMINE \"INBOX\"\r\n").unwrap();
+    read_until(&mut stream, b"a2 OK");
+    let mut fetched = 0;
+    let mut tag = 3;
+    while fetched < messages {
+        let to = (fetched + 100).min(messages);
+        let set: Vec<String> = (fetched + 1..=to).map(|uid| uid.to_string()).collect();
+        stream
+            .write_all(
+                format!(
+                    "a{tag} UID FETCH {} (UID INTERNALDATE RFC822.SIZE BODY.PEEK[]<0.262144>)\r\n",
+                    set.join(",")
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        read_until(&mut stream, format!("a{tag} OK").as_bytes());
+        fetched = to;
+        tag += 1;
+    }
+    stream.write_all(b"z LOGOUT\r\n").unwrap();
+    fetched
+}
+
+fn row(name: &str, items: usize, unit: &str, time: Duration) -> String {
+    let rate = items as f64 / time.as_secs_f64();
+    format!(
+        "| {name} | {items} {unit} | {:.1} ms | {rate:.0} {unit}/s |",
+        time.as_secs_f64() * 1e3
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut rows = Vec::new();
+
+    // Loading: compile (no cache) vs from the compiled cache.
+    let cache = tempfile::tempdir().unwrap();
+    for (name, path) in [
+        ("billing-stripe", rapport_testkit::BILLING_STRIPE),
+        ("support-zendesk", rapport_testkit::SUPPORT_ZENDESK),
+        ("email-imap", rapport_testkit::EMAIL_IMAP),
+    ] {
+        let bytes = std::fs::metadata(path).unwrap().len();
+        let start = Instant::now();
+        host(Some(cache.path()))
+            .load(Path::new(path))
+            .await
+            .unwrap();
+        let compile = start.elapsed();
+        let (cached, _) = median(|| async {
+            host(Some(cache.path()))
+                .load(Path::new(path))
+                .await
+                .unwrap();
+            1
+        })
+        .await;
+        rows.push(format!(
+            "| load {name} ({} KiB) | compile {:.0} ms | from cache {:.1} ms | {:.0}× |",
+            bytes / 1024,
+            compile.as_secs_f64() * 1e3,
+            cached.as_secs_f64() * 1e3,
+            compile.as_secs_f64() / cached.as_secs_f64()
+        ));
+    }
+
+    // Stripe.
+    let events = size("RAPPORT_BENCH_STRIPE_EVENTS", 5_000);
+    let upstream = FakeStripe::start("rk_bench").await;
+    for n in 0..events {
+        let customer = format!("cus_{}", n % 50);
+        let created = 1_760_000_000 + n as i64 * 60;
+        match n % 3 {
+            0 => upstream.push(
+                "invoice.paid",
+                created,
+                fake::invoice(
+                    &format!("in_{n}"),
+                    &customer,
+                    "INV",
+                    5_000,
+                    Some("ap@acme.example"),
+                ),
+                None,
+            ),
+            1 => upstream.push(
+                "customer.subscription.updated",
+                created,
+                fake::subscription(&format!("sub_{n}"), &customer, "Pro", 5_000),
+                Some(serde_json::json!({"status": "trialing"})),
+            ),
+            _ => upstream.push(
+                "charge.refunded",
+                created,
+                fake::refunded_charge(&format!("ch_{n}"), &customer, 5_000, 1_000),
+                None,
+            ),
+        };
+    }
+    let bench_host = host(None);
+    let stripe = bind(
+        &bench_host,
+        rapport_testkit::BILLING_STRIPE,
+        upstream.upstream.grant(),
+        &[("base_url", upstream.upstream.url())],
+        &[("api_key", "rk_bench")],
+    )
+    .await;
+    let (plugin_time, plugin_events) = median(|| sync_all(&stripe)).await;
+    let (native_time, native_events) =
+        median(|| native_stripe(upstream.upstream.address, "rk_bench")).await;
+    assert_eq!(plugin_events, events);
+    assert_eq!(native_events, events);
+    rows.push(row(
+        "stripe: plugin in the host (fetch, parse, map)",
+        plugin_events,
+        "events",
+        plugin_time,
+    ));
+    rows.push(row(
+        "stripe: native (fetch, parse)",
+        native_events,
+        "events",
+        native_time,
+    ));
+    rows.push(format!(
+        "| stripe: ratio | | {:.2}× | |",
+        plugin_time.as_secs_f64() / native_time.as_secs_f64()
+    ));
+
+    // IMAP.
+    let messages = size("RAPPORT_BENCH_IMAP_MESSAGES", 1_000);
+    let bodies: Vec<Vec<u8>> = (0..messages)
+        .map(|n| {
+            format!(
+                "From: Client {n} <c{n}@client{}.example>\r\nTo: am@rapport.example\r\nSubject: Question {n}\r\n\
+                 Message-ID: <m{n}@client.example>\r\nDate: Mon, 02 Feb 2026 10:00:00 +0000\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
+                n % 40,
+                "Could you look at our invoice? ".repeat(40)
+            )
+            .into_bytes()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    if let Some(server) = Dovecot::start(&refs) {
+        let mail = bind(
+            &bench_host,
+            rapport_testkit::EMAIL_IMAP,
+            Dovecot::grant(server.imap_port),
+            &[
+                ("host", "127.0.0.1".into()),
+                ("port", server.imap_port.to_string()),
+                ("security", "plaintext".into()),
+                ("username", dovecot::USER.into()),
+                ("folders", "INBOX".into()),
+                ("messages_per_page", "100".into()),
+            ],
+            &[("password", dovecot::PASSWORD)],
+        )
+        .await;
+        // Warm Dovecot's index before timing either side.
+        sync_all(&mail).await;
+        let (plugin_time, plugin_messages) = median(|| sync_all(&mail)).await;
+        let port = server.imap_port;
+        let (native_time, native_messages) = median(|| async move {
+            tokio::task::spawn_blocking(move || native_imap(port, messages))
+                .await
+                .unwrap()
+        })
+        .await;
+        assert_eq!(plugin_messages, messages);
+        rows.push(row(
+            "imap: plugin in the host (fetch, MIME parse, map)",
+            plugin_messages,
+            "messages",
+            plugin_time,
+        ));
+        rows.push(row(
+            "imap: native (same commands, no parsing)",
+            native_messages,
+            "messages",
+            native_time,
+        ));
+        rows.push(format!(
+            "| imap: ratio | | {:.2}× | |",
+            plugin_time.as_secs_f64() / native_time.as_secs_f64()
+        ));
+    }
+
+    println!("| what | size | median of {RUNS} | rate |");
+    println!("|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}
