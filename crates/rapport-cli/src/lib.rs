@@ -5,6 +5,7 @@
 //! This crate talks to the store through its public API only; it never writes SQL.
 
 pub mod demo;
+mod tokens;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -48,6 +49,64 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Issue, list and revoke staff API tokens (`Authorization: Bearer rpt_...`).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// `rapport token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token acting as a member of staff; it is printed once, never stored.
+    Create(TokenCreateArgs),
+    /// List tokens (their ids, names and first characters, never the tokens).
+    List(TokenListArgs),
+    /// Revoke a token by id; it stops working at once.
+    Revoke(TokenRevokeArgs),
+}
+
+/// Options of `rapport token create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The work email of the staff member it acts as.
+    #[arg(long)]
+    pub staff: String,
+    /// What it is for, e.g. "weekly report script".
+    #[arg(long)]
+    pub name: String,
+    /// Let it expire after this long: `90d`, `12h`, ... (default: never).
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// Options of `rapport token list`.
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// Only this staff member's tokens (by work email).
+    #[arg(long)]
+    pub staff: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// Options of `rapport token revoke`.
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id, as `rapport token list` shows it.
+    pub id: i64,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// `rapport config` subcommands.
@@ -117,6 +176,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Check(args),
         } => check_config(&args, out).await,
+        Command::Token { command } => tokens::run(command, out).await,
     }
 }
 

@@ -136,3 +136,128 @@ async fn demo_refuses_a_database_that_is_not_the_demo() {
         "error: --fresh only deletes SQLite files; for postgres://localhost/x, use an empty database instead\n"
     );
 }
+
+#[tokio::test]
+async fn tokens_are_shown_once_listed_without_secrets_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rapport.db").display());
+    let store = rapport_store::Store::connect(&url).await.unwrap();
+    store
+        .create_staff(
+            NewStaff {
+                name: "Vera Vance".into(),
+                email: EmailAddress::parse("vera@rapport.example").unwrap(),
+                level: Level::Vp,
+                reports_to: None,
+                is_admin: true,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+
+    let created = rapport(
+        &[
+            "token",
+            "create",
+            "--staff",
+            "vera@rapport.example",
+            "--name",
+            "weekly report",
+            "--expires-in",
+            "90d",
+            "--database",
+            &url,
+        ],
+        dir.path(),
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let report = text(&created.stdout);
+    let secret = report
+        .lines()
+        .find(|line| line.starts_with("rpt_"))
+        .unwrap_or_else(|| panic!("no token printed: {report}"))
+        .to_owned();
+    assert!(
+        report.starts_with("Token 1 for Vera Vance (vera@rapport.example), expires "),
+        "{report}"
+    );
+    assert!(report.contains("not shown again"), "{report}");
+    let who = store
+        .authenticate_api_token(&secret, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(who.map(|staff| staff.name), Some("Vera Vance".to_owned()));
+
+    let listed = rapport(&["token", "list", "--database", &url], dir.path());
+    let table = text(&listed.stdout);
+    assert!(table.contains(&format!("{}…", &secret[..12])), "{table}");
+    assert!(
+        table.contains("active") && table.contains("weekly report"),
+        "{table}"
+    );
+    assert!(
+        !table.contains(&secret[12..]),
+        "the list never shows a token"
+    );
+    let json = rapport(&["token", "list", "--json", "--database", &url], dir.path());
+    let tokens: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(tokens[0]["name"], "weekly report");
+    assert!(!text(&json.stdout).contains(&secret[12..]));
+
+    let revoked = rapport(&["token", "revoke", "1", "--database", &url], dir.path());
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    assert!(text(&revoked.stdout).starts_with("Revoked token 1"));
+    assert!(
+        store
+            .authenticate_api_token(&secret, chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let table = text(&rapport(&["token", "list", "--database", &url], dir.path()).stdout);
+    assert!(table.contains("revoked"), "{table}");
+
+    // Bad input says what to fix.
+    for (args, says) in [
+        (
+            vec![
+                "token",
+                "create",
+                "--staff",
+                "nobody@rapport.example",
+                "--name",
+                "x",
+            ],
+            "no staff member has the email nobody@rapport.example",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "--staff",
+                "vera@rapport.example",
+                "--name",
+                "x",
+                "--expires-in",
+                "soon",
+            ],
+            "--expires-in `soon`",
+        ),
+        (
+            vec!["token", "revoke", "42"],
+            "there is no API token with id 42",
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--database", &url]);
+        let output = rapport(&args, dir.path());
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&output.stderr).contains(says),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    store.close().await;
+}

@@ -69,6 +69,10 @@ pub enum DomainError {
     #[error("{0} is deactivated: reactivate them or pick someone else")]
     StaffInactive(StaffId),
 
+    /// An API token id was referenced that does not exist.
+    #[error("there is no API token with id {0} (`rapport token list` shows them)")]
+    UnknownToken(i64),
+
     /// Deactivating someone who still owns accounts would orphan those accounts.
     #[error(
         "{staff} still owns {count} account(s): reassign them to another owner before deactivating"

@@ -22,6 +22,7 @@ pub mod ids;
 pub mod matching;
 pub mod staff;
 pub mod timeline;
+pub mod token;
 pub mod visibility;
 
 pub use error::{DomainError, Result};

@@ -26,6 +26,7 @@ mod staff;
 mod sync;
 mod time;
 mod timeline;
+mod tokens;
 mod tx;
 mod visibility;
 
@@ -39,6 +40,7 @@ pub use timeline::{
     ROLLUP_ACCOUNTS_MAX, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery, UPSERT_BATCH_MAX,
     UpsertOutcome, UpsertSummary,
 };
+pub use tokens::IssuedToken;
 
 use rapport_core::account::Domain;
 use sqlx::migrate::Migrator;

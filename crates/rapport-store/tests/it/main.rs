@@ -10,4 +10,5 @@ mod migrations;
 mod staff;
 mod sync;
 mod timeline;
+mod tokens;
 mod visibility;

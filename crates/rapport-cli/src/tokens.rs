@@ -1,0 +1,122 @@
+//! `rapport token create|list|revoke`: staff API tokens from the command line.
+
+use crate::{TokenCommand, TokenCreateArgs, TokenListArgs, TokenRevokeArgs};
+use anyhow::{Context, bail};
+use chrono::Utc;
+use rapport_core::account::EmailAddress;
+use rapport_core::staff::Staff;
+use rapport_store::Store;
+use std::io::Write;
+
+pub(crate) async fn run(command: TokenCommand, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create(args) => create(&args, out).await,
+        TokenCommand::List(args) => list(&args, out).await,
+        TokenCommand::Revoke(args) => revoke(&args, out).await,
+    }
+}
+
+async fn open(database: &str) -> anyhow::Result<Store> {
+    Store::connect(database)
+        .await
+        .context("failed to open the database")
+}
+
+async fn staff_by_email(store: &Store, spelled: &str) -> anyhow::Result<Staff> {
+    let email = EmailAddress::parse(spelled).with_context(|| format!("--staff `{spelled}`"))?;
+    match store.staff_by_email(&email).await? {
+        Some(staff) => Ok(staff),
+        None => bail!("no staff member has the email {email}; check the address"),
+    }
+}
+
+async fn create(args: &TokenCreateArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let expires_at = match &args.expires_in {
+        Some(spelled) => {
+            let lasts = rapport_sync::parse_duration(spelled)
+                .map_err(|reason| anyhow::anyhow!("--expires-in `{spelled}`: {reason}"))?;
+            Some(now + chrono::Duration::from_std(lasts).context("--expires-in is too long")?)
+        }
+        None => None,
+    };
+    let store = open(&args.database.database).await?;
+    let staff = staff_by_email(&store, &args.staff).await?;
+    let issued = store
+        .create_api_token(staff.id, &args.name, expires_at, now)
+        .await?;
+    writeln!(
+        out,
+        "Token {} for {} ({}), {}:",
+        issued.token.id,
+        staff.name,
+        staff.email,
+        match issued.token.expires_at {
+            Some(at) => format!("expires {}", at.format("%Y-%m-%d %H:%M UTC")),
+            None => "does not expire".to_owned(),
+        }
+    )?;
+    writeln!(out, "{}", issued.secret)?;
+    writeln!(
+        out,
+        "Store it now: it is not shown again. Send it as `Authorization: Bearer <token>`; revoke it with `rapport token revoke {}`.",
+        issued.token.id
+    )?;
+    store.close().await;
+    Ok(())
+}
+
+async fn list(args: &TokenListArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let store = open(&args.database.database).await?;
+    let only = match &args.staff {
+        Some(spelled) => Some(staff_by_email(&store, spelled).await?.id),
+        None => None,
+    };
+    let tokens = store.api_tokens(only).await?;
+    let now = Utc::now();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&tokens)?)?;
+    } else if tokens.is_empty() {
+        writeln!(out, "No API tokens.")?;
+    } else {
+        writeln!(
+            out,
+            "{:>4}  {:<14} {:<6} {:<8} {:<24} LAST USED",
+            "ID", "TOKEN", "STAFF", "STATE", "NAME"
+        )?;
+        for token in &tokens {
+            let state = match (token.revoked_at, token.is_usable(now)) {
+                (Some(_), _) => "revoked",
+                (None, false) => "expired",
+                (None, true) => "active",
+            };
+            writeln!(
+                out,
+                "{:>4}  {:<14} {:<6} {:<8} {:<24} {}",
+                token.id,
+                format!("{}…", token.display_prefix),
+                token.staff.0,
+                state,
+                token.name,
+                token
+                    .last_used_at
+                    .map(|at| at.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "never".into())
+            )?;
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn revoke(args: &TokenRevokeArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let store = open(&args.database.database).await?;
+    let token = store.revoke_api_token(args.id, Utc::now()).await?;
+    writeln!(
+        out,
+        "Revoked token {} ({}…, \"{}\"); it no longer works.",
+        token.id, token.display_prefix, token.name
+    )?;
+    store.close().await;
+    Ok(())
+}
