@@ -2,7 +2,7 @@
 
 use crate::assignment::Role;
 use crate::staff::Level;
-use crate::{AccountId, StaffId};
+use crate::{AccountId, EventId, StaffId};
 
 /// Result of a domain rule check.
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;
@@ -68,6 +68,20 @@ pub enum DomainError {
     /// Inactive staff cannot manage, own or support anything.
     #[error("{0} is deactivated: reactivate them or pick someone else")]
     StaffInactive(StaffId),
+
+    /// A timeline event was referenced that does not exist (or is not visible).
+    #[error("{0} does not exist")]
+    UnknownEvent(EventId),
+
+    /// The event is not in the state the change needs, e.g. placing an event that is
+    /// already on an account, or completing a task that is done.
+    #[error("{event} cannot be changed: {reason}")]
+    EventNotChangeable {
+        /// The event.
+        event: EventId,
+        /// Why, and what to do instead.
+        reason: String,
+    },
 
     /// An API token id was referenced that does not exist.
     #[error("there is no API token with id {0} (`rapport token list` shows them)")]

@@ -18,8 +18,10 @@
 pub mod account;
 pub mod assignment;
 mod error;
+pub mod health;
 pub mod ids;
 pub mod matching;
+pub mod revenue;
 pub mod staff;
 pub mod timeline;
 pub mod token;

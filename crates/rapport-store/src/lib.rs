@@ -22,8 +22,11 @@ mod accounts;
 mod assignments;
 mod error;
 mod identity;
+mod inbox;
+mod keys;
 mod staff;
 mod sync;
+mod tasks;
 mod time;
 mod timeline;
 mod tokens;
@@ -32,13 +35,15 @@ mod visibility;
 
 pub use accounts::AccountUpdate;
 pub use error::{Error, Result};
+pub use inbox::Learn;
 pub use staff::StaffUpdate;
 pub use sync::{
     ConnectorState, ConnectorStatus, LastError, Lease, PageCommit, PageWrite, RunRecord,
 };
+pub use tasks::{NewTask, TASK_ASSIGNEE, TASK_DUE, TASK_STATUS};
 pub use timeline::{
-    ROLLUP_ACCOUNTS_MAX, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery, UPSERT_BATCH_MAX,
-    UpsertOutcome, UpsertSummary,
+    FeedQuery, ROLLUP_ACCOUNTS_MAX, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery,
+    UPSERT_BATCH_MAX, UpsertOutcome, UpsertSummary,
 };
 pub use tokens::IssuedToken;
 

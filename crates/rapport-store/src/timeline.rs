@@ -95,6 +95,29 @@ impl TimelineQuery {
     }
 }
 
+/// Which part of the feed across a viewer's whole visible book to read: the same
+/// filters and keyset paging as a [`TimelineQuery`], over every account `viewer` may
+/// see at `at` (decided in SQL, so a VP's feed needs no list of ids).
+#[derive(Debug, Clone)]
+pub struct FeedQuery {
+    /// Whose book.
+    pub viewer: StaffId,
+    /// When visibility is decided.
+    pub at: DateTime<Utc>,
+    /// Only these connectors (empty: all).
+    pub connectors: Vec<String>,
+    /// Only kinds equal to or under this prefix.
+    pub kind_prefix: Option<String>,
+    /// Only events at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only events before this instant.
+    pub until: Option<DateTime<Utc>>,
+    /// Continue after this cursor.
+    pub after: Option<TimelineCursor>,
+    /// Page size, clamped to 1..=[`TIMELINE_PAGE_MAX`].
+    pub limit: u32,
+}
+
 /// One page of a timeline, newest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimelinePage {
@@ -218,6 +241,47 @@ macro_rules! write_events {
     }};
 }
 pub(crate) use write_events;
+
+/// Appends the timeline filters and the keyset condition (`AND ...` clauses) to a query
+/// that already has a `WHERE`. A macro because it expands inside `with_backend!`, on that
+/// backend's `QueryBuilder`.
+macro_rules! push_filters {
+    ($sql:ident, $connectors:expr, $kind_prefix:expr, $from:expr, $until:expr, $after:expr) => {{
+        if !$connectors.is_empty() {
+            $sql.push(" AND connector IN (");
+            let mut list = $sql.separated(", ");
+            for connector in &$connectors {
+                list.push_bind(connector.clone());
+            }
+            $sql.push(")");
+        }
+        if let Some(prefix) = &$kind_prefix {
+            // `billing` matches `billing` and everything in `billing.` .. `billing/`
+            // ('/' is the byte after '.'): a range the index and both backends
+            // compare bytewise, with no LIKE wildcards to escape.
+            $sql.push(" AND (kind = ")
+                .push_bind(prefix.clone())
+                .push(" OR (kind >= ")
+                .push_bind(format!("{prefix}."))
+                .push(" AND kind < ")
+                .push_bind(format!("{prefix}/"))
+                .push("))");
+        }
+        if let Some(from) = $from {
+            $sql.push(" AND occurred_at_us >= ").push_bind(to_us(from));
+        }
+        if let Some(until) = $until {
+            $sql.push(" AND occurred_at_us < ").push_bind(to_us(until));
+        }
+        if let Some(after) = $after {
+            $sql.push(" AND (occurred_at_us, id) < (")
+                .push_bind(to_us(after.occurred_at))
+                .push(", ")
+                .push_bind(after.id.0)
+                .push(")");
+        }
+    }};
+}
 
 const SELECT_EVENT: &str = "SELECT id, connector, source_id, source_version, account_id, kind,
     occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail, match_candidates
@@ -350,6 +414,57 @@ fn page_of(rows: Vec<EventRow>, limit: u32) -> Result<TimelinePage> {
     Ok(TimelinePage { events, next })
 }
 
+/// The first line of `text`, cut to 120 characters, as an event title.
+pub(crate) fn one_line_title(text: &str) -> String {
+    let first_line = text.trim().lines().next().unwrap_or_default();
+    if first_line.chars().count() > 120 {
+        first_line.chars().take(119).chain(['…']).collect()
+    } else {
+        first_line.to_owned()
+    }
+}
+
+/// A new event written by a member of staff directly on an account (a note, a task),
+/// with a fresh source id under `id_prefix`.
+pub(crate) fn internal_event(
+    kind: &str,
+    id_prefix: &str,
+    account: AccountId,
+    author: &Staff,
+    at: DateTime<Utc>,
+    title: String,
+) -> Result<NewEvent> {
+    let mut event = NewEvent::new(
+        INTERNAL_CONNECTOR,
+        format!("{id_prefix}/{}", uuid::Uuid::new_v4()),
+        EventKind::parse(kind)?,
+        at,
+        title,
+    );
+    event.actor = Some(Actor {
+        name: Some(author.name.clone()),
+        email: Some(author.email.clone()),
+        staff: Some(author.id),
+    });
+    event.placement = Some(Placement {
+        account,
+        reason: MatchReason::Direct,
+    });
+    Ok(event)
+}
+
+/// Refuses filters that could never match (a malformed kind prefix or connector id),
+/// so a typo is an error rather than an empty page.
+fn check_filters(connectors: &[String], kind_prefix: Option<&str>) -> Result<()> {
+    if let Some(prefix) = kind_prefix {
+        EventKind::parse(prefix)?;
+    }
+    for connector in connectors {
+        rapport_core::timeline::validate_connector_id(connector)?;
+    }
+    Ok(())
+}
+
 /// Refuses an oversized batch or an invalid event before anything is written.
 pub(crate) fn check_batch(events: &[NewEvent]) -> Result<()> {
     if events.len() > UPSERT_BATCH_MAX {
@@ -450,36 +565,40 @@ impl Store {
             }
             .into());
         }
+        let author_record = self.active_author(author).await?;
+        let mut event = internal_event(
+            EventKind::NOTE,
+            "note",
+            account,
+            &author_record,
+            at,
+            one_line_title(text),
+        )?;
+        event.summary = text.to_owned();
+        self.write_internal(event, at).await
+    }
+
+    /// `author`, refused if they have left: internal events are written by current staff.
+    pub(crate) async fn active_author(&self, author: StaffId) -> Result<Staff> {
         let author_record = self.staff(author).await?;
         if !author_record.active {
             return Err(DomainError::StaffInactive(author).into());
         }
-        let first_line = text.lines().next().unwrap_or(text);
-        let title: String = if first_line.chars().count() > 120 {
-            first_line.chars().take(119).chain(['…']).collect()
-        } else {
-            first_line.to_owned()
-        };
-        let mut event = NewEvent::new(
-            INTERNAL_CONNECTOR,
-            format!("note/{}", uuid::Uuid::new_v4()),
-            EventKind::parse(EventKind::NOTE)?,
-            at,
-            title,
-        );
-        event.summary = text.to_owned();
-        event.actor = Some(Actor {
-            name: Some(author_record.name.clone()),
-            email: Some(author_record.email.clone()),
-            staff: Some(author),
-        });
-        event.placement = Some(Placement {
-            account,
-            reason: MatchReason::Direct,
-        });
+        Ok(author_record)
+    }
+
+    /// Stores one internal event (a note, a task) and returns it as stored.
+    pub(crate) async fn write_internal(
+        &self,
+        event: NewEvent,
+        at: DateTime<Utc>,
+    ) -> Result<TimelineEvent> {
         let (_, outcomes) = self.upsert_events(std::slice::from_ref(&event), at).await?;
-        let UpsertOutcome::Inserted(id) = outcomes[0] else {
-            return Err(Error::Conflict(format!("note {}", event.key.source_id)));
+        let id = match outcomes[0] {
+            UpsertOutcome::Inserted(id) | UpsertOutcome::Updated(id) => id,
+            UpsertOutcome::Unchanged => {
+                return Err(Error::Conflict(format!("event {}", event.key.source_id)));
+            }
         };
         Ok(TimelineEvent {
             id,
@@ -543,12 +662,7 @@ impl Store {
             }
             .into());
         }
-        if let Some(prefix) = &query.kind_prefix {
-            EventKind::parse(prefix)?;
-        }
-        for connector in &query.connectors {
-            rapport_core::timeline::validate_connector_id(connector)?;
-        }
+        check_filters(&query.connectors, query.kind_prefix.as_deref())?;
         let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
             let mut sql = sqlx::QueryBuilder::new(SELECT_EVENT);
             if let [account] = accounts.as_slice() {
@@ -561,39 +675,68 @@ impl Store {
                 }
                 sql.push(")");
             }
-            if !query.connectors.is_empty() {
-                sql.push(" AND connector IN (");
-                let mut list = sql.separated(", ");
-                for connector in &query.connectors {
-                    list.push_bind(connector.clone());
-                }
-                sql.push(")");
-            }
-            if let Some(prefix) = &query.kind_prefix {
-                // `billing` matches `billing` and everything in `billing.` .. `billing/`
-                // ('/' is the byte after '.'): a range the index and both backends
-                // compare bytewise, with no LIKE wildcards to escape.
-                sql.push(" AND (kind = ")
-                    .push_bind(prefix.clone())
-                    .push(" OR (kind >= ")
-                    .push_bind(format!("{prefix}."))
-                    .push(" AND kind < ")
-                    .push_bind(format!("{prefix}/"))
-                    .push("))");
-            }
-            if let Some(from) = query.from {
-                sql.push(" AND occurred_at_us >= ").push_bind(to_us(from));
-            }
-            if let Some(until) = query.until {
-                sql.push(" AND occurred_at_us < ").push_bind(to_us(until));
-            }
-            if let Some(after) = query.after {
-                sql.push(" AND (occurred_at_us, id) < (")
-                    .push_bind(to_us(after.occurred_at))
-                    .push(", ")
-                    .push_bind(after.id.0)
-                    .push(")");
-            }
+            push_filters!(
+                sql,
+                query.connectors,
+                query.kind_prefix,
+                query.from,
+                query.until,
+                query.after
+            );
+            sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
+                .push_bind(i64::from(limit) + 1);
+            sql.build_query_as::<EventRow>().fetch_all(pool).await?
+        });
+        page_of(rows, limit)
+    }
+
+    /// A page of the feed across every account `query.viewer` may see (the visibility
+    /// rule in SQL, as in [`Store::visible_account_ids`]), newest first, keyset-paged.
+    pub async fn feed(&self, query: &FeedQuery) -> Result<TimelinePage> {
+        let limit = query.limit.clamp(1, TIMELINE_PAGE_MAX);
+        check_filters(&query.connectors, query.kind_prefix.as_deref())?;
+        let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
+            let mut sql = sqlx::QueryBuilder::new(
+                "WITH RECURSIVE
+                 team(id) AS (
+                     SELECT id FROM staff WHERE id = ",
+            );
+            sql.push_bind(query.viewer.0)
+                .push(
+                    " AND active
+                     UNION
+                     SELECT staff.id FROM staff JOIN team ON staff.reports_to = team.id
+                 ),
+                 assigned(id) AS (
+                     SELECT DISTINCT assignments.account_id
+                     FROM assignments JOIN team ON assignments.staff_id = team.id
+                     WHERE assignments.valid_from_us <= ",
+                )
+                .push_bind(to_us(query.at))
+                .push(" AND (assignments.valid_to_us IS NULL OR assignments.valid_to_us > ")
+                .push_bind(to_us(query.at))
+                .push(
+                    ")
+                 ),
+                 visible(id, depth) AS (
+                     SELECT id, 1 FROM assigned
+                     UNION
+                     SELECT accounts.id, visible.depth + 1
+                     FROM accounts JOIN visible ON accounts.parent_id = visible.id
+                     WHERE visible.depth < ",
+                )
+                .push_bind(MAX_ACCOUNT_DEPTH as i64)
+                .push(") ")
+                .push(SELECT_EVENT)
+                .push(" WHERE account_id IN (SELECT id FROM visible)");
+            push_filters!(
+                sql,
+                query.connectors,
+                query.kind_prefix,
+                query.from,
+                query.until,
+                query.after
+            );
             sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
                 .push_bind(i64::from(limit) + 1);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?

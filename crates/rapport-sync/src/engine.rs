@@ -116,6 +116,29 @@ pub enum RunOutcome {
     ShutDown,
 }
 
+impl RunOutcome {
+    /// A stable one-word label, for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RunOutcome::Completed => "completed",
+            RunOutcome::Yielded => "yielded",
+            RunOutcome::Failed { .. } => "failed",
+            RunOutcome::LeaseLost => "lease_lost",
+            RunOutcome::ShutDown => "shut_down",
+        }
+    }
+}
+
+/// What this node's runs did since it started, per connector: what `/metrics` reports
+/// (each node counts its own runs; the status record holds the deployment's totals).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncTally {
+    /// Finished runs by (connector, outcome label).
+    pub runs: BTreeMap<(String, &'static str), u64>,
+    /// Events inserted or updated, by connector.
+    pub events_written: BTreeMap<String, u64>,
+}
+
 /// What one run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
@@ -173,6 +196,8 @@ pub struct Engine {
     connectors: BTreeMap<String, ConnectorSpec>,
     /// Connectors with a run in progress on this node.
     running: Arc<Mutex<BTreeSet<String>>>,
+    /// What this node's runs did.
+    tally: Mutex<SyncTally>,
 }
 
 impl Engine {
@@ -195,6 +220,7 @@ impl Engine {
             config,
             connectors: by_id,
             running: Arc::new(Mutex::new(BTreeSet::new())),
+            tally: Mutex::new(SyncTally::default()),
         })
     }
 
@@ -321,9 +347,37 @@ impl Engine {
         Ok(())
     }
 
+    /// What this node's runs have done since it started.
+    pub fn tally(&self) -> SyncTally {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// [`Engine::run_leased_untallied`], counted in the node's tally.
+    async fn run_leased(
+        &self,
+        spec: &ConnectorSpec,
+        lease: Lease,
+        progress: &(dyn Fn(PageProgress<'_>) + Sync),
+        shutdown: Option<&watch::Receiver<bool>>,
+    ) -> RunReport {
+        let report = self
+            .run_leased_untallied(spec, lease, progress, shutdown)
+            .await;
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        *tally
+            .runs
+            .entry((report.connector.clone(), report.outcome.label()))
+            .or_default() += 1;
+        *tally
+            .events_written
+            .entry(report.connector.clone())
+            .or_default() += report.inserted + report.updated;
+        report
+    }
+
     /// One run under `lease`: pages until done, failure, cap, lost lease or shutdown;
     /// then the status record and the lease released.
-    async fn run_leased(
+    async fn run_leased_untallied(
         &self,
         spec: &ConnectorSpec,
         lease: Lease,

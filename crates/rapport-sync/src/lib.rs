@@ -27,7 +27,7 @@ mod retry;
 mod schedule;
 
 pub use engine::{
-    ConnectorSpec, Engine, EngineConfig, PageProgress, RunOutcome, RunReport, SyncError,
+    ConnectorSpec, Engine, EngineConfig, PageProgress, RunOutcome, RunReport, SyncError, SyncTally,
     WebhookError, default_node_id,
 };
 pub use retry::{FailureKind, Next, RetryPolicy};

@@ -12,3 +12,4 @@ mod sync;
 mod timeline;
 mod tokens;
 mod visibility;
+mod work;

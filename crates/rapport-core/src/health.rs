@@ -1,0 +1,456 @@
+//! Account health: an explainable score from 0 to 100, computed from timeline facts
+//! alone, and always shown with the reasons that took points off. "Needs attention"
+//! lists sort by it.
+//!
+//! The rules, each capped so one kind of trouble cannot hide every other:
+//!
+//! | Reason | Points off | Cap |
+//! |---|---|---|
+//! | Open support ticket | 4 (8 if high or urgent), +4 once it is over 7 days old | 40 |
+//! | Invoice payment failed and not since paid | 20 each | 40 |
+//! | No two-way contact (mail both ways) | 10 after 30 days, 20 after 60, 25 after 90 or never | 25 |
+//! | Downgrade (MRR went down) in the last 90 days | 15 each | 30 |
+//! | Subscription cancelled in the last 90 days | 30 each | 30 |
+//! | Task past its due date | 5 each | 15 |
+//!
+//! Bands: 75 and up is healthy, 50–74 is worth watching, below 50 is at risk.
+
+use crate::timeline::{AttributeValue, TimelineEvent};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How far back health looks at contact, billing changes and tasks.
+pub const HEALTH_WINDOW_DAYS: i64 = 365;
+
+/// The event kind families health reads (as timeline kind prefixes).
+pub const HEALTH_KINDS: [&str; 4] = ["email", "billing", "support.ticket.created", "task.created"];
+
+/// Where a score falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Band {
+    /// Below 50.
+    AtRisk,
+    /// 50 to 74.
+    Watch,
+    /// 75 and up.
+    Healthy,
+}
+
+impl Band {
+    /// The stable spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Band::AtRisk => "at_risk",
+            Band::Watch => "watch",
+            Band::Healthy => "healthy",
+        }
+    }
+
+    fn of(score: u8) -> Band {
+        match score {
+            75.. => Band::Healthy,
+            50..=74 => Band::Watch,
+            _ => Band::AtRisk,
+        }
+    }
+}
+
+/// One thing that took points off, in words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    /// Stable code: `open_tickets`, `failed_payments`, `no_contact`, `downgrades`,
+    /// `cancellations`, `overdue_tasks`.
+    pub code: &'static str,
+    /// Points taken off.
+    pub points: u8,
+    /// What it is, e.g. "2 open tickets, 1 older than a week".
+    pub detail: String,
+}
+
+/// An account's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// 0 (worst) to 100.
+    pub score: u8,
+    /// Its band.
+    pub band: Band,
+    /// What took points off, most points first; empty for a perfect score.
+    pub reasons: Vec<Reason>,
+}
+
+fn text<'a>(event: &'a TimelineEvent, name: &str) -> Option<&'a str> {
+    match event.event.attributes.get(name) {
+        Some(AttributeValue::Text(value)) => Some(value.as_str()),
+        _ => None,
+    }
+}
+
+fn money(event: &TimelineEvent, name: &str) -> Option<(i64, String)> {
+    match event.event.attributes.get(name) {
+        Some(AttributeValue::Money(money)) => Some((money.minor_units, money.currency.clone())),
+        _ => None,
+    }
+}
+
+fn plural(count: usize, one: &str, many: &str) -> String {
+    if count == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{count} {many}")
+    }
+}
+
+/// Scores one account from its timeline events (any order; only the kinds in
+/// [`HEALTH_KINDS`] matter) as of `now`.
+pub fn assess(events: &[TimelineEvent], now: DateTime<Utc>) -> Health {
+    let mut reasons = Vec::new();
+    let kind = |event: &TimelineEvent| event.event.kind.as_str().to_owned();
+
+    // Open tickets: the ticket event carries the ticket's current status.
+    let open: Vec<&TimelineEvent> = events
+        .iter()
+        .filter(|event| kind(event) == "support.ticket.created")
+        .filter(|event| !matches!(text(event, "status"), Some("solved" | "closed")))
+        .collect();
+    if !open.is_empty() {
+        let aging = open
+            .iter()
+            .filter(|event| now - event.event.occurred_at > Duration::days(7))
+            .count();
+        let pressing = open
+            .iter()
+            .filter(|event| matches!(text(event, "priority"), Some("high" | "urgent")))
+            .count();
+        let points = (open.len() * 4 + pressing * 4 + aging * 4).min(40);
+        let mut detail = plural(open.len(), "open ticket", "open tickets");
+        if pressing > 0 {
+            detail.push_str(&format!(", {pressing} high or urgent"));
+        }
+        if aging > 0 {
+            detail.push_str(&format!(", {aging} older than a week"));
+        }
+        reasons.push(Reason {
+            code: "open_tickets",
+            points: points as u8,
+            detail,
+        });
+    }
+
+    // Failed payments not followed by payment of the same invoice.
+    let mut last_failed: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+    let mut last_paid: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+    for event in events {
+        let Some(invoice) = text(event, "invoice_id") else {
+            continue;
+        };
+        let at = event.event.occurred_at;
+        let slot = match event.event.kind.as_str() {
+            "billing.invoice.payment_failed" => &mut last_failed,
+            "billing.invoice.paid" => &mut last_paid,
+            _ => continue,
+        };
+        let entry = slot.entry(invoice).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+    let unpaid: BTreeSet<&str> = last_failed
+        .iter()
+        .filter(|(invoice, failed)| last_paid.get(*invoice).is_none_or(|paid| paid < *failed))
+        .map(|(invoice, _)| *invoice)
+        .collect();
+    if !unpaid.is_empty() {
+        reasons.push(Reason {
+            code: "failed_payments",
+            points: (unpaid.len() * 20).min(40) as u8,
+            detail: format!(
+                "{} failed and not since paid",
+                plural(unpaid.len(), "invoice payment", "invoice payments")
+            ),
+        });
+    }
+
+    // Two-way contact: the conversation last went both ways at the *earlier* of the
+    // last mail in and the last mail out — by then both directions had happened.
+    let last = |wanted: &str| {
+        events
+            .iter()
+            .filter(|event| event.event.kind.as_str() == wanted)
+            .map(|event| event.event.occurred_at)
+            .max()
+    };
+    let two_way = last("email.received")
+        .zip(last("email.sent"))
+        .map(|(a, b)| a.min(b));
+    let (points, detail) = match two_way.map(|at| (now - at).num_days()) {
+        None => (25, "no two-way email contact on record".to_owned()),
+        Some(days) if days > 90 => (25, format!("no two-way email contact for {days} days")),
+        Some(days) if days > 60 => (20, format!("no two-way email contact for {days} days")),
+        Some(days) if days > 30 => (10, format!("no two-way email contact for {days} days")),
+        Some(_) => (0, String::new()),
+    };
+    if points > 0 {
+        reasons.push(Reason {
+            code: "no_contact",
+            points,
+            detail,
+        });
+    }
+
+    // Downgrades and cancellations in the last 90 days.
+    let recent = |event: &&TimelineEvent| now - event.event.occurred_at <= Duration::days(90);
+    let downgrades = events
+        .iter()
+        .filter(recent)
+        .filter(|event| event.event.kind.as_str() == "billing.subscription.updated")
+        .filter(
+            |event| match (money(event, "mrr"), money(event, "previous_mrr")) {
+                (Some((now, currency)), Some((before, before_currency))) => {
+                    currency == before_currency && now < before
+                }
+                _ => false,
+            },
+        )
+        .count();
+    if downgrades > 0 {
+        reasons.push(Reason {
+            code: "downgrades",
+            points: (downgrades * 15).min(30) as u8,
+            detail: format!(
+                "{} in the last 90 days",
+                plural(downgrades, "downgrade", "downgrades")
+            ),
+        });
+    }
+    let cancellations = events
+        .iter()
+        .filter(recent)
+        .filter(|event| event.event.kind.as_str() == "billing.subscription.deleted")
+        .count();
+    if cancellations > 0 {
+        reasons.push(Reason {
+            code: "cancellations",
+            points: 30,
+            detail: format!(
+                "{} cancelled in the last 90 days",
+                plural(cancellations, "subscription", "subscriptions")
+            ),
+        });
+    }
+
+    // Tasks past their due date.
+    let today = now.date_naive();
+    let overdue = events
+        .iter()
+        .filter(|event| event.event.kind.as_str() == "task.created")
+        .filter(|event| text(event, "status") == Some("open"))
+        .filter_map(|event| text(event, "due")?.parse::<NaiveDate>().ok())
+        .filter(|due| *due < today)
+        .count();
+    if overdue > 0 {
+        reasons.push(Reason {
+            code: "overdue_tasks",
+            points: (overdue * 5).min(15) as u8,
+            detail: format!("{} past due", plural(overdue, "task", "tasks")),
+        });
+    }
+
+    reasons.sort_by(|a, b| b.points.cmp(&a.points).then(a.code.cmp(b.code)));
+    let lost: u32 = reasons.iter().map(|reason| u32::from(reason.points)).sum();
+    let score = 100u32.saturating_sub(lost) as u8;
+    Health {
+        score,
+        band: Band::of(score),
+        reasons,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventId;
+    use crate::timeline::{EventKind, Money, NewEvent};
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
+    }
+
+    fn event(kind: &str, days_ago: i64, attributes: &[(&str, AttributeValue)]) -> TimelineEvent {
+        let mut event = NewEvent::new(
+            "test",
+            format!("{kind}-{days_ago}-{}", attributes.len()),
+            EventKind::parse(kind).unwrap(),
+            now() - Duration::days(days_ago),
+            kind,
+        );
+        for (name, value) in attributes {
+            event.attributes.insert((*name).to_owned(), value.clone());
+        }
+        TimelineEvent {
+            id: EventId(1),
+            ingested_at: now(),
+            event,
+            match_candidates: Vec::new(),
+        }
+    }
+
+    fn text(value: &str) -> AttributeValue {
+        AttributeValue::Text(value.to_owned())
+    }
+
+    fn usd(minor_units: i64) -> AttributeValue {
+        AttributeValue::Money(Money {
+            minor_units,
+            currency: "USD".into(),
+        })
+    }
+
+    fn talking(days_ago: i64) -> Vec<TimelineEvent> {
+        vec![
+            event("email.received", days_ago, &[]),
+            event("email.sent", days_ago, &[]),
+        ]
+    }
+
+    #[test]
+    fn a_quiet_happy_account_scores_full_marks() {
+        let health = assess(&talking(3), now());
+        assert_eq!(health.score, 100);
+        assert_eq!(health.band, Band::Healthy);
+        assert!(health.reasons.is_empty());
+    }
+
+    #[test]
+    fn each_rule_takes_its_points_with_a_reason() {
+        let mut events = talking(45);
+        events.push(event(
+            "support.ticket.created",
+            10,
+            &[("status", text("open")), ("priority", text("urgent"))],
+        ));
+        events.push(event(
+            "support.ticket.created",
+            2,
+            &[("status", text("pending"))],
+        ));
+        events.push(event(
+            "support.ticket.created",
+            30,
+            &[("status", text("solved"))],
+        ));
+        events.push(event(
+            "billing.invoice.payment_failed",
+            5,
+            &[("invoice_id", text("in_1"))],
+        ));
+        events.push(event(
+            "billing.invoice.payment_failed",
+            9,
+            &[("invoice_id", text("in_2"))],
+        ));
+        events.push(event(
+            "billing.invoice.paid",
+            8,
+            &[("invoice_id", text("in_2"))],
+        ));
+        events.push(event(
+            "billing.subscription.updated",
+            20,
+            &[("mrr", usd(5_000)), ("previous_mrr", usd(9_000))],
+        ));
+        events.push(event(
+            "billing.subscription.updated",
+            200,
+            &[("mrr", usd(1_000)), ("previous_mrr", usd(9_000))],
+        ));
+        events.push(event(
+            "task.created",
+            4,
+            &[("status", text("open")), ("due", text("2026-11-25"))],
+        ));
+        events.push(event(
+            "task.created",
+            4,
+            &[("status", text("done")), ("due", text("2026-11-01"))],
+        ));
+        let health = assess(&events, now());
+        let by_code: BTreeMap<&str, (u8, &str)> = health
+            .reasons
+            .iter()
+            .map(|reason| (reason.code, (reason.points, reason.detail.as_str())))
+            .collect();
+        // Two open tickets (4 each), one urgent (+4), one older than a week (+4).
+        assert_eq!(
+            by_code["open_tickets"],
+            (16, "2 open tickets, 1 high or urgent, 1 older than a week")
+        );
+        // in_2 failed, then was paid; in_1 was not.
+        assert_eq!(
+            by_code["failed_payments"],
+            (20, "1 invoice payment failed and not since paid")
+        );
+        assert_eq!(
+            by_code["no_contact"],
+            (10, "no two-way email contact for 45 days")
+        );
+        // The downgrade 200 days ago is outside the window.
+        assert_eq!(
+            by_code["downgrades"],
+            (15, "1 downgrade in the last 90 days")
+        );
+        assert_eq!(by_code["overdue_tasks"], (5, "1 task past due"));
+        assert_eq!(health.score, 100 - 16 - 20 - 10 - 15 - 5);
+        assert_eq!(health.band, Band::AtRisk);
+        assert_eq!(
+            health.reasons[0].code, "failed_payments",
+            "most points first"
+        );
+    }
+
+    #[test]
+    fn silence_and_one_way_mail_count_as_no_contact() {
+        assert_eq!(assess(&[], now()).reasons[0].code, "no_contact");
+        let only_inbound = vec![event("email.received", 1, &[])];
+        let health = assess(&only_inbound, now());
+        assert_eq!(health.score, 75);
+        assert_eq!(
+            health.reasons[0].detail,
+            "no two-way email contact on record"
+        );
+        // Both ways, but the reply was long ago: the conversation is as old as the
+        // older direction.
+        let mut stale = vec![
+            event("email.received", 1, &[]),
+            event("email.sent", 70, &[]),
+        ];
+        stale.push(event("email.sent", 100, &[]));
+        assert_eq!(assess(&stale, now()).reasons[0].points, 20);
+    }
+
+    #[test]
+    fn caps_keep_one_kind_of_trouble_from_hiding_the_rest() {
+        let mut events = talking(1);
+        for n in 0..20 {
+            events.push(event(
+                "billing.invoice.payment_failed",
+                1,
+                &[("invoice_id", text(&format!("in_{n}")))],
+            ));
+        }
+        for _ in 0..3 {
+            events.push(event("billing.subscription.deleted", 5, &[]));
+        }
+        let health = assess(&events, now());
+        assert_eq!(health.score, 100 - 40 - 30);
+        assert_eq!(health.band, Band::AtRisk);
+        // The score never goes below zero.
+        for n in 0..20 {
+            events.push(event(
+                "support.ticket.created",
+                30,
+                &[("status", text(&format!("open{n}")))],
+            ));
+        }
+        let floor = assess(&events, now());
+        assert_eq!(floor.score, 0);
+    }
+}

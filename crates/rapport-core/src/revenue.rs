@@ -1,0 +1,270 @@
+//! Revenue from billing events: current MRR per currency, its history, the plans and
+//! the next renewal. Subscription events carry each subscription's MRR (normalised per
+//! month by the connector from items × prices); an account's MRR is the sum over its
+//! subscriptions' latest values, per currency. Currencies are never mixed or converted.
+
+use crate::timeline::{AttributeValue, TimelineEvent};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// Kinds that state a subscription's current MRR.
+const SUBSCRIPTION_KINDS: [&str; 3] = [
+    "billing.subscription.created",
+    "billing.subscription.updated",
+    "billing.subscription.deleted",
+];
+
+/// Monthly recurring revenue in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mrr {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Minor units per month.
+    pub minor_units: i64,
+}
+
+/// The account's MRR after an event changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MrrPoint {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Totals per currency from then on.
+    pub totals: Vec<Mrr>,
+}
+
+/// An account's revenue picture.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Revenue {
+    /// Current MRR per currency (sorted by currency); empty without billing data.
+    pub mrr: Vec<Mrr>,
+    /// Every change, oldest first.
+    pub history: Vec<MrrPoint>,
+    /// Plans of the subscriptions that currently bring revenue, sorted.
+    pub plans: Vec<String>,
+    /// The soonest renewal among live subscriptions.
+    pub renews_at: Option<DateTime<Utc>>,
+    /// Live subscriptions.
+    pub subscriptions: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Subscription {
+    mrr: Option<(String, i64)>,
+    plan: Option<String>,
+    renews_at: Option<DateTime<Utc>>,
+    live: bool,
+}
+
+fn totals(subscriptions: &BTreeMap<String, Subscription>) -> Vec<Mrr> {
+    let mut by_currency: BTreeMap<&str, i64> = BTreeMap::new();
+    for subscription in subscriptions.values().filter(|s| s.live) {
+        if let Some((currency, minor_units)) = &subscription.mrr {
+            *by_currency.entry(currency).or_default() += minor_units;
+        }
+    }
+    by_currency
+        .into_iter()
+        .map(|(currency, minor_units)| Mrr {
+            currency: currency.to_owned(),
+            minor_units,
+        })
+        .collect()
+}
+
+/// The revenue picture from an account's billing events (any order).
+pub fn revenue(events: &[TimelineEvent]) -> Revenue {
+    let mut changes: Vec<&TimelineEvent> = events
+        .iter()
+        .filter(|event| SUBSCRIPTION_KINDS.contains(&event.event.kind.as_str()))
+        .collect();
+    changes.sort_by_key(|event| (event.event.occurred_at, event.id));
+    let mut subscriptions: BTreeMap<String, Subscription> = BTreeMap::new();
+    let mut history: Vec<MrrPoint> = Vec::new();
+    for event in changes {
+        let attributes = &event.event.attributes;
+        let id = match attributes.get("subscription_id") {
+            Some(AttributeValue::Text(id)) => id.clone(),
+            // Without an id, each event stands for its own subscription.
+            _ => format!("{}", event.id),
+        };
+        let status = match attributes.get("status") {
+            Some(AttributeValue::Text(status)) => status.as_str(),
+            _ => "active",
+        };
+        let deleted = event.event.kind.as_str() == "billing.subscription.deleted";
+        let entry = subscriptions.entry(id).or_insert(Subscription {
+            mrr: None,
+            plan: None,
+            renews_at: None,
+            live: true,
+        });
+        if let Some(AttributeValue::Money(money)) = attributes.get("mrr") {
+            entry.mrr = Some((money.currency.clone(), money.minor_units));
+        }
+        if let Some(AttributeValue::Text(plan)) = attributes.get("plan") {
+            entry.plan = Some(plan.clone());
+        }
+        if let Some(AttributeValue::Timestamp(at)) = attributes.get("renews_at") {
+            entry.renews_at = Some(*at);
+        }
+        entry.live = !deleted && !matches!(status, "canceled" | "incomplete_expired");
+        let now = totals(&subscriptions);
+        if history.last().is_none_or(|last| last.totals != now) {
+            history.push(MrrPoint {
+                at: event.event.occurred_at,
+                totals: now,
+            });
+        }
+    }
+    let live: Vec<&Subscription> = subscriptions.values().filter(|s| s.live).collect();
+    let mut plans: Vec<String> = live.iter().filter_map(|s| s.plan.clone()).collect();
+    plans.sort();
+    plans.dedup();
+    Revenue {
+        mrr: totals(&subscriptions),
+        history,
+        plans,
+        renews_at: live.iter().filter_map(|s| s.renews_at).min(),
+        subscriptions: live.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventId;
+    use crate::timeline::{EventKind, Money, NewEvent};
+    use chrono::{Duration, TimeZone};
+
+    fn at(day: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::days(day)
+    }
+
+    fn change(
+        id: i64,
+        kind: &str,
+        day: i64,
+        subscription: &str,
+        mrr: (i64, &str),
+        plan: &str,
+    ) -> TimelineEvent {
+        let mut event = NewEvent::new(
+            "stripe",
+            format!("evt_{id}"),
+            EventKind::parse(kind).unwrap(),
+            at(day),
+            kind,
+        );
+        let attributes = &mut event.attributes;
+        attributes.insert(
+            "subscription_id".into(),
+            AttributeValue::Text(subscription.into()),
+        );
+        attributes.insert(
+            "mrr".into(),
+            AttributeValue::Money(Money {
+                minor_units: mrr.0,
+                currency: mrr.1.into(),
+            }),
+        );
+        attributes.insert("plan".into(), AttributeValue::Text(plan.into()));
+        attributes.insert("renews_at".into(), AttributeValue::Timestamp(at(day + 30)));
+        TimelineEvent {
+            id: EventId(id),
+            ingested_at: at(day),
+            event,
+            match_candidates: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn mrr_sums_subscriptions_per_currency_and_follows_changes() {
+        let events = vec![
+            // Out of order on purpose: revenue sorts by time.
+            change(
+                3,
+                "billing.subscription.updated",
+                40,
+                "sub_a",
+                (15_000, "USD"),
+                "Pro",
+            ),
+            change(
+                1,
+                "billing.subscription.created",
+                0,
+                "sub_a",
+                (10_000, "USD"),
+                "Team",
+            ),
+            change(
+                2,
+                "billing.subscription.created",
+                10,
+                "sub_b",
+                (8_000, "EUR"),
+                "Team EU",
+            ),
+            change(
+                4,
+                "billing.subscription.created",
+                50,
+                "sub_c",
+                (2_000, "USD"),
+                "Add-on",
+            ),
+            change(
+                5,
+                "billing.subscription.deleted",
+                60,
+                "sub_c",
+                (0, "USD"),
+                "Add-on",
+            ),
+        ];
+        let revenue = revenue(&events);
+        assert_eq!(
+            revenue.mrr,
+            vec![
+                Mrr {
+                    currency: "EUR".into(),
+                    minor_units: 8_000
+                },
+                Mrr {
+                    currency: "USD".into(),
+                    minor_units: 15_000
+                },
+            ]
+        );
+        assert_eq!(revenue.plans, ["Pro", "Team EU"]);
+        assert_eq!(revenue.subscriptions, 2);
+        assert_eq!(revenue.renews_at, Some(at(40)));
+        let usd: Vec<(DateTime<Utc>, i64)> = revenue
+            .history
+            .iter()
+            .map(|point| {
+                let usd = point
+                    .totals
+                    .iter()
+                    .find(|m| m.currency == "USD")
+                    .map_or(0, |m| m.minor_units);
+                (point.at, usd)
+            })
+            .collect();
+        assert_eq!(
+            usd,
+            [
+                (at(0), 10_000),
+                (at(10), 10_000),
+                (at(40), 15_000),
+                (at(50), 17_000),
+                (at(60), 15_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn no_billing_events_no_revenue() {
+        assert_eq!(revenue(&[]), Revenue::default());
+    }
+}
