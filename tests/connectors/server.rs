@@ -84,10 +84,11 @@ webhook_secret = {{ env = "STRIPE_WEBHOOK_SECRET" }}
     let server = Server::start(config)
         .await
         .expect("the server binds the Stripe connector");
-    let router = app(AppState {
-        engine: server.engine.clone(),
-        webhook_body_bytes_max: server.config.webhook_body_bytes_max,
-    });
+    let router = app(
+        AppState::new(server.engine.clone(), server.config.webhook_body_bytes_max)
+            .await
+            .unwrap(),
+    );
     let store = server.engine.store();
     let stored = || async {
         store

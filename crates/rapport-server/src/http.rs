@@ -1,5 +1,8 @@
-//! The HTTP surface: webhook intake and health endpoints.
+//! The HTTP surface: the JSON API and its OpenAPI document, webhook intake, health,
+//! readiness and metrics, behind one middleware that counts, logs and bounds requests.
 
+use crate::api::{self, API_BODY_BYTES_MAX, cursor::CursorSigner};
+use crate::metrics::{self, Metrics};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -9,6 +12,10 @@ use axum::routing::{get, post};
 use rapport_plugin_host::WebhookRequest;
 use rapport_sync::{Engine, WebhookError};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a request may take before it is answered with a 503 problem.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -17,6 +24,28 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Most bytes a webhook body may have; larger ones get 413 before any plugin runs.
     pub webhook_body_bytes_max: usize,
+    /// Longest a request may take.
+    pub request_timeout: Duration,
+    pub(crate) cursors: CursorSigner,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// The state for `engine`, with the deployment's cursor key (made in the database
+    /// by the first node that asks).
+    pub async fn new(
+        engine: Arc<Engine>,
+        webhook_body_bytes_max: usize,
+    ) -> anyhow::Result<AppState> {
+        let key = engine.store().server_key("api-cursor").await?;
+        Ok(AppState {
+            engine,
+            webhook_body_bytes_max,
+            request_timeout: REQUEST_TIMEOUT,
+            cursors: CursorSigner::new(&key),
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
 }
 
 /// The router, without a socket: `tower::ServiceExt::oneshot` drives it in tests.
@@ -24,10 +53,42 @@ pub fn app(state: AppState) -> Router {
     let hooks = Router::new()
         .route("/hooks/{connector}", post(webhook))
         .layer(DefaultBodyLimit::max(state.webhook_body_bytes_max));
+    let (api, openapi) = api::router().split_for_parts();
+    let openapi = Arc::new(
+        openapi
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes"),
+    );
+    let api = api.layer(DefaultBodyLimit::max(API_BODY_BYTES_MAX));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .route(
+            "/api/openapi.json",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    openapi.as_str().to_owned(),
+                )
+            }),
+        )
         .merge(hooks)
+        .merge(api)
+        .fallback(|uri: Uri| async move {
+            problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!(
+                    "nothing is served at {}: the API is under /api/v1 (see /api/openapi.json)",
+                    uri.path()
+                ),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
+        ))
         .with_state(state)
 }
 
@@ -68,6 +129,9 @@ async fn webhook(
     };
     match state.engine.handle_webhook(&connector, request).await {
         Ok(commit) => {
+            state
+                .metrics
+                .webhook_events(&connector, commit.summary.inserted + commit.summary.updated);
             tracing::info!(
                 %connector,
                 inserted = commit.summary.inserted,

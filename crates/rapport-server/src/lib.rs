@@ -4,8 +4,9 @@
 //! # Layout
 //! - `config`: `rapport.toml` — parsing, checking (every problem with file:line:column)
 //!   and binding connectors to plugins.
-//! - [`app`]: the axum `Router` (testable without a socket): webhook intake at
-//!   `POST /hooks/{connector}`, `/healthz`, `/readyz`.
+//! - [`app`]: the axum `Router` (testable without a socket): the JSON API under
+//!   `/api/v1` (module `api`; its OpenAPI document at `/api/openapi.json`), webhook
+//!   intake at `POST /hooks/{connector}`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`Server::start`] / [`Server::serve`]: the process — store, plugin host, engine and
 //!   listener, with graceful shutdown.
 //!
@@ -15,11 +16,14 @@
 //!   401 and stores nothing; accepted events take the same resolution and upsert path
 //!   as pulled ones.
 
+mod api;
 pub mod config;
 mod http;
+mod metrics;
 
+pub use api::openapi;
 pub use config::{Config, ConfigError, ConnectorConfig, Problem, SyncTuning};
-pub use http::{AppState, app};
+pub use http::{AppState, REQUEST_TIMEOUT, app};
 
 use anyhow::Context;
 use rapport_plugin_host::{HostConfig, PluginHost};
@@ -87,10 +91,8 @@ impl Server {
         let (stop, stopping) = watch::channel(false);
         let signals = tokio::spawn(forward_shutdown(shutdown, stop));
         let scheduler = tokio::spawn(Arc::clone(&self.engine).run(stopping.clone()));
-        let state = AppState {
-            engine: Arc::clone(&self.engine),
-            webhook_body_bytes_max: self.config.webhook_body_bytes_max,
-        };
+        let state =
+            AppState::new(Arc::clone(&self.engine), self.config.webhook_body_bytes_max).await?;
         let address = listener.local_addr()?;
         tracing::info!(%address, node = self.engine.node_id(), "rapport is serving");
         let mut stopped = stopping.clone();

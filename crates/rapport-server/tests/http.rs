@@ -54,10 +54,11 @@ async fn read(response: axum::response::Response) -> (StatusCode, String, String
 async fn webhooks_are_verified_capped_and_stored() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path()).await;
-    let router = app(AppState {
-        engine: server.engine.clone(),
-        webhook_body_bytes_max: server.config.webhook_body_bytes_max,
-    });
+    let router = app(
+        AppState::new(server.engine.clone(), server.config.webhook_body_bytes_max)
+            .await
+            .unwrap(),
+    );
     let body = serde_json::json!({ "items": [item_json(1), item_json(2)] }).to_string();
 
     let (status, content_type, problem) = read(
@@ -145,10 +146,7 @@ async fn webhooks_are_verified_capped_and_stored() {
 async fn health_and_readiness() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path()).await;
-    let router = app(AppState {
-        engine: server.engine.clone(),
-        webhook_body_bytes_max: 1024,
-    });
+    let router = app(AppState::new(server.engine.clone(), 1024).await.unwrap());
     let (status, _, body) = read(
         router
             .clone()

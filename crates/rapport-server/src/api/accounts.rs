@@ -1,0 +1,499 @@
+//! Client accounts: the book (what a viewer sees, filtered and searched), one account,
+//! its subsidiaries, and its domains, external ids and contacts.
+
+use crate::api::auth::Viewer;
+use crate::api::clamp_limit;
+use crate::api::error::{ApiError, ApiResult, Problem};
+use crate::api::extract::{Body, Params, Segments};
+use crate::api::model::{AccountPage, AccountTreeNode, AccountView, LifecycleName};
+use crate::api::policy::{require_visible, team};
+use crate::http::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{NaiveDate, Utc};
+use rapport_core::account::{Account, Contact, Domain, EmailAddress, ExternalId, NewAccount};
+use rapport_core::{AccountId, StaffId};
+use rapport_store::AccountUpdate;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Most accounts one page of the book returns.
+pub const BOOK_PAGE_MAX: u32 = 500;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(book, create_account))
+        .routes(routes!(get_account, update_account))
+        .routes(routes!(account_tree))
+        .routes(routes!(add_domain, remove_domain))
+        .routes(routes!(add_external_id, remove_external_id))
+        .routes(routes!(put_contact, remove_contact))
+}
+
+/// Which part of the book.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BookScope {
+    /// Everything the viewer can see.
+    #[default]
+    All,
+    /// Accounts the viewer owns.
+    Owned,
+    /// Accounts the viewer supports.
+    Supported,
+    /// Accounts owned or supported by someone reporting to the viewer.
+    Reports,
+}
+
+/// Filters for the book.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BookParams {
+    /// `all` (default), `owned`, `supported` or `reports`.
+    #[serde(default)]
+    scope: BookScope,
+    /// Only accounts this staff member owns or supports (within what the viewer sees).
+    staff: Option<i64>,
+    /// Name contains, or a domain starts with, this text (case-insensitive).
+    q: Option<String>,
+    /// Only this lifecycle status.
+    lifecycle: Option<LifecycleName>,
+    /// Page size (default 100, at most 500).
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    cursor: Option<String>,
+}
+
+/// The viewer's book: every account they can see (their own, their reports', and
+/// subsidiaries of those), by name, filtered and searched.
+#[utoipa::path(get, path = "/accounts", tag = "accounts", security(("bearer" = [])), params(BookParams),
+    responses((status = 200, body = AccountPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn book(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Params(params): Params<BookParams>,
+) -> ApiResult<Json<AccountPage>> {
+    let store = state.engine.store();
+    let listing = format!("book:{}", viewer.id.0);
+    let after: Option<(String, i64)> = params
+        .cursor
+        .as_deref()
+        .map(|cursor| state.cursors.verify(&listing, cursor))
+        .transpose()?;
+    let limit = clamp_limit(params.limit, 100, BOOK_PAGE_MAX) as usize;
+    let mut visible: Vec<AccountId> = store
+        .visible_account_ids(viewer.id, Utc::now())
+        .await?
+        .into_iter()
+        .collect();
+    if let Some(text) = params.q.as_deref().filter(|text| !text.trim().is_empty()) {
+        visible = store.search_accounts(text, &visible).await?;
+    }
+    let reports = match params.scope {
+        BookScope::Reports => {
+            let mut team = team(&state, &viewer).await?;
+            team.remove(&viewer.id);
+            team
+        }
+        _ => Default::default(),
+    };
+    let involves = |account: &Account, staff: StaffId| {
+        account.owner == Some(staff) || account.supporters.contains(&staff)
+    };
+    let mut accounts: Vec<Account> = store
+        .accounts(&visible)
+        .await?
+        .into_iter()
+        .filter(|account| match params.scope {
+            BookScope::All => true,
+            BookScope::Owned => account.owner == Some(viewer.id),
+            BookScope::Supported => account.supporters.contains(&viewer.id),
+            BookScope::Reports => reports.iter().any(|staff| involves(account, *staff)),
+        })
+        .filter(|account| {
+            params
+                .staff
+                .is_none_or(|staff| involves(account, StaffId(staff)))
+        })
+        .filter(|account| {
+            params
+                .lifecycle
+                .is_none_or(|lifecycle| LifecycleName::from(account.lifecycle) == lifecycle)
+        })
+        .collect();
+    let key = |account: &Account| (account.name.to_lowercase(), account.id.0);
+    accounts.sort_by_cached_key(key);
+    if let Some(after) = &after {
+        accounts.retain(|account| &key(account) > after);
+    }
+    let next = (accounts.len() > limit).then(|| {
+        let last = &accounts[limit - 1];
+        state.cursors.sign(&listing, &key(last))
+    });
+    accounts.truncate(limit);
+    Ok(Json(AccountPage {
+        accounts: accounts.into_iter().map(AccountView::from).collect(),
+        next,
+    }))
+}
+
+/// A person at the client.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContactBody {
+    /// Their email (the contact's identity).
+    email: String,
+    /// Their name.
+    #[serde(default)]
+    name: Option<String>,
+    /// Their role at the client.
+    #[serde(default)]
+    title: Option<String>,
+}
+
+impl ContactBody {
+    fn into_contact(self) -> ApiResult<Contact> {
+        Ok(Contact {
+            email: EmailAddress::parse(&self.email)?,
+            name: self.name,
+            title: self.title,
+        })
+    }
+}
+
+/// A new account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewAccountBody {
+    /// Display name.
+    name: String,
+    /// Its owner: a manager, director or VP in your reporting line (admins: anyone).
+    owner: i64,
+    /// The parent account, for a subsidiary (one you can see).
+    #[serde(default)]
+    parent: Option<i64>,
+    /// Lifecycle status (default `active`).
+    #[serde(default)]
+    lifecycle: Option<LifecycleName>,
+    /// When the contract renews.
+    #[serde(default)]
+    renewal_date: Option<NaiveDate>,
+    /// Its domains.
+    #[serde(default)]
+    domains: Vec<String>,
+    /// Its ids in other systems, as `system:id`.
+    #[serde(default)]
+    external_ids: Vec<String>,
+    /// People at the client.
+    #[serde(default)]
+    contacts: Vec<ContactBody>,
+}
+
+/// Opens an account, with its first owner recorded on its timeline.
+#[utoipa::path(post, path = "/accounts", tag = "accounts", security(("bearer" = [])), request_body = NewAccountBody,
+    responses((status = 201, body = AccountView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn create_account(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Body(body): Body<NewAccountBody>,
+) -> ApiResult<(StatusCode, Json<AccountView>)> {
+    let owner = StaffId(body.owner);
+    if !viewer.is_admin && !team(&state, &viewer).await?.contains(&owner) {
+        return Err(ApiError::Forbidden(format!(
+            "staff {} is not in your reporting line: open accounts for yourself or your reports (an admin can for anyone)",
+            owner.0
+        )));
+    }
+    let parent = body.parent.map(AccountId);
+    if let Some(parent) = parent
+        && !viewer.is_admin
+    {
+        require_visible(&state, &viewer, parent).await?;
+    }
+    let new = NewAccount {
+        name: body.name,
+        parent,
+        lifecycle: body.lifecycle.unwrap_or(LifecycleName::Active).into(),
+        renewal_date: body.renewal_date,
+        domains: body
+            .domains
+            .iter()
+            .map(|domain| Domain::parse(domain))
+            .collect::<Result<_, _>>()?,
+        external_ids: body
+            .external_ids
+            .iter()
+            .map(|id| id.parse::<ExternalId>())
+            .collect::<Result<_, _>>()?,
+        contacts: body
+            .contacts
+            .into_iter()
+            .map(ContactBody::into_contact)
+            .collect::<ApiResult<_>>()?,
+        owner,
+    };
+    let account = state
+        .engine
+        .store()
+        .create_account(new, Some(viewer.id), Utc::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(account.into())))
+}
+
+/// One account.
+#[utoipa::path(get, path = "/accounts/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id")),
+    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn get_account(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+) -> ApiResult<Json<AccountView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    Ok(Json(state.engine.store().account(account).await?.into()))
+}
+
+/// Changes to an account; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccountPatch {
+    /// New display name.
+    #[serde(default)]
+    name: Option<String>,
+    /// New lifecycle status.
+    #[serde(default)]
+    lifecycle: Option<LifecycleName>,
+    /// New renewal date; `null` clears it.
+    #[serde(default, deserialize_with = "crate::api::extract::present")]
+    #[schema(value_type = Option<NaiveDate>)]
+    renewal_date: Option<Option<NaiveDate>>,
+    /// New parent account (one you can see); `null` makes it a top-level account.
+    #[serde(default, deserialize_with = "crate::api::extract::present")]
+    #[schema(value_type = Option<i64>)]
+    parent: Option<Option<i64>>,
+}
+
+/// Changes an account's name, status, renewal date or parent.
+#[utoipa::path(patch, path = "/accounts/{id}", tag = "accounts", security(("bearer" = [])), request_body = AccountPatch,
+    params(("id" = i64, Path, description = "Account id")),
+    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn update_account(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+    Body(body): Body<AccountPatch>,
+) -> ApiResult<Json<AccountView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let store = state.engine.store();
+    let now = Utc::now();
+    if let Some(Some(parent)) = body.parent {
+        require_visible(&state, &viewer, AccountId(parent)).await?;
+    }
+    let mut updated = store
+        .update_account(
+            account,
+            AccountUpdate {
+                name: body.name,
+                lifecycle: body.lifecycle.map(Into::into),
+                renewal_date: body.renewal_date,
+            },
+            now,
+        )
+        .await?;
+    if let Some(parent) = body.parent {
+        updated = store
+            .set_account_parent(account, parent.map(AccountId), now)
+            .await?;
+    }
+    Ok(Json(updated.into()))
+}
+
+/// An account and all its subsidiaries, as a tree (all visible: seeing a parent means
+/// seeing what is beneath it).
+#[utoipa::path(get, path = "/accounts/{id}/tree", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id")),
+    responses((status = 200, body = AccountTreeNode), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn account_tree(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+) -> ApiResult<Json<AccountTreeNode>> {
+    let root = AccountId(id);
+    require_visible(&state, &viewer, root).await?;
+    let store = state.engine.store();
+    let forest = rapport_core::account::AccountForest::new(store.account_tree().await?);
+    let ids: Vec<AccountId> = forest.subtree(root).into_iter().collect();
+    let names: BTreeMap<AccountId, String> = store
+        .accounts(&ids)
+        .await?
+        .into_iter()
+        .map(|account| (account.id, account.name))
+        .collect();
+    let mut children: BTreeMap<AccountId, Vec<AccountId>> = BTreeMap::new();
+    for &account in &ids {
+        if account != root
+            && let Some(parent) = forest.parent(account)
+        {
+            children.entry(parent).or_default().push(account);
+        }
+    }
+    fn build(
+        account: AccountId,
+        names: &BTreeMap<AccountId, String>,
+        children: &BTreeMap<AccountId, Vec<AccountId>>,
+    ) -> AccountTreeNode {
+        AccountTreeNode {
+            id: account.0,
+            name: names.get(&account).cloned().unwrap_or_default(),
+            children: children
+                .get(&account)
+                .map(|kids| {
+                    kids.iter()
+                        .map(|kid| build(*kid, names, children))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+    Ok(Json(build(root, &names, &children)))
+}
+
+/// Gives an account a domain; events from that domain then match it (waiting ones at
+/// once).
+#[utoipa::path(put, path = "/accounts/{id}/domains/{domain}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id"), ("domain" = String, Path, description = "e.g. acme.example")),
+    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn add_domain(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments((id, domain)): Segments<(i64, String)>,
+) -> ApiResult<Json<AccountView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let store = state.engine.store();
+    store.add_domain(account, &Domain::parse(&domain)?).await?;
+    Ok(Json(store.account(account).await?.into()))
+}
+
+/// Removes a domain from an account (events already placed by it stay).
+#[utoipa::path(delete, path = "/accounts/{id}/domains/{domain}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id"), ("domain" = String, Path, description = "e.g. acme.example")),
+    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn remove_domain(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments((id, domain)): Segments<(i64, String)>,
+) -> ApiResult<Json<AccountView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let store = state.engine.store();
+    store
+        .remove_domain(account, &Domain::parse(&domain)?)
+        .await?;
+    Ok(Json(store.account(account).await?.into()))
+}
+
+/// Gives an account an id in another system (`stripe:cus_123`); refused if another
+/// account holds it.
+#[utoipa::path(put, path = "/accounts/{id}/external-ids/{external_id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id"), ("external_id" = String, Path, description = "`system:id`, e.g. stripe:cus_123")),
+    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn add_external_id(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments((id, external_id)): Segments<(i64, String)>,
+) -> ApiResult<Json<AccountView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let store = state.engine.store();
+    store
+        .add_external_id(account, &external_id.parse::<ExternalId>()?)
+        .await?;
+    Ok(Json(store.account(account).await?.into()))
+}
+
+/// Removes an external id from an account.
+#[utoipa::path(delete, path = "/accounts/{id}/external-ids/{external_id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id"), ("external_id" = String, Path, description = "`system:id`")),
+    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn remove_external_id(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments((id, external_id)): Segments<(i64, String)>,
+) -> ApiResult<Json<AccountView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let store = state.engine.store();
+    store
+        .remove_external_id(account, &external_id.parse::<ExternalId>()?)
+        .await?;
+    Ok(Json(store.account(account).await?.into()))
+}
+
+/// A contact's name and title.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContactDetails {
+    /// Their name.
+    #[serde(default)]
+    name: Option<String>,
+    /// Their role at the client.
+    #[serde(default)]
+    title: Option<String>,
+}
+
+/// Adds a contact to an account, or updates their name and title.
+#[utoipa::path(put, path = "/accounts/{id}/contacts/{email}", tag = "accounts", security(("bearer" = [])),
+    request_body = ContactDetails,
+    params(("id" = i64, Path, description = "Account id"), ("email" = String, Path, description = "The contact's email")),
+    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn put_contact(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments((id, email)): Segments<(i64, String)>,
+    Body(details): Body<ContactDetails>,
+) -> ApiResult<Json<AccountView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let store = state.engine.store();
+    let contact = ContactBody {
+        email,
+        name: details.name,
+        title: details.title,
+    }
+    .into_contact()?;
+    store.upsert_contact(account, &contact).await?;
+    Ok(Json(store.account(account).await?.into()))
+}
+
+/// Removes a contact from an account.
+#[utoipa::path(delete, path = "/accounts/{id}/contacts/{email}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id"), ("email" = String, Path, description = "The contact's email")),
+    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn remove_contact(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments((id, email)): Segments<(i64, String)>,
+) -> ApiResult<Json<AccountView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let store = state.engine.store();
+    store
+        .remove_contact(account, &EmailAddress::parse(&email)?)
+        .await?;
+    Ok(Json(store.account(account).await?.into()))
+}

@@ -1,0 +1,185 @@
+//! Who owns and supports an account, handoffs (one account, or a person's whole book),
+//! and the history that is never lost. Every change is written on the account's
+//! timeline as `assignment.changed` by the store.
+
+use crate::api::auth::Viewer;
+use crate::api::error::{ApiError, ApiResult, Problem};
+use crate::api::extract::{Body, Segments};
+use crate::api::model::AssignmentView;
+use crate::api::policy::{require_may_assign_to, require_visible, team};
+use crate::http::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use rapport_core::{AccountId, StaffId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Most accounts one handoff moves.
+pub const HANDOFF_ACCOUNTS_MAX: usize = 5_000;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(history))
+        .routes(routes!(set_owner))
+        .routes(routes!(add_supporter))
+        .routes(routes!(end_support))
+        .routes(routes!(handoff))
+}
+
+/// An account's assignment history, oldest first.
+#[utoipa::path(get, path = "/accounts/{id}/assignments", tag = "assignments", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id")),
+    responses((status = 200, body = [AssignmentView]), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn history(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+) -> ApiResult<Json<Vec<AssignmentView>>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let rows = state.engine.store().assignment_history(account).await?;
+    Ok(Json(rows.into_iter().map(AssignmentView::from).collect()))
+}
+
+/// A member of staff to assign.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StaffRef {
+    /// Their staff id.
+    staff: i64,
+}
+
+/// Hands an account to a new owner (a manager, director or VP); the old ownership ends
+/// now.
+#[utoipa::path(put, path = "/accounts/{id}/owner", tag = "assignments", security(("bearer" = [])), request_body = StaffRef,
+    params(("id" = i64, Path, description = "Account id")),
+    responses((status = 200, body = AssignmentView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn set_owner(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+    Body(body): Body<StaffRef>,
+) -> ApiResult<Json<AssignmentView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    require_may_assign_to(&state, &viewer, StaffId(body.staff)).await?;
+    let assignment = state
+        .engine
+        .store()
+        .reassign_owner(account, StaffId(body.staff), Some(viewer.id), Utc::now())
+        .await?;
+    Ok(Json(assignment.into()))
+}
+
+/// Adds a supporter to an account.
+#[utoipa::path(post, path = "/accounts/{id}/supporters", tag = "assignments", security(("bearer" = [])), request_body = StaffRef,
+    params(("id" = i64, Path, description = "Account id")),
+    responses((status = 201, body = AssignmentView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn add_supporter(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+    Body(body): Body<StaffRef>,
+) -> ApiResult<(StatusCode, Json<AssignmentView>)> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    require_may_assign_to(&state, &viewer, StaffId(body.staff)).await?;
+    let assignment = state
+        .engine
+        .store()
+        .add_support(account, StaffId(body.staff), Some(viewer.id), Utc::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(assignment.into())))
+}
+
+/// Ends someone's support of an account.
+#[utoipa::path(delete, path = "/accounts/{id}/supporters/{staff}", tag = "assignments", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id"), ("staff" = i64, Path, description = "Staff id")),
+    responses((status = 200, body = AssignmentView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn end_support(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments((id, staff)): Segments<(i64, i64)>,
+) -> ApiResult<Json<AssignmentView>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    require_may_assign_to(&state, &viewer, StaffId(staff)).await?;
+    let assignment = state
+        .engine
+        .store()
+        .end_support(account, StaffId(staff), Some(viewer.id), Utc::now())
+        .await?;
+    Ok(Json(assignment.into()))
+}
+
+/// A bulk handoff.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Handoff {
+    /// The current owner (e.g. someone leaving).
+    from: i64,
+    /// The new owner.
+    to: i64,
+    /// Only these of `from`'s accounts; absent: all of them.
+    #[serde(default)]
+    accounts: Option<Vec<i64>>,
+}
+
+/// Hands accounts owned by one person to another in one transaction: all move, or none
+/// does (e.g. everything of a departing manager).
+#[utoipa::path(post, path = "/assignments/handoff", tag = "assignments", security(("bearer" = [])), request_body = Handoff,
+    responses((status = 200, body = [AssignmentView]), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn handoff(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Body(body): Body<Handoff>,
+) -> ApiResult<Json<Vec<AssignmentView>>> {
+    let (from, to) = (StaffId(body.from), StaffId(body.to));
+    let store = state.engine.store();
+    store.staff(from).await?;
+    if !viewer.is_admin && !team(&state, &viewer).await?.contains(&from) {
+        return Err(ApiError::Forbidden(format!(
+            "staff {} is not in your reporting line: only their managers (or an admin) can hand their accounts on",
+            from.0
+        )));
+    }
+    require_may_assign_to(&state, &viewer, to).await?;
+    let owned = store.owned_accounts(from).await?;
+    let accounts = match body.accounts {
+        None => owned,
+        Some(chosen) => {
+            let chosen: Vec<AccountId> = chosen.into_iter().map(AccountId).collect();
+            for account in &chosen {
+                if !owned.contains(account) {
+                    // The same words whether it is missing, hidden or someone else's.
+                    return Err(ApiError::NotFound(format!(
+                        "account {} is not one staff {} owns (or does not exist)",
+                        account.0, from.0
+                    )));
+                }
+            }
+            chosen
+        }
+    };
+    if accounts.len() > HANDOFF_ACCOUNTS_MAX {
+        return Err(ApiError::Invalid(format!(
+            "{} accounts is more than one handoff moves ({HANDOFF_ACCOUNTS_MAX}): pass `accounts` in batches",
+            accounts.len()
+        )));
+    }
+    if accounts.is_empty() {
+        return Ok(Json(Vec::new()));
+    }
+    let moved = store
+        .reassign_owners(&accounts, to, Some(viewer.id), Utc::now())
+        .await?;
+    Ok(Json(moved.into_iter().map(AssignmentView::from).collect()))
+}

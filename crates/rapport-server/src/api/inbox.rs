@@ -1,0 +1,158 @@
+//! The unmatched inbox: events no account claims yet, and placing them — optionally
+//! teaching the account the domain, contact or external id that would have matched.
+
+use crate::api::auth::Viewer;
+use crate::api::clamp_limit;
+use crate::api::error::{ApiResult, Problem};
+use crate::api::extract::{Body, Params, Segments};
+use crate::api::model::{EventPage, EventView};
+use crate::api::policy::{require_may_triage, require_visible};
+use crate::api::timeline::visible_event;
+use crate::http::AppState;
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+use rapport_core::account::{Domain, EmailAddress, ExternalId};
+use rapport_core::staff::Staff;
+use rapport_core::timeline::{TimelineCursor, TimelineEvent};
+use rapport_core::{AccountId, EventId};
+use rapport_store::{Learn, TIMELINE_PAGE_MAX};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_inbox))
+        .routes(routes!(place))
+}
+
+/// Keeps only the candidate accounts `viewer` can see: an ambiguous event must not
+/// reveal that some hidden account also fits.
+pub(crate) async fn visible_candidates(
+    state: &AppState,
+    viewer: &Staff,
+    event: &mut TimelineEvent,
+) -> ApiResult<()> {
+    let mut kept = Vec::with_capacity(event.match_candidates.len());
+    for &candidate in &event.match_candidates {
+        if state
+            .engine
+            .store()
+            .can_see(viewer.id, candidate, Utc::now())
+            .await?
+        {
+            kept.push(candidate);
+        }
+    }
+    event.match_candidates = kept;
+    Ok(())
+}
+
+/// Inbox filters and paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InboxParams {
+    /// Only this connector's events.
+    source: Option<String>,
+    /// Page size (default 50, at most 200).
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    cursor: Option<String>,
+}
+
+/// Events waiting for a person to say which account they belong to, newest first
+/// (managers and above, and admins).
+#[utoipa::path(get, path = "/inbox", tag = "inbox", security(("bearer" = [])), params(InboxParams),
+    responses((status = 200, body = EventPage), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)))]
+async fn list_inbox(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Params(params): Params<InboxParams>,
+) -> ApiResult<Json<EventPage>> {
+    require_may_triage(&viewer)?;
+    let listing = format!("inbox:{}", viewer.id.0);
+    let after: Option<TimelineCursor> = params
+        .cursor
+        .as_deref()
+        .map(|cursor| state.cursors.verify(&listing, cursor))
+        .transpose()?;
+    let source = params.source.as_deref().filter(|source| !source.is_empty());
+    if let Some(source) = source {
+        rapport_core::timeline::validate_connector_id(source)?;
+    }
+    let mut page = state
+        .engine
+        .store()
+        .unmatched_events(
+            source,
+            after,
+            clamp_limit(params.limit, 50, TIMELINE_PAGE_MAX),
+        )
+        .await?;
+    for event in &mut page.events {
+        visible_candidates(&state, &viewer, event).await?;
+    }
+    Ok(Json(EventPage {
+        events: page.events.into_iter().map(EventView::from).collect(),
+        next: page.next.map(|next| state.cursors.sign(&listing, &next)),
+    }))
+}
+
+/// A hint to add to the account so the next event like this one matches by itself.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum LearnBody {
+    /// One of the client's domains, e.g. `acme.example`.
+    Domain(String),
+    /// A person at the client, by email.
+    Contact(String),
+    /// The client's id in another system, as `system:id`.
+    ExternalId(String),
+}
+
+/// Where to place an unmatched event.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Placement {
+    /// The account (one you can see).
+    account: i64,
+    /// Also add this to the account, so similar events match from now on (waiting ones
+    /// are placed at once).
+    #[serde(default)]
+    learn: Option<LearnBody>,
+}
+
+/// Places an unmatched event on an account, as your decision (later syncs of the event
+/// keep it there).
+#[utoipa::path(post, path = "/inbox/{id}/place", tag = "inbox", security(("bearer" = [])), request_body = Placement,
+    params(("id" = i64, Path, description = "Event id")),
+    responses((status = 200, body = EventView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn place(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+    Body(body): Body<Placement>,
+) -> ApiResult<Json<EventView>> {
+    require_may_triage(&viewer)?;
+    let event = EventId(id);
+    let account = AccountId(body.account);
+    // A placed event on a hidden account must look missing, not "already placed".
+    visible_event(&state, &viewer, event).await?;
+    require_visible(&state, &viewer, account).await?;
+    let learn = match body.learn {
+        None => None,
+        Some(LearnBody::Domain(domain)) => Some(Learn::Domain(Domain::parse(&domain)?)),
+        Some(LearnBody::Contact(email)) => Some(Learn::Contact(EmailAddress::parse(&email)?)),
+        Some(LearnBody::ExternalId(id)) => Some(Learn::ExternalId(id.parse::<ExternalId>()?)),
+    };
+    let placed = state
+        .engine
+        .store()
+        .place_unmatched(event, account, viewer.id, learn)
+        .await?;
+    Ok(Json(placed.into()))
+}

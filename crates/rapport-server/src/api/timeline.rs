@@ -1,0 +1,280 @@
+//! The unified timeline: one account's (optionally with its subsidiaries), the feed
+//! across a viewer's whole book, and what staff write on it — notes and tasks.
+
+use crate::api::auth::Viewer;
+use crate::api::clamp_limit;
+use crate::api::error::{ApiError, ApiResult, Problem};
+use crate::api::extract::{Body, Params, Segments};
+use crate::api::model::{EventPage, EventView};
+use crate::api::policy::{require_may_triage, require_visible};
+use crate::http::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, NaiveDate, Utc};
+use rapport_core::timeline::{TimelineCursor, TimelineEvent};
+use rapport_core::{AccountId, DomainError, EventId, StaffId};
+use rapport_store::{FeedQuery, NewTask, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(account_timeline))
+        .routes(routes!(feed))
+        .routes(routes!(get_event))
+        .routes(routes!(add_note))
+        .routes(routes!(add_task))
+        .routes(routes!(complete_task))
+}
+
+/// Timeline filters and paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TimelineParams {
+    /// Only these connectors, comma-separated (e.g. `stripe,zendesk`; `rapport` for
+    /// notes, tasks and handoffs).
+    source: Option<String>,
+    /// Only kinds equal to or under this prefix (e.g. `billing`, `support.ticket`).
+    kind: Option<String>,
+    /// Only events at or after this instant (RFC 3339).
+    from: Option<DateTime<Utc>>,
+    /// Only events before this instant (RFC 3339).
+    until: Option<DateTime<Utc>>,
+    /// Include the account's subsidiaries (account timeline only).
+    #[serde(default)]
+    children: bool,
+    /// Page size (default 50, at most 200).
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    cursor: Option<String>,
+}
+
+impl TimelineParams {
+    fn connectors(&self) -> Vec<String> {
+        self.source
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|source| !source.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn after(&self, state: &AppState, listing: &str) -> ApiResult<Option<TimelineCursor>> {
+        self.cursor
+            .as_deref()
+            .map(|cursor| state.cursors.verify(listing, cursor))
+            .transpose()
+    }
+
+    fn kind(&self) -> Option<String> {
+        self.kind
+            .as_deref()
+            .map(str::trim)
+            .filter(|kind| !kind.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+fn page_view(state: &AppState, listing: &str, page: TimelinePage) -> EventPage {
+    EventPage {
+        events: page.events.into_iter().map(EventView::from).collect(),
+        next: page.next.map(|next| state.cursors.sign(listing, &next)),
+    }
+}
+
+/// An account's timeline, newest first: every source interleaved by time, keyset-paged
+/// (a page deep in history costs what the first costs).
+#[utoipa::path(get, path = "/accounts/{id}/timeline", tag = "timeline", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Account id"), TimelineParams),
+    responses((status = 200, body = EventPage), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn account_timeline(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+    Params(params): Params<TimelineParams>,
+) -> ApiResult<Json<EventPage>> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let listing = format!("timeline:{}:{}:{}", account.0, params.children, viewer.id.0);
+    let query = TimelineQuery {
+        account,
+        include_children: params.children,
+        connectors: params.connectors(),
+        kind_prefix: params.kind(),
+        from: params.from,
+        until: params.until,
+        after: params.after(&state, &listing)?,
+        limit: clamp_limit(params.limit, 50, TIMELINE_PAGE_MAX),
+    };
+    let page = state.engine.store().timeline(&query).await?;
+    Ok(Json(page_view(&state, &listing, page)))
+}
+
+/// The feed across everything the viewer can see (their book and their reports'),
+/// newest first, with the timeline's filters.
+#[utoipa::path(get, path = "/feed", tag = "timeline", security(("bearer" = [])), params(TimelineParams),
+    responses((status = 200, body = EventPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn feed(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Params(params): Params<TimelineParams>,
+) -> ApiResult<Json<EventPage>> {
+    let listing = format!("feed:{}", viewer.id.0);
+    let query = FeedQuery {
+        viewer: viewer.id,
+        at: Utc::now(),
+        connectors: params.connectors(),
+        kind_prefix: params.kind(),
+        from: params.from,
+        until: params.until,
+        after: params.after(&state, &listing)?,
+        limit: clamp_limit(params.limit, 50, TIMELINE_PAGE_MAX),
+    };
+    let page = state.engine.store().feed(&query).await?;
+    Ok(Json(page_view(&state, &listing, page)))
+}
+
+/// An event the viewer may see: on a visible account, or (for those who triage the
+/// unmatched inbox) waiting there. Anything else is the same 404 as a missing event.
+pub(crate) async fn visible_event(
+    state: &AppState,
+    viewer: &rapport_core::staff::Staff,
+    id: EventId,
+) -> ApiResult<TimelineEvent> {
+    let not_found = || ApiError::NotFound(DomainError::UnknownEvent(id).to_string());
+    let event = state
+        .engine
+        .store()
+        .event(id)
+        .await?
+        .ok_or_else(not_found)?;
+    match &event.event.placement {
+        Some(placement) => require_visible(state, viewer, placement.account)
+            .await
+            .map_err(|_| not_found())?,
+        None => require_may_triage(viewer).map_err(|_| not_found())?,
+    }
+    Ok(event)
+}
+
+/// One event.
+#[utoipa::path(get, path = "/events/{id}", tag = "timeline", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Event id")),
+    responses((status = 200, body = EventView), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn get_event(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+) -> ApiResult<Json<EventView>> {
+    let mut event = visible_event(&state, &viewer, EventId(id)).await?;
+    crate::api::inbox::visible_candidates(&state, &viewer, &mut event).await?;
+    Ok(Json(event.into()))
+}
+
+/// A note.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoteBody {
+    /// The text; its first line is the title.
+    text: String,
+}
+
+/// Writes a note on an account's timeline.
+#[utoipa::path(post, path = "/accounts/{id}/notes", tag = "timeline", security(("bearer" = [])), request_body = NoteBody,
+    params(("id" = i64, Path, description = "Account id")),
+    responses((status = 201, body = EventView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn add_note(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+    Body(body): Body<NoteBody>,
+) -> ApiResult<(StatusCode, Json<EventView>)> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let note = state
+        .engine
+        .store()
+        .add_note(account, viewer.id, &body.text, Utc::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(note.into())))
+}
+
+/// A task.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TaskBody {
+    /// What is to be done; its first line is the title.
+    text: String,
+    /// When it is due.
+    #[serde(default)]
+    due: Option<NaiveDate>,
+    /// Who is to do it (someone who can see the account); default: you.
+    #[serde(default)]
+    assignee: Option<i64>,
+}
+
+/// Sets a task on an account's timeline.
+#[utoipa::path(post, path = "/accounts/{id}/tasks", tag = "timeline", security(("bearer" = [])), request_body = TaskBody,
+    params(("id" = i64, Path, description = "Account id")),
+    responses((status = 201, body = EventView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn add_task(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+    Body(body): Body<TaskBody>,
+) -> ApiResult<(StatusCode, Json<EventView>)> {
+    let account = AccountId(id);
+    require_visible(&state, &viewer, account).await?;
+    let store = state.engine.store();
+    if let Some(assignee) = body.assignee {
+        let assignee = StaffId(assignee);
+        store.staff(assignee).await?;
+        if !store.can_see(assignee, account, Utc::now()).await? {
+            return Err(ApiError::Invalid(format!(
+                "staff {} cannot see this account, so cannot do its task: assign it to someone on the account",
+                assignee.0
+            )));
+        }
+    }
+    let task = store
+        .add_task(
+            account,
+            viewer.id,
+            NewTask {
+                text: body.text,
+                due: body.due,
+                assignee: body.assignee.map(StaffId),
+            },
+            Utc::now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(task.into())))
+}
+
+/// Marks a task done; returns the `task.done` event written on the account.
+#[utoipa::path(post, path = "/tasks/{id}/complete", tag = "timeline", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The task's event id")),
+    responses((status = 200, body = EventView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+async fn complete_task(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+) -> ApiResult<Json<EventView>> {
+    let task = EventId(id);
+    visible_event(&state, &viewer, task).await?;
+    let done = state
+        .engine
+        .store()
+        .complete_task(task, viewer.id, Utc::now())
+        .await?;
+    Ok(Json(done.into()))
+}

@@ -1,0 +1,8 @@
+//! The JSON API driven through the router (no socket), on both backends.
+
+mod support;
+
+mod auth;
+mod flows;
+mod openapi;
+mod visibility;
