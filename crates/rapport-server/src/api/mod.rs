@@ -36,6 +36,7 @@ mod tokens;
 
 use crate::http::AppState;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -80,8 +81,97 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What each problem status means, as every operation documents it.
+const PROBLEMS: [(u16, &str); 8] = [
+    (
+        401,
+        "No usable bearer token: missing, unknown, expired or revoked",
+    ),
+    (403, "Authenticated, but not allowed to do this"),
+    (
+        404,
+        "Nothing there — or nothing you may see; the two are indistinguishable",
+    ),
+    (409, "Conflicts with the current state"),
+    (413, "The body is over 64 KiB"),
+    (
+        422,
+        "The request is malformed or breaks a rule; `detail` says what to fix",
+    ),
+    (500, "A bug; the details are in the server's log"),
+    (503, "Timed out, or the database did not answer; retry"),
+];
+
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+/// Makes every operation declare, as `application/problem+json`, each problem any
+/// route of its shape can answer with — 401 and 503 everywhere, 404 with an id,
+/// 422 with inputs, 413 with a body — on top of those its handler declares, so the
+/// document lists every status a client can see.
+fn declare_problems(openapi: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let has_body = operation.request_body.is_some();
+            let has_inputs =
+                has_body || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let mut statuses: Vec<u16> = operation
+                .responses
+                .responses
+                .keys()
+                .filter_map(|status| status.parse().ok())
+                .filter(|status| *status >= 400)
+                .collect();
+            statuses.extend([401, 500, 503]);
+            // A path id, or an id a body refers to (a manager, an owner), may name
+            // nothing.
+            if path.contains('{') || has_body {
+                statuses.push(404);
+            }
+            if has_inputs {
+                statuses.push(422);
+            }
+            if has_body {
+                statuses.push(413);
+            }
+            for status in statuses {
+                let description = PROBLEMS
+                    .iter()
+                    .find(|(known, _)| *known == status)
+                    .map_or("A problem", |(_, description)| description);
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_string(), problem_response(description).into());
+            }
+        }
+    }
+}
+
 /// The API's routes, with the OpenAPI document describing them.
 pub(crate) fn router() -> OpenApiRouter<AppState> {
+    let mut router = api_routes();
+    declare_problems(router.get_openapi_mut());
+    router
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(
         "/api/v1",
         OpenApiRouter::new()

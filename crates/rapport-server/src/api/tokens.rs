@@ -68,7 +68,7 @@ pub(crate) struct NewTokenBody {
 /// Makes a token. Its secret is in this response and nowhere else, ever.
 #[utoipa::path(post, path = "/tokens", tag = "tokens", security(("bearer" = [])), request_body = NewTokenBody,
     responses((status = 201, body = IssuedTokenView), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem)))]
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn create_token(
     State(state): State<AppState>,
     Viewer(viewer): Viewer,

@@ -4,5 +4,6 @@ mod support;
 
 mod auth;
 mod flows;
+mod fuzz;
 mod openapi;
 mod visibility;
