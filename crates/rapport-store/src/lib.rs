@@ -45,7 +45,7 @@ pub use timeline::{
     FeedQuery, ROLLUP_ACCOUNTS_MAX, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery,
     UPSERT_BATCH_MAX, UpsertOutcome, UpsertSummary,
 };
-pub use tokens::IssuedToken;
+pub use tokens::{IssuedToken, LAST_USED_RESOLUTION_SECONDS};
 
 use rapport_core::account::Domain;
 use sqlx::migrate::Migrator;

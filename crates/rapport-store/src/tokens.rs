@@ -37,6 +37,9 @@ impl TokenRow {
     }
 }
 
+/// How stale a token's `last_used_at` may get before a use is written again.
+pub const LAST_USED_RESOLUTION_SECONDS: i64 = 60;
+
 /// A freshly made token: its record, and its secret, which is never shown again.
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -108,7 +111,7 @@ impl Store {
 
     /// Whom a presented token acts as: `None` for anything that is not a live token of
     /// an active member of staff (unknown, revoked, expired, deactivated). Records the
-    /// use.
+    /// use, to within [`LAST_USED_RESOLUTION_SECONDS`].
     pub async fn authenticate_api_token(
         &self,
         presented: &str,
@@ -136,13 +139,20 @@ impl Store {
         if !staff.active {
             return Ok(None);
         }
-        with_backend!(self, |pool, dialect| {
-            sqlx::query("UPDATE api_tokens SET last_used_at_us = $1 WHERE id = $2")
-                .bind(to_us(at))
-                .bind(token.id)
-                .execute(pool)
-                .await?;
+        // Recording every use would make every read a write (on SQLite, one writer at
+        // a time); to the minute is what people need to tell a token in use.
+        let stale = token.last_used_at.is_none_or(|last| {
+            at - last >= chrono::Duration::seconds(LAST_USED_RESOLUTION_SECONDS)
         });
+        if stale {
+            with_backend!(self, |pool, dialect| {
+                sqlx::query("UPDATE api_tokens SET last_used_at_us = $1 WHERE id = $2")
+                    .bind(to_us(at))
+                    .bind(token.id)
+                    .execute(pool)
+                    .await?;
+            });
+        }
         Ok(Some(staff))
     }
 

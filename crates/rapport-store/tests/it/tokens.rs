@@ -25,6 +25,20 @@ async fn a_token_acts_as_its_owner_until_revoked_or_expired(store: Store) {
     let listed = store.api_tokens(Some(vera.id)).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].last_used_at, Some(hours(1)), "use is recorded");
+    // Within the resolution a use writes nothing; after it, it is recorded again.
+    let soon = hours(1) + chrono::Duration::seconds(30);
+    store
+        .authenticate_api_token(&issued.secret, soon)
+        .await
+        .unwrap();
+    let listed = store.api_tokens(Some(vera.id)).await.unwrap();
+    assert_eq!(listed[0].last_used_at, Some(hours(1)));
+    store
+        .authenticate_api_token(&issued.secret, hours(2))
+        .await
+        .unwrap();
+    let listed = store.api_tokens(Some(vera.id)).await.unwrap();
+    assert_eq!(listed[0].last_used_at, Some(hours(2)));
 
     // Anything else is nobody: a near miss, garbage, an unknown well-formed token.
     let mut near = issued.secret.clone().into_bytes();
