@@ -462,3 +462,133 @@ async fn a_second_node_finishes_what_a_killed_node_started() {
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
     database.finish().await;
 }
+
+/// One HTTP/1.1 GET over a plain socket; the status code and body.
+fn http_get(address: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `rapport serve` on a real socket: the API answers a token made by `rapport token
+/// create`, the connector's sync shows in its status and in `/metrics`, and SIGTERM
+/// stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_the_api_with_a_cli_token_and_stops_on_sigterm() {
+    let feed = Feed::start(12, 5).await;
+    let (dir, _) = stage(&feed, "sqlite://rapport.db", "");
+    let url = format!("sqlite://{}", dir.path().join("rapport.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .create_staff(
+            rapport_core::staff::NewStaff {
+                name: "Vera Vance".into(),
+                email: rapport_core::account::EmailAddress::parse("vera@rapport.example").unwrap(),
+                level: rapport_core::staff::Level::Vp,
+                reports_to: None,
+                is_admin: true,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let made = rapport(dir.path())
+        .args([
+            "token",
+            "create",
+            "--staff",
+            "vera@rapport.example",
+            "--name",
+            "test",
+            "--database",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = String::from_utf8(made.stdout)
+        .unwrap()
+        .lines()
+        .find(|line| line.starts_with("rpt_"))
+        .unwrap()
+        .to_owned();
+
+    let log = dir.path().join("serve.log");
+    let mut child = rapport(dir.path())
+        .args(["serve"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start rapport serve");
+    let started = Instant::now();
+    let address = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(at) = text.find("address=") {
+            let rest = &text[at + "address=".len()..];
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches(',')
+                .to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never served:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (status, me) = http_get(&address, "/api/v1/me", Some(&token));
+    assert_eq!(status, 200, "{me}");
+    assert!(me.contains("vera@rapport.example"), "{me}");
+    let (status, _) = http_get(&address, "/api/v1/me", None);
+    assert_eq!(status, 401);
+    let (status, document) = http_get(&address, "/api/openapi.json", None);
+    assert_eq!(status, 200);
+    assert!(document.contains("\"openapi\": \"3.1.0\""));
+
+    // The first sync runs on start; its status and metrics show it.
+    let started = Instant::now();
+    loop {
+        let (_, connectors) = http_get(&address, "/api/v1/connectors", Some(&token));
+        if connectors.contains("\"events_ingested\":12") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{connectors}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, metrics) = http_get(&address, "/metrics", None);
+    assert!(
+        metrics.contains("rapport_sync_runs_total{connector=\"feed\",outcome=\"completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rapport_connector_events_ingested{connector=\"feed\"} 12"));
+
+    terminate(&child);
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{}", std::fs::read_to_string(&log).unwrap());
+}
