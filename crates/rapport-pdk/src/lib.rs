@@ -72,6 +72,7 @@ pub mod bindings {
 }
 
 mod builders;
+pub mod checkpoint;
 pub mod http;
 pub mod log;
 pub mod time;
@@ -88,7 +89,7 @@ pub use builders::{ManifestBuilder, event, manifest, snippet};
 pub mod prelude {
     pub use crate::{
         AttributeValue, Config, Connector, ConnectorError, Event, Manifest, Page, WebhookRequest,
-        event, http, log, manifest, time, webhook,
+        checkpoint, event, http, log, manifest, time, webhook,
     };
 }
 

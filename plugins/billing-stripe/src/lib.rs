@@ -42,12 +42,8 @@ impl Checkpoint {
     /// Reads a stored checkpoint; none means start from `backfill_start` (or from the
     /// oldest event Stripe still lists, 30 days back).
     pub fn load(stored: Option<&str>, config: &Config) -> Result<Checkpoint, ConnectorError> {
-        match stored {
-            Some(text) => serde_json::from_str(text).map_err(|error| {
-                ConnectorError::Fatal(format!(
-                    "the stored checkpoint `{text}` is not this connector's: {error}"
-                ))
-            }),
+        match checkpoint::load(stored)? {
+            Some(checkpoint) => Ok(checkpoint),
             None => Ok(Checkpoint {
                 since: match config.get("backfill_start") {
                     Some(start) => time::parse_rfc3339(start)?.div_euclid(1_000_000),
@@ -147,7 +143,7 @@ impl Connector for Stripe {
                 events.push(mapped);
             }
         }
-        let checkpoint = serde_json::to_string(&next).expect("a checkpoint serializes");
+        let checkpoint = checkpoint::save(&next);
         Ok(Page::with_checkpoint(events, checkpoint, list.has_more))
     }
 

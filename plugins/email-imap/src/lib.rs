@@ -191,14 +191,7 @@ impl Connector for EmailImap {
 
     fn sync(config: Config, checkpoint: Option<String>) -> Result<Page, ConnectorError> {
         let settings = Settings::from_config(&config)?;
-        let mut state: Checkpoint = match checkpoint.as_deref() {
-            Some(text) => serde_json::from_str(text).map_err(|error| {
-                ConnectorError::Fatal(format!(
-                    "the stored checkpoint `{text}` is not this connector's: {error}"
-                ))
-            })?,
-            None => Checkpoint::default(),
-        };
+        let mut state: Checkpoint = checkpoint::load(checkpoint.as_deref())?.unwrap_or_default();
         let mut session = open(&settings)?;
         let mut events = Vec::new();
         let mut seen = HashSet::new();
@@ -278,7 +271,7 @@ impl Connector for EmailImap {
         log::info(&format!("read {} messages", events.len()));
         Ok(Page::with_checkpoint(
             events,
-            serde_json::to_string(&state).expect("a checkpoint serializes"),
+            checkpoint::save(&state),
             more,
         ))
     }

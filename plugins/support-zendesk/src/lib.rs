@@ -80,14 +80,7 @@ impl Connector for Zendesk {
     }
 
     fn sync(config: Config, checkpoint: Option<String>) -> Result<Page, ConnectorError> {
-        let at: Checkpoint = match checkpoint.as_deref() {
-            Some(text) => serde_json::from_str(text).map_err(|error| {
-                ConnectorError::Fatal(format!(
-                    "the stored checkpoint `{text}` is not this connector's: {error}"
-                ))
-            })?,
-            None => Checkpoint::default(),
-        };
+        let at: Checkpoint = checkpoint::load(checkpoint.as_deref())?.unwrap_or_default();
         let base = base_url(&config)?;
         let page_size = config.number("page_size", PAGE_SIZE_DEFAULT, 1..=1000)?;
         let position = match &at.cursor {
@@ -124,11 +117,8 @@ impl Connector for Zendesk {
         let next = Checkpoint {
             cursor: export.after_cursor.or(at.cursor),
         };
-        let mut page = Page::with_checkpoint(
-            events,
-            serde_json::to_string(&next).expect("a checkpoint serializes"),
-            !export.end_of_stream,
-        );
+        let mut page =
+            Page::with_checkpoint(events, checkpoint::save(&next), !export.end_of_stream);
         page.deleted = deleted;
         Ok(page)
     }
