@@ -35,7 +35,8 @@ pub enum Command {
     /// Create or upgrade the database schema, then report its version.
     Migrate(DatabaseArgs),
     /// Run a node: the sync engine on every enabled connector's schedule, and the HTTP
-    /// server (webhooks at /hooks/<connector>, /healthz, /readyz). Stops on SIGTERM or
+    /// server (the JSON API under /api/v1 with its document at /api/openapi.json,
+    /// webhooks at /hooks/<connector>, /healthz, /readyz, /metrics). Stops on SIGTERM or
     /// ctrl-c after in-flight work reaches a safe point.
     Serve(ConfigArgs),
     /// Run one connector now, until it has nothing more, showing each committed page.
