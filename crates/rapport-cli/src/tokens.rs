@@ -79,9 +79,22 @@ async fn list(args: &TokenListArgs, out: &mut (dyn Write + Send)) -> anyhow::Res
     } else if tokens.is_empty() {
         writeln!(out, "No API tokens.")?;
     } else {
+        // People are known by their email, not their row id.
+        let emails: std::collections::BTreeMap<_, _> = store
+            .list_staff()
+            .await?
+            .into_iter()
+            .map(|staff| (staff.id, staff.email.to_string()))
+            .collect();
+        let staff_width = tokens
+            .iter()
+            .filter_map(|token| emails.get(&token.staff).map(String::len))
+            .max()
+            .unwrap_or(5)
+            .max(5);
         writeln!(
             out,
-            "{:>4}  {:<14} {:<6} {:<8} {:<24} LAST USED",
+            "{:>4}  {:<14} {:<staff_width$} {:<8} {:<24} LAST USED",
             "ID", "TOKEN", "STAFF", "STATE", "NAME"
         )?;
         for token in &tokens {
@@ -90,12 +103,16 @@ async fn list(args: &TokenListArgs, out: &mut (dyn Write + Send)) -> anyhow::Res
                 (None, false) => "expired",
                 (None, true) => "active",
             };
+            let staff = emails
+                .get(&token.staff)
+                .cloned()
+                .unwrap_or_else(|| token.staff.to_string());
             writeln!(
                 out,
-                "{:>4}  {:<14} {:<6} {:<8} {:<24} {}",
+                "{:>4}  {:<14} {:<staff_width$} {:<8} {:<24} {}",
                 token.id,
                 format!("{}…", token.display_prefix),
-                token.staff.0,
+                staff,
                 state,
                 token.name,
                 token

@@ -193,7 +193,9 @@ async fn tokens_are_shown_once_listed_without_secrets_and_revoked() {
     let table = text(&listed.stdout);
     assert!(table.contains(&format!("{}…", &secret[..12])), "{table}");
     assert!(
-        table.contains("active") && table.contains("weekly report"),
+        table.contains("active")
+            && table.contains("weekly report")
+            && table.contains("vera@rapport.example"),
         "{table}"
     );
     assert!(
