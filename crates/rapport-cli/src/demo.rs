@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rapport_core::account::{Contact, Domain, EmailAddress, ExternalId, Lifecycle, NewAccount};
 use rapport_core::staff::{Level, NewStaff, Staff};
-use rapport_core::timeline::TimelineEvent;
 use rapport_core::{AccountId, StaffId};
 use rapport_store::{Store, TimelineQuery};
 use std::collections::BTreeMap;
@@ -542,7 +541,7 @@ pub async fn report(
     query.limit = 12;
     let page = store.timeline(&query).await?;
     for event in &page.events {
-        writeln!(out, "{}", timeline_line(event, &names))?;
+        writeln!(out, "{}", crate::timeline::event_line(event, Some(&names)))?;
     }
     if page.next.is_some() {
         writeln!(out, "  … older events follow (keyset-paginated)")?;
@@ -552,22 +551,6 @@ pub async fn report(
         "\nNext: connectors (IMAP, Stripe, Zendesk) feed this timeline, and `rapport serve` shows it in the browser."
     )?;
     Ok(())
-}
-
-fn timeline_line(event: &TimelineEvent, names: &BTreeMap<AccountId, String>) -> String {
-    let account = event
-        .event
-        .placement
-        .as_ref()
-        .and_then(|placement| names.get(&placement.account))
-        .map_or("-", String::as_str);
-    format!(
-        "  {}  {:<19} {:<20} {}",
-        event.event.occurred_at.format("%Y-%m-%d %H:%M"),
-        event.event.kind.as_str(),
-        account,
-        event.event.title
-    )
 }
 
 fn sqlite_path(database: &str) -> Option<PathBuf> {

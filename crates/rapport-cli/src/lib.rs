@@ -5,6 +5,7 @@
 //! This crate talks to the store through its public API only; it never writes SQL.
 
 pub mod demo;
+mod timeline;
 mod tokens;
 
 use anyhow::Context;
@@ -50,6 +51,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Show an account's unified timeline, newest first: every source interleaved by
+    /// time.
+    Timeline(TimelineArgs),
     /// Issue, list and revoke staff API tokens (`Authorization: Bearer rpt_...`).
     Token {
         /// What to do.
@@ -155,6 +159,34 @@ pub struct DatabaseArgs {
     pub database: String,
 }
 
+/// Options of `rapport timeline`.
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// The account: its id, or (part of) its name or a domain.
+    pub account: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Also show its subsidiaries' events.
+    #[arg(long)]
+    pub children: bool,
+    /// Only these connectors (repeat, or separate with commas; `rapport` for notes,
+    /// tasks and handoffs).
+    #[arg(long)]
+    pub source: Vec<String>,
+    /// Only kinds equal to or under this prefix, e.g. `billing` or `support.ticket`.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only events since this date (2026-11-01) or instant (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// How many events at most (1 to 10000).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
+    /// Print the events as JSON instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Options of `rapport demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -177,6 +209,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Check(args),
         } => check_config(&args, out).await,
+        Command::Timeline(args) => timeline::run(&args, out).await,
         Command::Token { command } => tokens::run(command, out).await,
     }
 }

@@ -263,3 +263,90 @@ async fn tokens_are_shown_once_listed_without_secrets_and_revoked() {
     }
     store.close().await;
 }
+
+#[test]
+fn timeline_shows_an_account_by_name_or_id_and_says_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(rapport(&["demo"], dir.path()).status.success());
+    let db = "sqlite://rapport-demo/rapport.db";
+
+    let rolled = rapport(
+        &[
+            "timeline",
+            "Northwind Group",
+            "--children",
+            "--limit",
+            "4",
+            "--database",
+            db,
+        ],
+        dir.path(),
+    );
+    assert!(rolled.status.success(), "{}", text(&rolled.stderr));
+    let shown = text(&rolled.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(
+        lines[0].starts_with("Northwind Group (#1), owner Priya Raman, northwind-group.example"),
+        "{shown}"
+    );
+    assert_eq!(
+        lines.len(),
+        1 + 4 + 1,
+        "header, 4 events, 'older events follow': {shown}"
+    );
+    assert!(
+        shown.contains("[Northwind Retail]"),
+        "subsidiaries are named: {shown}"
+    );
+    // Newest first.
+    let times: Vec<&str> = lines[1..5].iter().map(|line| &line[2..18]).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted);
+
+    let notes = rapport(
+        &[
+            "timeline",
+            "1",
+            "--kind",
+            "note",
+            "--json",
+            "--database",
+            db,
+        ],
+        dir.path(),
+    );
+    assert!(notes.status.success(), "{}", text(&notes.stderr));
+    let events: serde_json::Value = serde_json::from_slice(&notes.stdout).unwrap();
+    let events = events.as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|event| event["kind"] == "note"));
+
+    for (args, says) in [
+        (
+            vec!["timeline", "Northwind"],
+            "matches 3 accounts; pass one's id",
+        ),
+        (
+            vec!["timeline", "nothing-like-it"],
+            "no account's name or domain matches",
+        ),
+        (vec!["timeline", "999"], "no account has id 999"),
+        (
+            vec!["timeline", "1", "--since", "yesterday"],
+            "write a date (2026-11-01)",
+        ),
+        (
+            vec!["timeline", "1", "--kind", "Bad Kind"],
+            "is not a valid event kind",
+        ),
+        (vec!["timeline", "1", "--limit", "0"], "--limit"),
+    ] {
+        let mut full = args.clone();
+        full.extend(["--database", db]);
+        let output = rapport(&full, dir.path());
+        assert!(!output.status.success(), "{args:?}");
+        let error = text(&output.stderr);
+        assert!(error.contains(says), "{args:?}: {error}");
+    }
+}
