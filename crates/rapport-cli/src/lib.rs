@@ -5,6 +5,7 @@
 //! This crate talks to the store through its public API only; it never writes SQL.
 
 pub mod demo;
+mod plugins;
 mod timeline;
 mod tokens;
 
@@ -54,12 +55,36 @@ pub enum Command {
     /// Show an account's unified timeline, newest first: every source interleaved by
     /// time.
     Timeline(TimelineArgs),
+    /// Work with connector plugins (WebAssembly components).
+    Plugin {
+        /// What to do.
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Issue, list and revoke staff API tokens (`Authorization: Bearer rpt_...`).
     Token {
         /// What to do.
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+/// `rapport plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Load a plugin as the server would and report its contract version, what it is,
+    /// the events it emits, the settings and secrets it takes and the hosts it needs.
+    Check(PluginCheckArgs),
+}
+
+/// Options of `rapport plugin check`.
+#[derive(Debug, Args)]
+pub struct PluginCheckArgs {
+    /// The component, e.g. `plugins/billing-stripe.wasm`.
+    pub file: std::path::PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rapport token` subcommands.
@@ -210,6 +235,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
             command: ConfigCommand::Check(args),
         } => check_config(&args, out).await,
         Command::Timeline(args) => timeline::run(&args, out).await,
+        Command::Plugin {
+            command: PluginCommand::Check(args),
+        } => plugins::check(&args, out).await,
         Command::Token { command } => tokens::run(command, out).await,
     }
 }

@@ -350,3 +350,62 @@ fn timeline_shows_an_account_by_name_or_id_and_says_what_to_fix() {
         assert!(error.contains(says), "{args:?}: {error}");
     }
 }
+
+#[test]
+fn plugin_check_reports_what_a_plugin_is_and_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let checked = rapport(
+        &["plugin", "check", rapport_testkit::BILLING_STRIPE],
+        dir.path(),
+    );
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let report = text(&checked.stdout);
+    assert!(
+        report.starts_with("billing-stripe 0.1.0: Stripe billing"),
+        "{report}"
+    );
+    assert!(
+        report.contains("contract   rapport:connector@0.1.0 (supported)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("billing.invoice.payment_failed"),
+        "{report}"
+    );
+    assert!(
+        report.contains("api_key") && report.contains("secret, required"),
+        "{report}"
+    );
+
+    let json = rapport(
+        &[
+            "plugin",
+            "check",
+            rapport_testkit::SUPPORT_ZENDESK,
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["name"], "support-zendesk");
+    assert_eq!(report["contract"], "rapport:connector@0.1.0");
+    assert!(
+        report["config"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|key| key["secret"] == true)
+    );
+
+    std::fs::write(dir.path().join("not-a-plugin.wasm"), b"hello").unwrap();
+    for (file, says) in [
+        ("not-a-plugin.wasm", "is not a plugin this rapport can run"),
+        ("missing.wasm", "cannot read missing.wasm"),
+    ] {
+        let output = rapport(&["plugin", "check", file], dir.path());
+        assert!(!output.status.success(), "{file}");
+        let error = text(&output.stderr);
+        assert!(error.contains(says), "{file}: {error}");
+    }
+}
