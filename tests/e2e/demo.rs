@@ -63,7 +63,12 @@ async fn the_demo_reads_the_same_on_sqlite_and_postgres() {
         "Database: SQLite, schema version {}, journal wal",
         rapport_store::schema_version_latest()
     )));
-    assert!(sqlite_report.contains("2026-11-16 12:00  assignment.changed  Northwind Retail     Handed off from Marcus Webb to Priya Raman"));
+    assert!(
+        sqlite_report.contains(
+            "2026-11-16 12:00  rapport   assignment.changed           [Northwind Retail] Handed off from Marcus Webb to Priya Raman"
+        ),
+        "{sqlite_report}"
+    );
     sqlite.close().await;
 
     let Some(admin_url) = postgres_admin_url() else {
