@@ -773,13 +773,8 @@ impl Store {
             if let Some(connector) = connector {
                 sql.push(" AND connector = ").push_bind(connector);
             }
-            if let Some(after) = after {
-                sql.push(" AND (occurred_at_us, id) < (")
-                    .push_bind(to_us(after.occurred_at))
-                    .push(", ")
-                    .push_bind(after.id.0)
-                    .push(")");
-            }
+            let no_connectors: Vec<String> = Vec::new();
+            push_filters!(sql, no_connectors, None::<String>, None, None, after);
             sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
                 .push_bind(i64::from(limit) + 1);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
