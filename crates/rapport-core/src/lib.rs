@@ -21,6 +21,7 @@ mod error;
 pub mod health;
 pub mod ids;
 pub mod matching;
+pub mod password;
 pub mod revenue;
 pub mod staff;
 pub mod timeline;

@@ -24,6 +24,7 @@ mod error;
 mod identity;
 mod inbox;
 mod keys;
+mod sessions;
 mod staff;
 mod sync;
 mod tasks;
@@ -36,6 +37,7 @@ mod visibility;
 pub use accounts::AccountUpdate;
 pub use error::{Error, Result};
 pub use inbox::Learn;
+pub use sessions::{IssuedSession, SESSION_PREFIX, SIGN_IN_LINK_PREFIX, WebSession};
 pub use staff::StaffUpdate;
 pub use sync::{
     ConnectorState, ConnectorStatus, LastError, Lease, PageCommit, PageWrite, RunRecord,

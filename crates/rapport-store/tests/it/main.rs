@@ -7,6 +7,7 @@ mod accounts;
 mod assignments;
 mod identity;
 mod migrations;
+mod sessions;
 mod staff;
 mod sync;
 mod timeline;
