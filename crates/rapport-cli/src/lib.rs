@@ -6,6 +6,7 @@
 
 pub mod demo;
 mod plugins;
+mod signin;
 mod timeline;
 mod tokens;
 
@@ -61,6 +62,12 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Print a one-time link that signs a member of staff in to the web UI (it works
+    /// once, for 15 minutes).
+    Signin(SigninArgs),
+    /// Set a member of staff's web UI password, read from the first line of stdin
+    /// (`--remove` takes it away); every browser they are signed in on is signed out.
+    Password(PasswordArgs),
     /// Issue, list and revoke staff API tokens (`Authorization: Bearer rpt_...`).
     Token {
         /// What to do.
@@ -85,6 +92,32 @@ pub struct PluginCheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `rapport signin`.
+#[derive(Debug, Args)]
+pub struct SigninArgs {
+    /// Their work email.
+    pub email: String,
+    /// Where people reach the server (the link starts with it).
+    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// Options of `rapport password`.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// Their work email.
+    pub email: String,
+    /// Take the password away (sign-in links still work).
+    #[arg(long)]
+    pub remove: bool,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// `rapport token` subcommands.
@@ -239,6 +272,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
             command: PluginCommand::Check(args),
         } => plugins::check(&args, out).await,
         Command::Token { command } => tokens::run(command, out).await,
+        Command::Signin(args) => signin::link(&args, out).await,
+        Command::Password(args) => signin::password(&args, &mut std::io::stdin().lock(), out).await,
     }
 }
 

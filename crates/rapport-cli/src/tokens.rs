@@ -16,13 +16,13 @@ pub(crate) async fn run(command: TokenCommand, out: &mut (dyn Write + Send)) -> 
     }
 }
 
-async fn open(database: &str) -> anyhow::Result<Store> {
+pub(crate) async fn open(database: &str) -> anyhow::Result<Store> {
     Store::connect(database)
         .await
         .context("failed to open the database")
 }
 
-async fn staff_by_email(store: &Store, spelled: &str) -> anyhow::Result<Staff> {
+pub(crate) async fn staff_by_email(store: &Store, spelled: &str) -> anyhow::Result<Staff> {
     let email = EmailAddress::parse(spelled).with_context(|| format!("--staff `{spelled}`"))?;
     match store.staff_by_email(&email).await? {
         Some(staff) => Ok(staff),

@@ -409,3 +409,116 @@ fn plugin_check_reports_what_a_plugin_is_and_asks_for() {
         assert!(error.contains(says), "{file}: {error}");
     }
 }
+
+#[tokio::test]
+async fn signin_prints_a_working_link_and_password_sets_one_from_stdin() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rapport.db").display());
+    let store = rapport_store::Store::connect(&url).await.unwrap();
+    let vera = store
+        .create_staff(
+            NewStaff {
+                name: "Vera Vance".into(),
+                email: EmailAddress::parse("vera@rapport.example").unwrap(),
+                level: Level::Vp,
+                reports_to: None,
+                is_admin: true,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+
+    let output = rapport(
+        &[
+            "signin",
+            "vera@rapport.example",
+            "--url",
+            "https://rapport.example.com/",
+            "--database",
+            &url,
+        ],
+        dir.path(),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let printed = text(&output.stdout);
+    let link = printed
+        .lines()
+        .find(|line| line.starts_with("https://rapport.example.com/signin/rpl_"))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(printed.contains("Vera Vance") && printed.contains("15 minutes"));
+    // The printed link is one the server accepts, once.
+    let secret = link.rsplit('/').next().unwrap();
+    let now = chrono::Utc::now();
+    let session = store
+        .redeem_sign_in_link(secret, now + chrono::Duration::hours(1), now)
+        .await
+        .unwrap();
+    assert_eq!(session.map(|issued| issued.session.staff.id), Some(vera.id));
+
+    // Bad input says what to fix.
+    for (args, expected) in [
+        (
+            vec!["signin", "nobody@rapport.example"],
+            "no staff member has the email",
+        ),
+        (vec!["signin", "not-an-email"], "not-an-email"),
+        (
+            vec!["signin", "vera@rapport.example", "--url", "ftp://x"],
+            "must start with http",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--database", &url]);
+        let output = rapport(&args, dir.path());
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            text(&output.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+
+    // A password from stdin: too short is refused with the rule, a good one is stored
+    // as argon2id, and --remove takes it away.
+    let set = |password: &str, extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+            .args(["password", "vera@rapport.example", "--database", &url])
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("RAPPORT_DATABASE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = set("short", &[]);
+    assert!(!short.status.success());
+    assert!(
+        text(&short.stderr).contains("at least 12 characters"),
+        "{}",
+        text(&short.stderr)
+    );
+    let empty = set("", &[]);
+    assert!(text(&empty.stderr).contains("no password on stdin"));
+    let good = set("correct horse battery staple", &[]);
+    assert!(good.status.success(), "{}", text(&good.stderr));
+    assert!(text(&good.stdout).contains("Password set for Vera Vance"));
+    let stored = store.password_hash(vera.id).await.unwrap().unwrap();
+    assert!(rapport_core::password::verify(
+        "correct horse battery staple",
+        &stored
+    ));
+    let removed = set("", &["--remove"]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert_eq!(store.password_hash(vera.id).await.unwrap(), None);
+}

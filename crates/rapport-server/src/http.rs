@@ -75,15 +75,21 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(hooks)
         .merge(api)
+        .merge(crate::web::router())
         .fallback(|uri: Uri| async move {
-            problem(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                &format!(
-                    "nothing is served at {}: the API is under /api/v1 (see /api/openapi.json)",
-                    uri.path()
-                ),
-            )
+            // API clients get a problem document; people get a page.
+            if uri.path().starts_with("/api") {
+                problem(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    &format!(
+                        "nothing is served at {}: the API is under /api/v1 (see /api/openapi.json)",
+                        uri.path()
+                    ),
+                )
+            } else {
+                crate::web::not_found_page(uri.path())
+            }
         })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -5,7 +5,8 @@
 //! - `config`: `rapport.toml` — parsing, checking (every problem with file:line:column)
 //!   and binding connectors to plugins.
 //! - [`app`]: the axum `Router` (testable without a socket): the JSON API under
-//!   `/api/v1` (module `api`; its OpenAPI document at `/api/openapi.json`), webhook
+//!   `/api/v1` (module `api`; its OpenAPI document at `/api/openapi.json`), the web UI
+//!   for staff (module `web`: server-rendered pages behind a session cookie), webhook
 //!   intake at `POST /hooks/{connector}`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`Server::start`] / [`Server::serve`]: the process — store, plugin host, engine and
 //!   listener, with graceful shutdown.
@@ -19,11 +20,14 @@
 mod api;
 pub mod config;
 mod http;
+mod insight;
 mod metrics;
+mod web;
 
 pub use api::openapi;
 pub use config::{Config, ConfigError, ConnectorConfig, Problem, SyncTuning};
 pub use http::{AppState, REQUEST_TIMEOUT, app};
+pub use web::{SESSION_COOKIE, SESSION_HOURS, SIGN_IN_LINK_MINUTES};
 
 use anyhow::Context;
 use rapport_plugin_host::{HostConfig, PluginHost};

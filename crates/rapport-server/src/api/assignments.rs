@@ -12,6 +12,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
+use rapport_core::assignment::Assignment;
+use rapport_core::staff::Staff;
 use rapport_core::{AccountId, StaffId};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -65,14 +67,7 @@ async fn set_owner(
     Segments(id): Segments<i64>,
     Body(body): Body<StaffRef>,
 ) -> ApiResult<Json<AssignmentView>> {
-    let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
-    require_may_assign_to(&state, &viewer, StaffId(body.staff)).await?;
-    let assignment = state
-        .engine
-        .store()
-        .reassign_owner(account, StaffId(body.staff), Some(viewer.id), Utc::now())
-        .await?;
+    let assignment = change_owner(&state, &viewer, AccountId(id), StaffId(body.staff)).await?;
     Ok(Json(assignment.into()))
 }
 
@@ -142,21 +137,40 @@ async fn handoff(
     Viewer(viewer): Viewer,
     Body(body): Body<Handoff>,
 ) -> ApiResult<Json<Vec<AssignmentView>>> {
-    let (from, to) = (StaffId(body.from), StaffId(body.to));
+    let moved = hand_off(
+        &state,
+        &viewer,
+        StaffId(body.from),
+        StaffId(body.to),
+        body.accounts
+            .map(|ids| ids.into_iter().map(AccountId).collect()),
+    )
+    .await?;
+    Ok(Json(moved.into_iter().map(AssignmentView::from).collect()))
+}
+
+/// Hands `from`'s accounts (all, or the `chosen` ones) to `to` in one transaction, if
+/// `viewer` may (the API and the web UI both hand off through this).
+pub(crate) async fn hand_off(
+    state: &AppState,
+    viewer: &Staff,
+    from: StaffId,
+    to: StaffId,
+    chosen: Option<Vec<AccountId>>,
+) -> ApiResult<Vec<Assignment>> {
     let store = state.engine.store();
     store.staff(from).await?;
-    if !viewer.is_admin && !team(&state, &viewer).await?.contains(&from) {
+    if !viewer.is_admin && !team(state, viewer).await?.contains(&from) {
         return Err(ApiError::Forbidden(format!(
             "staff {} is not in your reporting line: only their managers (or an admin) can hand their accounts on",
             from.0
         )));
     }
-    require_may_assign_to(&state, &viewer, to).await?;
+    require_may_assign_to(state, viewer, to).await?;
     let owned = store.owned_accounts(from).await?;
-    let accounts = match body.accounts {
+    let accounts = match chosen {
         None => owned,
         Some(chosen) => {
-            let chosen: Vec<AccountId> = chosen.into_iter().map(AccountId).collect();
             for account in &chosen {
                 if !owned.contains(account) {
                     // The same words whether it is missing, hidden or someone else's.
@@ -176,10 +190,25 @@ async fn handoff(
         )));
     }
     if accounts.is_empty() {
-        return Ok(Json(Vec::new()));
+        return Ok(Vec::new());
     }
-    let moved = store
+    Ok(store
         .reassign_owners(&accounts, to, Some(viewer.id), Utc::now())
-        .await?;
-    Ok(Json(moved.into_iter().map(AssignmentView::from).collect()))
+        .await?)
+}
+
+/// Makes `owner` the owner of a visible account, if `viewer` may hand it to them.
+pub(crate) async fn change_owner(
+    state: &AppState,
+    viewer: &Staff,
+    account: AccountId,
+    owner: StaffId,
+) -> ApiResult<Assignment> {
+    require_visible(state, viewer, account).await?;
+    require_may_assign_to(state, viewer, owner).await?;
+    Ok(state
+        .engine
+        .store()
+        .reassign_owner(account, owner, Some(viewer.id), Utc::now())
+        .await?)
 }

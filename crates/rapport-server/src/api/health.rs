@@ -1,5 +1,4 @@
-//! Health, needs-attention and revenue, computed on request from the timeline by the
-//! rules in `rapport_core::health` and `rapport_core::revenue`.
+//! Health, needs-attention and revenue, as `crate::insight` computes them.
 
 use crate::api::auth::Viewer;
 use crate::api::clamp_limit;
@@ -10,22 +9,18 @@ use crate::api::model::{
 };
 use crate::api::policy::require_visible;
 use crate::http::AppState;
+use crate::insight::{by_attention, health_of, revenue_of};
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rapport_core::AccountId;
-use rapport_core::health::{HEALTH_KINDS, HEALTH_WINDOW_DAYS, Health, assess};
-use rapport_core::revenue::{Mrr, revenue};
-use rapport_core::timeline::TimelineEvent;
-use rapport_store::{Store, TIMELINE_PAGE_MAX, TimelineQuery};
+use rapport_core::health::Health;
+use rapport_core::revenue::Mrr;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Most events of one family health reads per account; older ones beyond it are
-/// ignored (the newest matter most).
-const EVENTS_PER_FAMILY_MAX: usize = 5_000;
 /// Most accounts one attention list scores; a larger book is narrowed with `staff`.
 pub const ATTENTION_ACCOUNTS_MAX: usize = 2_000;
 
@@ -34,40 +29,6 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(account_health))
         .routes(routes!(account_revenue))
         .routes(routes!(attention))
-}
-
-/// An account's events of `prefix` since `since`, newest first, up to the cap.
-async fn events_of(
-    store: &Store,
-    account: AccountId,
-    prefix: &str,
-    since: Option<DateTime<Utc>>,
-) -> ApiResult<Vec<TimelineEvent>> {
-    let mut query = TimelineQuery::account(account);
-    query.kind_prefix = Some(prefix.to_owned());
-    query.from = since;
-    query.limit = TIMELINE_PAGE_MAX;
-    let mut events = Vec::new();
-    loop {
-        let page = store.timeline(&query).await?;
-        events.extend(page.events);
-        match page.next {
-            Some(next) if events.len() < EVENTS_PER_FAMILY_MAX => query.after = Some(next),
-            _ => break,
-        }
-    }
-    Ok(events)
-}
-
-async fn health_of(store: &Store, account: AccountId, now: DateTime<Utc>) -> ApiResult<Health> {
-    let since = now - Duration::days(HEALTH_WINDOW_DAYS);
-    let mut events = Vec::new();
-    for prefix in HEALTH_KINDS {
-        // An open ticket matters however old it is.
-        let window = (prefix != "support.ticket.created").then_some(since);
-        events.extend(events_of(store, account, prefix, window).await?);
-    }
-    Ok(assess(&events, now))
 }
 
 fn health_view(health: Health, at: DateTime<Utc>) -> HealthView {
@@ -125,8 +86,7 @@ async fn account_revenue(
     let account = AccountId(id);
     require_visible(&state, &viewer, account).await?;
     let store = state.engine.store();
-    let events = events_of(store, account, "billing.subscription", None).await?;
-    let revenue = revenue(&events);
+    let revenue = revenue_of(store, account).await?;
     let renewal_date = store.account(account).await?.renewal_date;
     Ok(Json(RevenueView {
         mrr: mrr_views(revenue.mrr),
@@ -191,12 +151,7 @@ async fn attention(
             accounts.len()
         )));
     }
-    let mut scored = Vec::with_capacity(accounts.len());
-    for account in accounts {
-        let health = health_of(store, account.id, now).await?;
-        scored.push((health, account));
-    }
-    scored.sort_by(|(a, x), (b, y)| a.score.cmp(&b.score).then(x.name.cmp(&y.name)));
+    let mut scored = by_attention(store, accounts, now).await?;
     scored.truncate(clamp_limit(params.limit, 20, 200) as usize);
     Ok(Json(
         scored

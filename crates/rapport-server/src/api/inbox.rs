@@ -137,22 +137,39 @@ async fn place(
     Segments(id): Segments<i64>,
     Body(body): Body<Placement>,
 ) -> ApiResult<Json<EventView>> {
-    require_may_triage(&viewer)?;
-    let event = EventId(id);
-    let account = AccountId(body.account);
+    let placed = place_event(
+        &state,
+        &viewer,
+        EventId(id),
+        AccountId(body.account),
+        body.learn,
+    )
+    .await?;
+    Ok(Json(placed.into()))
+}
+
+/// Places an unmatched event on a visible account as `viewer`'s decision, optionally
+/// teaching the account a hint (the API and the web UI both place through this).
+pub(crate) async fn place_event(
+    state: &AppState,
+    viewer: &Staff,
+    event: EventId,
+    account: AccountId,
+    learn: Option<LearnBody>,
+) -> ApiResult<TimelineEvent> {
+    require_may_triage(viewer)?;
     // A placed event on a hidden account must look missing, not "already placed".
-    visible_event(&state, &viewer, event).await?;
-    require_visible(&state, &viewer, account).await?;
-    let learn = match body.learn {
+    visible_event(state, viewer, event).await?;
+    require_visible(state, viewer, account).await?;
+    let learn = match learn {
         None => None,
         Some(LearnBody::Domain(domain)) => Some(Learn::Domain(Domain::parse(&domain)?)),
         Some(LearnBody::Contact(email)) => Some(Learn::Contact(EmailAddress::parse(&email)?)),
         Some(LearnBody::ExternalId(id)) => Some(Learn::ExternalId(id.parse::<ExternalId>()?)),
     };
-    let placed = state
+    Ok(state
         .engine
         .store()
         .place_unmatched(event, account, viewer.id, learn)
-        .await?;
-    Ok(Json(placed.into()))
+        .await?)
 }

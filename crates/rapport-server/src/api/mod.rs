@@ -25,13 +25,13 @@ pub(crate) mod extract;
 pub(crate) mod model;
 pub(crate) mod policy;
 
-mod accounts;
-mod assignments;
-mod connectors;
-mod health;
-mod inbox;
+pub(crate) mod accounts;
+pub(crate) mod assignments;
+pub(crate) mod connectors;
+pub(crate) mod health;
+pub(crate) mod inbox;
 mod staff;
-mod timeline;
+pub(crate) mod timeline;
 mod tokens;
 
 use crate::http::AppState;

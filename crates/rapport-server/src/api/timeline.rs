@@ -231,11 +231,31 @@ async fn add_task(
     Segments(id): Segments<i64>,
     Body(body): Body<TaskBody>,
 ) -> ApiResult<(StatusCode, Json<EventView>)> {
-    let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    let task = set_task(
+        &state,
+        &viewer,
+        AccountId(id),
+        NewTask {
+            text: body.text,
+            due: body.due,
+            assignee: body.assignee.map(StaffId),
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(task.into())))
+}
+
+/// Sets a task on a visible account, for someone who can see it (the API and the web
+/// UI both set tasks through this).
+pub(crate) async fn set_task(
+    state: &AppState,
+    viewer: &rapport_core::staff::Staff,
+    account: AccountId,
+    task: NewTask,
+) -> ApiResult<TimelineEvent> {
+    require_visible(state, viewer, account).await?;
     let store = state.engine.store();
-    if let Some(assignee) = body.assignee {
-        let assignee = StaffId(assignee);
+    if let Some(assignee) = task.assignee {
         store.staff(assignee).await?;
         if !store.can_see(assignee, account, Utc::now()).await? {
             return Err(ApiError::Invalid(format!(
@@ -244,19 +264,7 @@ async fn add_task(
             )));
         }
     }
-    let task = store
-        .add_task(
-            account,
-            viewer.id,
-            NewTask {
-                text: body.text,
-                due: body.due,
-                assignee: body.assignee.map(StaffId),
-            },
-            Utc::now(),
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(task.into())))
+    Ok(store.add_task(account, viewer.id, task, Utc::now()).await?)
 }
 
 /// Marks a task done; returns the `task.done` event written on the account.

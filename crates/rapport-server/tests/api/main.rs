@@ -1,4 +1,4 @@
-//! The JSON API driven through the router (no socket), on both backends.
+//! The JSON API and the web UI driven through the router (no socket), on both backends.
 
 mod support;
 
@@ -7,3 +7,4 @@ mod flows;
 mod fuzz;
 mod openapi;
 mod visibility;
+mod web;

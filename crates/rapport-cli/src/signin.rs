@@ -1,0 +1,79 @@
+//! `rapport signin` and `rapport password`: getting people into the web UI.
+
+use crate::tokens::{open, staff_by_email};
+use crate::{PasswordArgs, SigninArgs};
+use anyhow::{Context, bail};
+use chrono::{Duration, Utc};
+use rapport_core::password;
+use rapport_server::SIGN_IN_LINK_MINUTES;
+use std::io::{BufRead, Write};
+
+/// Prints a one-time sign-in link.
+pub(crate) async fn link(args: &SigninArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let base = args.url.trim_end_matches('/');
+    let parsed = url::Url::parse(base)
+        .with_context(|| format!("--url `{base}` is not a URL like http://rapport.example.com"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        bail!("--url `{base}` must start with http:// or https://");
+    }
+    let store = open(&args.database.database).await?;
+    let staff = staff_by_email(&store, &args.email).await?;
+    if !staff.active {
+        bail!("{} has been deactivated, so cannot sign in", staff.email);
+    }
+    let now = Utc::now();
+    let secret = store
+        .create_sign_in_link(staff.id, now + Duration::minutes(SIGN_IN_LINK_MINUTES), now)
+        .await?;
+    store.close().await;
+    writeln!(
+        out,
+        "Sign-in link for {} ({}), works once in the next {SIGN_IN_LINK_MINUTES} minutes:",
+        staff.name, staff.email
+    )?;
+    writeln!(out, "{base}/signin/{secret}")?;
+    Ok(())
+}
+
+/// Sets (or removes) a password read from the first line of `input`.
+pub(crate) async fn password(
+    args: &PasswordArgs,
+    input: &mut dyn BufRead,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let store = open(&args.database.database).await?;
+    let staff = staff_by_email(&store, &args.email).await?;
+    let stored = if args.remove {
+        None
+    } else {
+        let mut line = String::new();
+        input
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        let chosen = line.trim_end_matches(['\r', '\n']);
+        if chosen.is_empty() {
+            bail!(
+                "no password on stdin: pipe one in, e.g. `read -rs PW && printf '%s\\n' \"$PW\" | rapport password {}`",
+                staff.email
+            );
+        }
+        Some(password::hash(chosen)?)
+    };
+    store
+        .set_password_hash(staff.id, stored.as_deref(), Utc::now())
+        .await?;
+    store.close().await;
+    match stored {
+        Some(_) => writeln!(
+            out,
+            "Password set for {} ({}); they were signed out everywhere.",
+            staff.name, staff.email
+        )?,
+        None => writeln!(
+            out,
+            "Password removed for {} ({}); they sign in with a link from `rapport signin`.",
+            staff.name, staff.email
+        )?,
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Running rapport: each connector's sync status (and a sync on demand, for admins),
+//! and the unmatched inbox, where managers place events no account claimed.
+
+use crate::api::inbox::{LearnBody, place_event, visible_candidates};
+use crate::api::policy::require_may_triage;
+use crate::http::AppState;
+use crate::web::account::Choice;
+use crate::web::page::{Layout, WebError, WebResult, ago, instant, path_id, render};
+use crate::web::session::{Member, Submission};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect};
+use chrono::Utc;
+use rapport_core::timeline::TimelineCursor;
+use rapport_core::{AccountId, EventId};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub(crate) struct ConnectorRow {
+    pub name: String,
+    pub state: &'static str,
+    pub last_success: String,
+    pub last_error: Option<String>,
+    pub lag: String,
+    pub events: i64,
+    pub unmatched: i64,
+    pub next_run: String,
+    pub requested: bool,
+}
+
+#[derive(Template)]
+#[template(path = "connectors.html")]
+struct ConnectorsPage {
+    layout: Layout,
+    rows: Vec<ConnectorRow>,
+    is_admin: bool,
+}
+
+fn lag_words(lag: Option<chrono::Duration>) -> String {
+    match lag {
+        None => "—".to_owned(),
+        Some(lag) if lag.num_minutes() < 1 => "under a minute".to_owned(),
+        Some(lag) if lag.num_hours() < 1 => format!("{} min", lag.num_minutes()),
+        Some(lag) if lag.num_days() < 1 => format!("{} h", lag.num_hours()),
+        Some(lag) => format!("{} days", lag.num_days()),
+    }
+}
+
+pub(crate) async fn connectors(State(state): State<AppState>, member: Member) -> WebResult {
+    let store = state.engine.store();
+    let now = Utc::now();
+    let unmatched: BTreeMap<String, i64> = store.unmatched_counts().await?.into_iter().collect();
+    let rows = store
+        .connector_statuses()
+        .await?
+        .into_iter()
+        .map(|status| ConnectorRow {
+            state: status.state.as_str(),
+            last_success: status.last_success_at.map_or_else(
+                || "never".to_owned(),
+                |at| format!("{} ({})", instant(at), ago(at, now)),
+            ),
+            last_error: status
+                .last_error
+                .as_ref()
+                .map(|error| format!("{} — {} ({})", instant(error.at), error.message, error.kind)),
+            lag: lag_words(status.lag(now)),
+            events: status.events_ingested,
+            unmatched: unmatched.get(&status.connector).copied().unwrap_or(0),
+            next_run: status.next_run_at.map_or_else(|| "—".to_owned(), instant),
+            requested: status.sync_requested_at.is_some(),
+            name: status.connector,
+        })
+        .collect();
+    render(&ConnectorsPage {
+        is_admin: member.staff.is_admin,
+        layout: Layout::new(&member, "connectors", "Connectors"),
+        rows,
+    })
+}
+
+/// Asks for a sync now (admins); whichever node holds the connector's lease runs it.
+pub(crate) async fn run_now(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    form: Submission,
+) -> WebResult {
+    if !form.member.staff.is_admin {
+        return Err(WebError::Forbidden(
+            "running a sync is for admins: ask one, or wait for its schedule".to_owned(),
+        ));
+    }
+    state.engine.store().request_sync(&name, Utc::now()).await?;
+    Ok(Redirect::to("/connectors").into_response())
+}
+
+pub(crate) struct Waiting {
+    pub id: i64,
+    pub source: String,
+    pub when: String,
+    pub title: String,
+    pub summary: String,
+    pub hints: Vec<String>,
+    pub accounts: Vec<Choice>,
+    pub learn: Vec<Choice>,
+    pub ambiguous: bool,
+}
+
+#[derive(Template)]
+#[template(path = "inbox.html")]
+struct InboxPage {
+    layout: Layout,
+    waiting: Vec<Waiting>,
+    next_link: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct InboxQuery {
+    cursor: Option<String>,
+    placed: Option<i64>,
+}
+
+pub(crate) async fn inbox(
+    State(state): State<AppState>,
+    member: Member,
+    Query(query): Query<InboxQuery>,
+) -> WebResult {
+    require_may_triage(&member.staff)?;
+    let store = state.engine.store();
+    let now = Utc::now();
+    let listing = format!("web-inbox:{}", member.staff.id.0);
+    let after: Option<TimelineCursor> = query
+        .cursor
+        .as_deref()
+        .filter(|cursor| !cursor.is_empty())
+        .map(|cursor| state.cursors.verify(&listing, cursor))
+        .transpose()?;
+    let page = store.unmatched_events(None, after, 25).await?;
+    let visible: Vec<AccountId> = store
+        .visible_account_ids(member.staff.id, now)
+        .await?
+        .into_iter()
+        .collect();
+    let mut book = store.accounts(&visible).await?;
+    book.sort_by_cached_key(|account| account.name.to_lowercase());
+    let mut waiting = Vec::new();
+    for mut event in page.events {
+        visible_candidates(&state, &member.staff, &mut event).await?;
+        let candidates = event.match_candidates.clone();
+        let mut accounts: Vec<Choice> = book
+            .iter()
+            .filter(|account| candidates.contains(&account.id))
+            .chain(
+                book.iter()
+                    .filter(|account| !candidates.contains(&account.id)),
+            )
+            .map(|account| Choice {
+                value: account.id.0.to_string(),
+                label: if candidates.contains(&account.id) {
+                    format!("{} (fits)", account.name)
+                } else {
+                    account.name.clone()
+                },
+                selected: false,
+            })
+            .collect();
+        if let Some(first) = accounts.first_mut()
+            && candidates.len() == 1
+        {
+            first.selected = true;
+        }
+        let hints = &event.event.hints;
+        let mut learn = vec![Choice {
+            value: String::new(),
+            label: "Just this event".to_owned(),
+            selected: true,
+        }];
+        learn.extend(hints.domains.iter().map(|domain| Choice {
+            value: format!("domain:{domain}"),
+            label: format!("Also everything from the domain {domain}"),
+            selected: false,
+        }));
+        learn.extend(hints.emails.iter().map(|email| Choice {
+            value: format!("contact:{email}"),
+            label: format!("Also add {email} as a contact"),
+            selected: false,
+        }));
+        learn.extend(hints.external_ids.iter().map(|id| Choice {
+            value: format!("external_id:{id}"),
+            label: format!("Also link the id {id}"),
+            selected: false,
+        }));
+        let mut hint_words: Vec<String> = hints.domains.iter().map(|d| d.to_string()).collect();
+        hint_words.extend(hints.emails.iter().map(|e| e.to_string()));
+        hint_words.extend(hints.external_ids.iter().map(|i| i.to_string()));
+        waiting.push(Waiting {
+            id: event.id.0,
+            source: event.event.key.connector.clone(),
+            when: instant(event.event.occurred_at),
+            title: event.event.title.clone(),
+            summary: event.event.summary.chars().take(240).collect(),
+            hints: hint_words,
+            accounts,
+            learn,
+            ambiguous: !candidates.is_empty(),
+        });
+    }
+    let next_link = page.next.map(|next| {
+        format!(
+            "/inbox?cursor={}",
+            crate::web::page::encode(&state.cursors.sign(&listing, &next))
+        )
+    });
+    let notice = query.placed.map(|id| {
+        format!(
+            "Placed event {id}. Anything else waiting that now matches went to its account too."
+        )
+    });
+    render(&InboxPage {
+        layout: Layout::new(&member, "inbox", "Unmatched inbox"),
+        waiting,
+        next_link,
+        notice,
+    })
+}
+
+/// Places an event, optionally teaching its account a hint.
+pub(crate) async fn place(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: Submission,
+) -> WebResult {
+    let event = EventId(path_id(&raw, "event")?);
+    let account = AccountId(form.fields.id("account", "The account")?);
+    let learn = match form
+        .fields
+        .get("learn")
+        .and_then(|value| value.split_once(':'))
+    {
+        None => None,
+        Some(("domain", value)) => Some(LearnBody::Domain(value.to_owned())),
+        Some(("contact", value)) => Some(LearnBody::Contact(value.to_owned())),
+        Some(("external_id", value)) => Some(LearnBody::ExternalId(value.to_owned())),
+        Some((other, _)) => {
+            return Err(WebError::Invalid(format!(
+                "{other:?} is not something an account can learn: choose a domain, contact or id"
+            )));
+        }
+    };
+    place_event(&state, &form.member.staff, event, account, learn).await?;
+    Ok(Redirect::to(&format!("/inbox?placed={}", event.0)).into_response())
+}
