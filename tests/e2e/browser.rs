@@ -135,6 +135,20 @@ async fn text_when(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Str
     panic!("{css} never became what was expected; last: {last:?}");
 }
 
+/// Waits until the browser is on `path` (a submitted form navigates asynchronously).
+async fn wait_for_path(client: &Client, path: &str) {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let url = client.current_url().await.unwrap();
+        if url.path() == path {
+            return;
+        }
+        last = url.to_string();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("never reached {path}; still on {last}");
+}
+
 /// Events from every source on Northwind Group, placed by its domain the way a sync
 /// would place them.
 async fn northwind_history(store: &Store) {
@@ -229,7 +243,36 @@ async fn northwind_history(store: &Store) {
         staff: None,
     });
     events.push(mail);
+    // And a mail nobody's account claims yet: it waits in the inbox.
+    let mut stranger = NewEvent::new(
+        "imap",
+        "<intro@brightpath.example>",
+        EventKind::parse("email.received").unwrap(),
+        now - Duration::days(1),
+        "Intro: BrightPath would like a pilot",
+    );
+    stranger.summary = "Hi — we met at the summit; could we start a pilot in January?".into();
+    stranger
+        .hints
+        .domains
+        .push(Domain::parse("brightpath.example").unwrap());
+    events.push(stranger);
     store.upsert_events(&events, now).await.unwrap();
+}
+
+/// Form controls without a label, by name: there should be none.
+async fn unlabelled(client: &Client) -> Vec<serde_json::Value> {
+    client
+        .execute(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]\
+               .filter(e => e.labels.length === 0).map(e => e.name);",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 async fn staff_id(store: &Store, email: &str) -> StaffId {
@@ -367,6 +410,7 @@ async fn staff_work_in_the_browser() {
         "MRR and activity charts"
     );
     screenshot(&client, "account").await;
+    assert_eq!(unlabelled(&client).await, Vec::<serde_json::Value>::new());
 
     // Filter to billing: only billing events stay.
     client
@@ -421,6 +465,10 @@ async fn staff_work_in_the_browser() {
         .click()
         .await
         .unwrap();
+    text_when(&client, "#kind option[selected]", |kind| {
+        kind == "Everything"
+    })
+    .await;
     client
         .find(Locator::Css("#note"))
         .await
@@ -509,6 +557,51 @@ async fn staff_work_in_the_browser() {
     );
     screenshot(&client, "team").await;
 
+    // The inbox: Dana places the stranger's mail on Northwind Logistics and teaches it
+    // the domain; the inbox is empty after.
+    client.goto(&format!("{base}/inbox")).await.unwrap();
+    assert!(
+        text_of(&client, "main")
+            .await
+            .contains("Intro: BrightPath would like a pilot")
+    );
+    assert_eq!(unlabelled(&client).await, Vec::<serde_json::Value>::new());
+    screenshot(&client, "inbox").await;
+    client
+        .find(Locator::Css("select[name=account]"))
+        .await
+        .unwrap()
+        .select_by_label("Northwind Logistics")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("input[value='domain:brightpath.example']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .form(Locator::Css("form[action$='/place']"))
+        .await
+        .unwrap()
+        .submit()
+        .await
+        .unwrap();
+    text_when(&client, "main", |page| page.contains("Nothing is waiting")).await;
+    let logistics = account_named(&store, "Northwind Logistics").await;
+    let learned = store.account(logistics).await.unwrap().domains;
+    assert!(
+        learned
+            .iter()
+            .any(|domain| domain.as_str() == "brightpath.example"),
+        "{learned:?}"
+    );
+
+    // Connectors: the status page (no connectors run in this test).
+    client.goto(&format!("{base}/connectors")).await.unwrap();
+    assert_eq!(text_of(&client, "h1").await, "Connectors");
+
     // At phone width the account page still fits without sideways scrolling.
     client.set_window_size(390, 900).await.unwrap();
     client
@@ -565,7 +658,7 @@ async fn staff_work_in_the_browser() {
         .submit()
         .await
         .unwrap();
-    assert_eq!(client.current_url().await.unwrap().path(), "/signin");
+    wait_for_path(&client, "/signin").await;
     client.goto(&format!("{base}/")).await.unwrap();
     assert_eq!(client.current_url().await.unwrap().path(), "/signin");
 

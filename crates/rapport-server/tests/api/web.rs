@@ -15,6 +15,7 @@ on_both_backends!(
     every_account_page_follows_visibility,
     forms_need_their_token_and_this_site_as_origin,
     handoffs_and_the_inbox_follow_the_api_rules,
+    the_timeline_pages_by_cursor_and_rolls_up_subsidiaries,
 );
 
 struct Reply {
@@ -689,4 +690,156 @@ async fn handoffs_and_the_inbox_follow_the_api_rules(store: Store) {
     )
     .await;
     assert_eq!(run.status, StatusCode::FORBIDDEN);
+}
+
+/// The `href` of the first link whose text is `label`, unescaped.
+fn link_to(body: &str, label: &str) -> Option<String> {
+    let end = body.find(&format!(">{label}</a>"))?;
+    let start = body[..end].rfind("href=\"")? + "href=\"".len();
+    // What a browser requests: entities decoded, no fragment.
+    let href = body[start..end]
+        .split('"')
+        .next()?
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    Some(href.split('#').next()?.to_owned())
+}
+
+async fn the_timeline_pages_by_cursor_and_rolls_up_subsidiaries(store: Store) {
+    let world = world(store).await;
+    let (acme, acme_eu) = (world.accounts["acme"], world.accounts["acme_eu"]);
+    let start = Utc::now() - Duration::days(5);
+    for n in 0..70 {
+        world
+            .store
+            .add_note(
+                acme,
+                world.id("mia"),
+                &format!("Note number {n:02}"),
+                start + Duration::minutes(n),
+            )
+            .await
+            .unwrap();
+    }
+    world
+        .store
+        .add_note(
+            acme_eu,
+            world.id("max"),
+            "From the EU office",
+            start + Duration::hours(3),
+        )
+        .await
+        .unwrap();
+    let (mia, _) = session(&world, "mia").await;
+
+    // Page through the notes: 50, then the rest, newest first, each exactly once.
+    let mut seen = Vec::new();
+    let mut uri = format!("/accounts/{}?kind=note", acme.0);
+    let mut pages = 0;
+    loop {
+        let page = send(&world, Method::GET, &uri, Some(&mia), None, &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}");
+        pages += 1;
+        for piece in page.body.split("Note number ").skip(1) {
+            seen.push(piece[..2].parse::<u32>().unwrap());
+        }
+        if pages > 1 {
+            assert!(
+                link_to(&page.body, "← Newest").is_some(),
+                "a way back to the top"
+            );
+        }
+        match link_to(&page.body, "Older events →") {
+            Some(next) => {
+                assert!(
+                    next.contains("kind=note") && next.contains("cursor="),
+                    "{next}"
+                );
+                uri = next;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    let expected: Vec<u32> = (0..70).rev().collect();
+    assert_eq!(seen, expected);
+
+    // A cursor is bound to its reader: Dan cannot continue Mia's listing.
+    let (dan, _) = session(&world, "dan").await;
+    let first = send(
+        &world,
+        Method::GET,
+        &format!("/accounts/{}?kind=note", acme.0),
+        Some(&mia),
+        None,
+        &[],
+    )
+    .await;
+    let next = link_to(&first.body, "Older events →").unwrap();
+    let replayed = send(&world, Method::GET, &next, Some(&dan), None, &[]).await;
+    assert_eq!(replayed.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Roll-up: the subsidiary's note shows, saying where it is; without it, it does not.
+    let own = send(
+        &world,
+        Method::GET,
+        &format!("/accounts/{}?kind=note&from={}", acme.0, start.date_naive()),
+        Some(&mia),
+        None,
+        &[],
+    )
+    .await;
+    assert!(!own.body.contains("From the EU office"));
+    let rolled = send(
+        &world,
+        Method::GET,
+        &format!("/accounts/{}?kind=note&children=on", acme.0),
+        Some(&mia),
+        None,
+        &[],
+    )
+    .await;
+    assert!(rolled.body.contains("From the EU office"));
+    assert!(rolled.body.contains(&format!(
+        "on <a href=\"/accounts/{}\">Acme EU</a>",
+        acme_eu.0
+    )));
+    assert!(
+        rolled
+            .body
+            .contains("id=\"children\" name=\"children\" type=\"checkbox\" checked")
+    );
+
+    // An admin asks for a sync from the connectors page.
+    let (adam, adam_csrf) = session(&world, "adam").await;
+    world
+        .store
+        .register_connector("mail", "test-fingerprint", true)
+        .await
+        .unwrap();
+    let run = send(
+        &world,
+        Method::POST,
+        "/connectors/mail/sync",
+        Some(&adam),
+        Some(&[("csrf", &adam_csrf)]),
+        &[],
+    )
+    .await;
+    assert_eq!(run.status, StatusCode::SEE_OTHER);
+    let status = world.store.connector_status("mail").await.unwrap().unwrap();
+    assert!(status.sync_requested_at.is_some());
+    let page = send(&world, Method::GET, "/connectors", Some(&adam), None, &[]).await;
+    assert!(page.body.contains("a sync was asked for") && page.body.contains("Run now"));
+    let unknown = send(
+        &world,
+        Method::POST,
+        "/connectors/nope/sync",
+        Some(&adam),
+        Some(&[("csrf", &adam_csrf)]),
+        &[],
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
