@@ -5,7 +5,9 @@
 //! This crate talks to the store through its public API only; it never writes SQL.
 
 pub mod demo;
+mod import;
 mod plugins;
+mod progress;
 mod signin;
 mod timeline;
 mod tokens;
@@ -62,6 +64,14 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Import staff, accounts or contacts from a CSV file. Every row is checked first;
+    /// if any is bad, all bad rows are listed by line and nothing is written. Rows
+    /// already in the database are left as they are, so an import can be re-run.
+    Import {
+        /// What to import.
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Print a one-time link that signs a member of staff in to the web UI (it works
     /// once, for 15 minutes).
     Signin(SigninArgs),
@@ -92,6 +102,34 @@ pub struct PluginCheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `rapport import` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Staff: columns `name,email,level` and optional `manager_email,admin`
+    /// (level is associate, manager, director or vp; a manager may be in the same file).
+    Staff(ImportArgs),
+    /// Client accounts: columns `name,owner_email` and optional
+    /// `parent,domains,external_ids,lifecycle,renewal_date` (lists separated by `;`;
+    /// external ids as `system:id`; a parent, by name, may be in the same file).
+    Accounts(ImportArgs),
+    /// Contacts at clients: columns `account,email` and optional `name,title`
+    /// (the account by its exact name).
+    Contacts(ImportArgs),
+}
+
+/// Options of `rapport import ...`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The CSV file (UTF-8, with a header row).
+    pub file: std::path::PathBuf,
+    /// Check every row and say what would be added, but write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// Options of `rapport signin`.
@@ -272,6 +310,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
             command: PluginCommand::Check(args),
         } => plugins::check(&args, out).await,
         Command::Token { command } => tokens::run(command, out).await,
+        Command::Import { command } => import::run(command, out).await,
         Command::Signin(args) => signin::link(&args, out).await,
         Command::Password(args) => signin::password(&args, &mut std::io::stdin().lock(), out).await,
     }

@@ -522,3 +522,167 @@ async fn signin_prints_a_working_link_and_password_sets_one_from_stdin() {
     assert!(removed.status.success(), "{}", text(&removed.stderr));
     assert_eq!(store.password_hash(vera.id).await.unwrap(), None);
 }
+
+#[test]
+fn import_checks_every_row_first_then_adds_in_order_and_can_be_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rapport.db").display());
+    let write = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path.display().to_string()
+    };
+    let import = |what: &str, file: &str, extra: &[&str]| {
+        let mut args = vec!["import", what, file, "--database", &url];
+        args.extend(extra);
+        rapport(&args, dir.path())
+    };
+
+    // Every bad row is named by line, and nothing is written.
+    let bad = write(
+        "staff-bad.csv",
+        "name,email,level,manager_email\n\
+         Vera Vance,vera@corp.example,vp,\n\
+         Dan Doe,not-an-email,director,vera@corp.example\n\
+         Mia Moss,mia@corp.example,boss,dan@corp.example\n\
+         Ava Ames,ava@corp.example,associate,ghost@corp.example\n\
+         Max Mo,max@corp.example,manager,ava@corp.example\n\
+         Vera Again,vera@corp.example,vp,\n\
+         Too,many,cells,here,now\n",
+    );
+    let output = import("staff", &bad, &[]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    for expected in [
+        "has 6 bad rows; nothing was written",
+        "line 3: ",
+        "line 4: ",
+        "boss",
+        "line 5: manager ghost@corp.example is neither on staff nor in this file",
+        "line 6: max@corp.example cannot report to ava@corp.example",
+        "line 7: vera@corp.example is already on line 2",
+        "line 8: has 5 cells, but the header has 4",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+    let listed = rapport(&["token", "list", "--database", &url], dir.path());
+    assert!(listed.status.success());
+    let store_has_staff = |expected: usize| {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async move {
+                    let store = rapport_store::Store::connect(&url).await.unwrap();
+                    let staff = store.list_staff().await.unwrap();
+                    store.close().await;
+                    assert_eq!(staff.len(), expected, "{staff:?}");
+                })
+        })
+        .join()
+        .unwrap();
+    };
+    store_has_staff(0);
+
+    // A header that is wrong says which columns exist.
+    let header = write(
+        "staff-header.csv",
+        "name,mail,level,team\nA,a@x.example,vp,x\n",
+    );
+    let output = import("staff", &header, &[]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("line 1: it lacks the column(s) `email`")
+            && stderr.contains("unknown column(s) `mail`, `team`"),
+        "{stderr}"
+    );
+
+    // The fixed file: managers may come after their reports in it.
+    let good = write(
+        "staff.csv",
+        "name,email,level,manager_email,admin\n\
+         Ava Ames,ava@corp.example,associate,mia@corp.example,\n\
+         Mia Moss,mia@corp.example,manager,dan@corp.example,\n\
+         Dan Doe,dan@corp.example,director,vera@corp.example,no\n\
+         Vera Vance,vera@corp.example,vp,,true\n",
+    );
+    let dry = import("staff", &good, &["--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(text(&dry.stdout).contains("4 staff to add, 0 already there (dry run"));
+    store_has_staff(0);
+    let output = import("staff", &good, &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("Added 4 staff."));
+    let progress = text(&output.stderr);
+    assert!(
+        progress.contains("4/4 staff"),
+        "plain progress lines when piped: {progress}"
+    );
+    store_has_staff(4);
+    let again = import("staff", &good, &[]);
+    assert!(text(&again.stdout).contains("0 staff to add, 4 already there"));
+    store_has_staff(4);
+
+    // Accounts: owners must be managers and up; parents may come later in the file.
+    let bad = write(
+        "accounts-bad.csv",
+        "name,owner_email,parent,domains,external_ids,lifecycle,renewal_date\n\
+         Acme EU,mia@corp.example,Acme,acme.eu.example,,active,2027-02-30\n\
+         Acme,ava@corp.example,,acme.example,stripe:cus_1,,\n\
+         Loop A,mia@corp.example,Loop B,,,,\n\
+         Loop B,mia@corp.example,Loop A,,,,\n\
+         Orphan,mia@corp.example,Nowhere,not a domain,nocolon,dormant,\n",
+    );
+    let output = import("accounts", &bad, &[]);
+    let stderr = text(&output.stderr);
+    for expected in [
+        "line 2: renewal_date `2027-02-30` is not a date",
+        "line 3: owner ava@corp.example is an associate",
+        "line 4: parent `Loop B` leads back to `Loop A`",
+        "line 6: parent `Nowhere` is neither an account nor in this file",
+        "line 6: domains:",
+        "line 6: external_ids:",
+        "dormant",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+    let good = write(
+        "accounts.csv",
+        "name,owner_email,parent,domains,external_ids,lifecycle,renewal_date\n\
+         Acme EU,mia@corp.example,\"Acme, Inc.\",acme.eu.example,,active,2027-02-28\n\
+         \"Acme, Inc.\",dan@corp.example,,acme.example; acme.com.example,stripe:cus_1;zendesk_org:7,onboarding,\n",
+    );
+    let output = import("accounts", &good, &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("Added 2 accounts."));
+    let timeline = rapport(&["timeline", "Acme EU", "--database", &url], dir.path());
+    assert!(timeline.status.success(), "{}", text(&timeline.stderr));
+
+    // Contacts on those accounts, by name.
+    let contacts = write(
+        "contacts.csv",
+        "account,email,name,title\n\
+         \"Acme, Inc.\",jo@acme.example,Jo Park,CFO\n\
+         Acme EU,lee@acme.eu.example,,\n\
+         Globex,x@globex.example,,\n",
+    );
+    let output = import("contacts", &contacts, &[]);
+    assert!(text(&output.stderr).contains("line 4: there is no account named `Globex`"));
+    let contacts = write(
+        "contacts.csv",
+        "account,email,name,title\n\
+         \"Acme, Inc.\",jo@acme.example,Jo Park,CFO\n\
+         Acme EU,lee@acme.eu.example,,\n",
+    );
+    let output = import("contacts", &contacts, &[]);
+    assert!(
+        text(&output.stdout).contains("Added 2 contacts."),
+        "{}",
+        text(&output.stderr)
+    );
+    let again = import("contacts", &contacts, &[]);
+    assert!(text(&again.stdout).contains("0 contacts to add, 2 already there"));
+
+    let missing = import("contacts", "no-such.csv", &[]);
+    assert!(text(&missing.stderr).contains("cannot read no-such.csv"));
+}
