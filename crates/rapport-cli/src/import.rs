@@ -48,6 +48,26 @@ impl Row {
             .filter(|value| !value.is_empty())
     }
 
+    /// A required cell, parsed; a blank or bad one is recorded in `problems`.
+    fn required<T, E: std::fmt::Display>(
+        &self,
+        column: &str,
+        problems: &mut Problems,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        match self.get(column).map(parse) {
+            Some(Ok(value)) => Some(value),
+            Some(Err(error)) => {
+                problems.add(self.line, error.to_string());
+                None
+            }
+            None => {
+                problems.add(self.line, format!("{column} is empty"));
+                None
+            }
+        }
+    }
+
     fn list(&self, column: &str) -> Vec<&str> {
         self.get(column)
             .map(|value| {
@@ -219,28 +239,8 @@ async fn staff(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Resul
         BTreeMap::new();
     let mut already = 0;
     for row in &rows {
-        let name = match row.get("name").map(|name| validate_name("name", name)) {
-            Some(Ok(name)) => Some(name),
-            Some(Err(error)) => {
-                problems.add(row.line, error.to_string());
-                None
-            }
-            None => {
-                problems.add(row.line, "name is empty");
-                None
-            }
-        };
-        let email = match row.get("email").map(EmailAddress::parse) {
-            Some(Ok(email)) => Some(email),
-            Some(Err(error)) => {
-                problems.add(row.line, error.to_string());
-                None
-            }
-            None => {
-                problems.add(row.line, "email is empty");
-                None
-            }
-        };
+        let name = row.required("name", &mut problems, |name| validate_name("name", name));
+        let email = row.required("email", &mut problems, EmailAddress::parse);
         let level = match row.get("level").map(str::parse::<Level>) {
             Some(Ok(level)) => Some(level),
             Some(Err(error)) => {
@@ -414,17 +414,7 @@ async fn accounts(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Re
     let mut already = 0;
     let mut ids_in_file: BTreeMap<ExternalId, u64> = BTreeMap::new();
     for row in &rows {
-        let name = match row.get("name").map(validate_account_name) {
-            Some(Ok(name)) => Some(name),
-            Some(Err(error)) => {
-                problems.add(row.line, error.to_string());
-                None
-            }
-            None => {
-                problems.add(row.line, "name is empty");
-                None
-            }
-        };
+        let name = row.required("name", &mut problems, validate_account_name);
         let owner = match row.get("owner_email").map(EmailAddress::parse) {
             Some(Ok(email)) => match staff.get(&email) {
                 Some(person) if !person.active => {
@@ -641,17 +631,7 @@ async fn contacts(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Re
                 None
             }
         };
-        let email = match row.get("email").map(EmailAddress::parse) {
-            Some(Ok(email)) => Some(email),
-            Some(Err(error)) => {
-                problems.add(row.line, error.to_string());
-                None
-            }
-            None => {
-                problems.add(row.line, "email is empty");
-                None
-            }
-        };
+        let email = row.required("email", &mut problems, EmailAddress::parse);
         let (Some(account), Some(email)) = (account, email) else {
             continue;
         };
