@@ -8,6 +8,7 @@ pub mod demo;
 mod import;
 mod plugins;
 mod progress;
+mod scaffold;
 mod signin;
 mod timeline;
 mod tokens;
@@ -92,6 +93,55 @@ pub enum PluginCommand {
     /// Load a plugin as the server would and report its contract version, what it is,
     /// the events it emits, the settings and secrets it takes and the hosts it needs.
     Check(PluginCheckArgs),
+    /// Start a new connector: a Rust crate that builds for wasm32-wasip2 with
+    /// rapport-pdk, recorded fixtures, and a README saying how to build, test and enable
+    /// it.
+    New(PluginNewArgs),
+    /// Run a connector against recorded HTTP responses (a fixtures directory) instead of
+    /// its real upstream, page by page, and print the events it emits.
+    Test(PluginTestArgs),
+}
+
+/// Options of `rapport plugin new`.
+#[derive(Debug, Args)]
+pub struct PluginNewArgs {
+    /// Its name: lower-case letters, digits and `-`, starting with a letter
+    /// (e.g. `acme-crm`).
+    pub name: String,
+    /// Where to create it (default: `./<name>`); must not exist yet.
+    #[arg(long)]
+    pub path: Option<std::path::PathBuf>,
+    /// The rapport-pdk crate to build against (default: found by looking up from here
+    /// for `crates/rapport-pdk`, as in a checkout of rapport).
+    #[arg(long)]
+    pub pdk: Option<std::path::PathBuf>,
+}
+
+/// Options of `rapport plugin test`.
+#[derive(Debug, Args)]
+pub struct PluginTestArgs {
+    /// The component to run.
+    pub file: std::path::PathBuf,
+    /// A directory of recorded responses, one JSON file each:
+    /// `{"request": {"method", "path", "query"}, "response": {"status", "headers", "body"}}`.
+    #[arg(long)]
+    pub fixtures: std::path::PathBuf,
+    /// A setting, `name=value`; `{upstream}` in a value becomes the fixtures server's
+    /// URL. `base_url` defaults to that URL when the plugin takes one.
+    #[arg(long = "setting", value_name = "NAME=VALUE")]
+    pub settings: Vec<String>,
+    /// A secret, `name=value` (for tests only: real secrets come from the environment).
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secrets: Vec<String>,
+    /// Start from this checkpoint instead of the beginning.
+    #[arg(long)]
+    pub checkpoint: Option<String>,
+    /// Stop after this many pages.
+    #[arg(long, default_value_t = 20)]
+    pub pages: u32,
+    /// Print the events as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `rapport plugin check`.
@@ -306,9 +356,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
             command: ConfigCommand::Check(args),
         } => check_config(&args, out).await,
         Command::Timeline(args) => timeline::run(&args, out).await,
-        Command::Plugin {
-            command: PluginCommand::Check(args),
-        } => plugins::check(&args, out).await,
+        Command::Plugin { command } => match command {
+            PluginCommand::Check(args) => plugins::check(&args, out).await,
+            PluginCommand::New(args) => scaffold::new_connector(&args, out),
+            PluginCommand::Test(args) => plugins::test(&args, out).await,
+        },
         Command::Token { command } => tokens::run(command, out).await,
         Command::Import { command } => import::run(command, out).await,
         Command::Signin(args) => signin::link(&args, out).await,

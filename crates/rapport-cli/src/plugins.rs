@@ -101,3 +101,308 @@ pub(crate) async fn check(
     )?;
     Ok(())
 }
+
+/// One recorded exchange: the request it answers and the response to give.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fixture {
+    request: RecordedRequest,
+    response: RecordedResponse,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordedRequest {
+    #[serde(default = "get")]
+    method: String,
+    path: String,
+    /// The exact query string; absent matches only requests without one.
+    #[serde(default)]
+    query: Option<String>,
+}
+
+fn get() -> String {
+    "GET".to_owned()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordedResponse {
+    #[serde(default = "ok")]
+    status: u16,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    /// JSON, or a string sent as it is.
+    #[serde(default)]
+    body: serde_json::Value,
+}
+
+fn ok() -> u16 {
+    200
+}
+
+/// Every `*.json` in `dir`, each a [`Fixture`]; a bad one is refused naming its file.
+fn load_fixtures(dir: &std::path::Path) -> anyhow::Result<Vec<(String, Fixture)>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the fixtures directory {}", dir.display()))?;
+    let mut fixtures = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let fixture: Fixture = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a fixture: expected {{\"request\": {{\"method\", \"path\", \"query\"}}, \"response\": {{\"status\", \"headers\", \"body\"}}}}",
+                path.display()
+            )
+        })?;
+        fixtures.push((path.display().to_string(), fixture));
+    }
+    if fixtures.is_empty() {
+        anyhow::bail!(
+            "{} holds no fixtures (*.json): record at least the first page's response",
+            dir.display()
+        );
+    }
+    fixtures.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(fixtures)
+}
+
+/// What the fixtures server saw.
+#[derive(Debug, Default)]
+struct Traffic {
+    served: Vec<String>,
+    unmatched: Vec<String>,
+}
+
+fn pair(spelled: &str, what: &str) -> anyhow::Result<(String, String)> {
+    spelled
+        .split_once('=')
+        .map(|(name, value)| (name.trim().to_owned(), value.to_owned()))
+        .filter(|(name, _)| !name.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("--{what} `{spelled}` must be NAME=VALUE"))
+}
+
+/// Runs a plugin's sync against recorded responses and prints what it emits.
+pub(crate) async fn test(
+    args: &crate::PluginTestArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    use std::sync::{Arc, Mutex};
+
+    let fixtures = Arc::new(load_fixtures(&args.fixtures)?);
+    let host = PluginHost::new(HostConfig::default()).context("starting the plugin host")?;
+    let plugin = host.load(&args.file).await.with_context(|| {
+        format!(
+            "{} is not a plugin this rapport can run",
+            args.file.display()
+        )
+    })?;
+    let manifest = plugin.manifest().clone();
+
+    // The recorded upstream, on a loopback port of its own.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let upstream = format!("http://{address}");
+    let traffic = Arc::new(Mutex::new(Traffic::default()));
+    let app = {
+        let fixtures = Arc::clone(&fixtures);
+        let traffic = Arc::clone(&traffic);
+        axum::Router::new().fallback(move |method: Method, uri: Uri| {
+            let fixtures = Arc::clone(&fixtures);
+            let traffic = Arc::clone(&traffic);
+            async move {
+                let asked = format!("{method} {uri}");
+                let found = fixtures.iter().find(|(_, fixture)| {
+                    fixture.request.method.eq_ignore_ascii_case(method.as_str())
+                        && fixture.request.path == uri.path()
+                        && fixture.request.query.as_deref() == uri.query()
+                });
+                let Some((file, fixture)) = found else {
+                    traffic.lock().unwrap().unmatched.push(asked.clone());
+                    return (
+                        StatusCode::NOT_FOUND,
+                        format!("rapport plugin test: no fixture answers {asked}"),
+                    )
+                        .into_response();
+                };
+                traffic
+                    .lock()
+                    .unwrap()
+                    .served
+                    .push(format!("{asked} ← {file}"));
+                let body = match &fixture.response.body {
+                    serde_json::Value::String(text) => text.clone(),
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                let mut response = body.into_response();
+                *response.status_mut() =
+                    StatusCode::from_u16(fixture.response.status).unwrap_or(StatusCode::OK);
+                for (name, value) in &fixture.response.headers {
+                    if let (Ok(name), Ok(value)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
+                response
+            }
+        })
+    };
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut settings = std::collections::BTreeMap::new();
+    for spelled in &args.settings {
+        let (name, value) = pair(spelled, "setting")?;
+        settings.insert(name, value.replace("{upstream}", &upstream));
+    }
+    if manifest
+        .config_keys
+        .iter()
+        .any(|key| key.name == "base_url" && !key.secret)
+    {
+        settings
+            .entry("base_url".to_owned())
+            .or_insert_with(|| upstream.clone());
+    }
+    let mut secrets = std::collections::BTreeMap::new();
+    for spelled in &args.secrets {
+        let (name, value) = pair(spelled, "secret")?;
+        secrets.insert(name, value);
+    }
+    let connector_id: String = manifest
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let connector = plugin.connector(rapport_plugin_host::Grants {
+        connector_id,
+        settings,
+        secrets,
+        allowed_hosts: vec![address.to_string()],
+        allow_private_networks: true,
+    })?;
+
+    let mut checkpoint = args.checkpoint.clone();
+    let mut pages = Vec::new();
+    let mut failure = None;
+    for number in 1..=args.pages.max(1) {
+        match connector.sync(checkpoint.as_deref()).await {
+            Ok(page) => {
+                let more = page.more;
+                checkpoint = page.checkpoint.clone().or(checkpoint);
+                pages.push(page);
+                if !more {
+                    break;
+                }
+            }
+            Err(error) => {
+                failure = Some(format!("page {number} failed: {error}"));
+                break;
+            }
+        }
+    }
+    server.abort();
+    let traffic = std::mem::take(&mut *traffic.lock().unwrap());
+    let events: usize = pages.iter().map(|page| page.events.len()).sum();
+    if args.json {
+        let report = serde_json::json!({
+            "plugin": manifest.name,
+            "pages": pages.iter().map(|page| serde_json::json!({
+                "events": page.events,
+                "deleted": page.deleted,
+                "checkpoint": page.checkpoint,
+                "more": page.more,
+            })).collect::<Vec<_>>(),
+            "requests": traffic.served,
+            "unmatched_requests": traffic.unmatched,
+            "error": failure,
+        });
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "{} against {} ({} fixtures) at {upstream}",
+            manifest.name,
+            args.fixtures.display(),
+            fixtures.len()
+        )?;
+        for (index, page) in pages.iter().enumerate() {
+            writeln!(
+                out,
+                "page {}: {} events{}, checkpoint {}{}",
+                index + 1,
+                page.events.len(),
+                if page.deleted.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} deleted", page.deleted.len())
+                },
+                page.checkpoint
+                    .as_deref()
+                    .map_or("(none)".to_owned(), |c| format!("`{c}`")),
+                if page.more { ", more to come" } else { "" }
+            )?;
+            for event in &page.events {
+                let mut hints: Vec<String> = event
+                    .hints
+                    .external_ids
+                    .iter()
+                    .map(|id| id.to_string())
+                    .collect();
+                hints.extend(event.hints.emails.iter().map(|e| e.to_string()));
+                hints.extend(event.hints.domains.iter().map(|d| d.to_string()));
+                writeln!(
+                    out,
+                    "  {}  {:<28} {}  [{}]",
+                    event.occurred_at.format("%Y-%m-%d %H:%M"),
+                    event.kind.as_str(),
+                    event.title,
+                    if hints.is_empty() {
+                        "no hints: it would wait in the inbox".to_owned()
+                    } else {
+                        hints.join(", ")
+                    }
+                )?;
+            }
+        }
+        for request in &traffic.unmatched {
+            writeln!(out, "no fixture answered {request}")?;
+        }
+        writeln!(
+            out,
+            "{events} events in {} page{} from {} requests.",
+            pages.len(),
+            if pages.len() == 1 { "" } else { "s" },
+            traffic.served.len() + traffic.unmatched.len()
+        )?;
+    }
+    if let Some(failure) = failure {
+        anyhow::bail!(
+            "{failure}{}",
+            if traffic.unmatched.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (no fixture answered: {}; record one)",
+                    traffic.unmatched.join(", ")
+                )
+            }
+        );
+    }
+    Ok(())
+}
