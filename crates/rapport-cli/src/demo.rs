@@ -350,8 +350,64 @@ pub(crate) async fn run(args: &DemoArgs, out: &mut (dyn Write + Send)) -> anyhow
         writeln!(out, "Seeded the demo org into {}.", args.database)?;
     }
     report(&store, Utc::now(), out).await?;
+    if !args.serve {
+        store.close().await;
+        return Ok(());
+    }
+    // The person the link signs in: a manager, whose book has a group, reports'
+    // accounts and the demo's handoff.
+    let guide = store
+        .staff_by_email(&demo_email("Priya Raman"))
+        .await?
+        .context("the demo's manager Priya Raman is missing: run with --fresh")?;
+    let now = Utc::now();
+    let secret = store
+        .create_sign_in_link(
+            guide.id,
+            now + Duration::minutes(rapport_server::SIGN_IN_LINK_MINUTES),
+            now,
+        )
+        .await?;
     store.close().await;
-    Ok(())
+    serve(args, &secret, out).await
+}
+
+/// Serves the demo database (no connectors) until ctrl-c or SIGTERM.
+async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    // A relative database path means relative to here, as everywhere in the CLI.
+    let directory = std::env::current_dir()?;
+    let source = format!(
+        "[server]\nlisten = \"{}\"\ndatabase = \"{}\"\n",
+        args.listen, args.database
+    );
+    let config = rapport_server::Config::parse(&source, &directory.join("rapport.toml"), &|_| None)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let server = rapport_server::Server::start(config).await?;
+    let base = format!("http://{}", args.listen);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is something else there? Pick another with --listen",
+                args.listen
+            )
+        })?;
+    writeln!(out)?;
+    writeln!(out, "The web UI and the API are at {base}/")?;
+    writeln!(
+        out,
+        "Sign in as Priya Raman (a manager) with this one-time link (15 minutes):"
+    )?;
+    writeln!(out, "  {base}/signin/{secret}")?;
+    writeln!(
+        out,
+        "Anyone else: rapport signin victoria.hale@rapport-demo.example --database {}",
+        args.database
+    )?;
+    writeln!(out, "Stop with ctrl-c.")?;
+    out.flush()?;
+    let (_keep, shutdown) = tokio::sync::watch::channel(false);
+    server.serve_on(listener, shutdown).await
 }
 
 fn demo_email(name: &str) -> EmailAddress {
@@ -548,7 +604,7 @@ pub async fn report(
     }
     writeln!(
         out,
-        "\nNext: connectors (IMAP, Stripe, Zendesk) feed this timeline, and `rapport serve` shows it in the browser."
+        "\nSee it in the browser: rapport demo --serve (then open the sign-in link it prints)."
     )?;
     Ok(())
 }

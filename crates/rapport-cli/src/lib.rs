@@ -342,6 +342,13 @@ pub struct DemoArgs {
     /// Delete an existing demo SQLite file first and seed from scratch.
     #[arg(long)]
     pub fresh: bool,
+    /// Then serve the web UI and the API on the demo data, and print a one-time
+    /// sign-in link (runs until ctrl-c or SIGTERM).
+    #[arg(long)]
+    pub serve: bool,
+    /// Where `--serve` listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// Runs one command, writing its report to `out`.

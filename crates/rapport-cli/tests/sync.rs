@@ -592,3 +592,69 @@ async fn serve_answers_the_api_with_a_cli_token_and_stops_on_sigterm() {
         .unwrap();
     assert!(exit.success(), "{}", std::fs::read_to_string(&log).unwrap());
 }
+
+/// One raw HTTP/1.1 GET with an optional cookie: the whole response, headers included.
+fn raw_get(address: &str, path: &str, cookie: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let cookie = cookie
+        .map(|cookie| format!("Cookie: {cookie}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{cookie}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// `rapport demo --serve`: seeds, serves the web UI on the demo data and prints a
+/// sign-in link that works in a browser; SIGTERM stops it.
+#[test]
+fn demo_serve_prints_a_sign_in_link_that_opens_the_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut child = rapport(dir.path())
+        .args(["demo", "--serve", "--listen", &address])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rapport demo --serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let link = loop {
+        let line = lines
+            .next()
+            .expect("the demo printed no sign-in link")
+            .unwrap();
+        if let Some(at) = line.find("/signin/rpl_") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    let signed_in = raw_get(&address, &link, None);
+    assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
+    let cookie = signed_in
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .and_then(|cookie| cookie.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let book = raw_get(&address, "/", Some(&cookie));
+    assert!(book.starts_with("HTTP/1.1 200"), "{book}");
+    assert!(book.contains("<h1>My book</h1>") && book.contains("Northwind Group"));
+    let used = raw_get(&address, &link, None);
+    assert!(used.starts_with("HTTP/1.1 410"), "the link works once");
+
+    terminate(&child);
+    assert!(child.wait().unwrap().success(), "stops cleanly on SIGTERM");
+    assert!(dir.path().join("rapport-demo/rapport.db").exists());
+}
