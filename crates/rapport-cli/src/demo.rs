@@ -33,13 +33,13 @@ const STAFF: &[(&str, Level, Option<&str>)] = &[
 ];
 
 /// One demo client.
-struct Client {
-    name: &'static str,
+pub(crate) struct Client {
+    pub(crate) name: &'static str,
     parent: Option<&'static str>,
-    owner: &'static str,
+    pub(crate) owner: &'static str,
     supporter: Option<&'static str>,
     lifecycle: Lifecycle,
-    contact: (&'static str, &'static str),
+    pub(crate) contact: (&'static str, &'static str),
 }
 
 const fn client(
@@ -62,7 +62,7 @@ const fn client(
 
 use Lifecycle::{Active, Churned, Onboarding, Prospect};
 
-const CLIENTS: &[Client] = &[
+pub(crate) const CLIENTS: &[Client] = &[
     client(
         "Northwind Group",
         None,
@@ -372,7 +372,9 @@ pub(crate) async fn run(args: &DemoArgs, out: &mut (dyn Write + Send)) -> anyhow
     serve(args, &secret, out).await
 }
 
-/// Serves the demo database (no connectors) until ctrl-c or SIGTERM.
+/// Starts the sample upstreams, syncs the three reference connectors from them, then
+/// serves the demo database (the connectors keep syncing on schedule) until ctrl-c or
+/// SIGTERM.
 async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     // A relative database path means relative to here, as everywhere in the CLI.
     let directory = std::env::current_dir()?;
@@ -380,10 +382,12 @@ async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> a
         "[server]\nlisten = \"{}\"\ndatabase = \"{}\"\n",
         args.listen, args.database
     );
-    let config = rapport_server::Config::parse(&source, &directory.join("rapport.toml"), &|_| None)
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let server = rapport_server::Server::start(config).await?;
-    let base = format!("http://{}", args.listen);
+    let config = rapport_server::Config::parse(
+        &source,
+        &directory.join("rapport-demo").join("rapport.toml"),
+        &|_| None,
+    )
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -392,6 +396,39 @@ async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> a
                 args.listen
             )
         })?;
+    let upstreams = crate::sample_activity::start(Utc::now()).await?;
+    let host = rapport_plugin_host::PluginHost::new(rapport_plugin_host::HostConfig {
+        cache_dir: Some(config.plugin_cache_dir.clone()),
+        ..rapport_plugin_host::HostConfig::default()
+    })
+    .context("starting the plugin host")?;
+    let specs = crate::sample_activity::connectors(&host, &upstreams).await?;
+    let store = Store::connect(&args.database).await?;
+    let engine = rapport_sync::Engine::new(store, config.sync.engine_config(None), specs).await?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Syncing the three reference connectors from sample upstreams on loopback:"
+    )?;
+    for id in ["stripe", "zendesk", "mail"] {
+        let report = engine
+            .run_now(id, &|_| {})
+            .await
+            .with_context(|| format!("syncing {id}"))?;
+        writeln!(
+            out,
+            "  {id:<8} {} new, {} updated, {} unchanged ({})",
+            report.inserted,
+            report.updated,
+            report.unchanged,
+            report.outcome.label()
+        )?;
+    }
+    let server = rapport_server::Server {
+        config,
+        engine: std::sync::Arc::new(engine),
+    };
+    let base = format!("http://{}", args.listen);
     writeln!(out)?;
     writeln!(out, "The web UI and the API are at {base}/")?;
     writeln!(
@@ -407,15 +444,17 @@ async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> a
     writeln!(out, "Stop with ctrl-c.")?;
     out.flush()?;
     let (_keep, shutdown) = tokio::sync::watch::channel(false);
-    server.serve_on(listener, shutdown).await
+    let served = server.serve_on(listener, shutdown).await;
+    drop(upstreams);
+    served
 }
 
-fn demo_email(name: &str) -> EmailAddress {
+pub(crate) fn demo_email(name: &str) -> EmailAddress {
     let local: String = name.to_lowercase().replace(' ', ".").replace('á', "a");
     EmailAddress::parse(&format!("{local}@rapport-demo.example")).expect("demo names are valid")
 }
 
-fn slug(name: &str) -> String {
+pub(crate) fn slug(name: &str) -> String {
     name.to_lowercase()
         .split_whitespace()
         .collect::<Vec<_>>()

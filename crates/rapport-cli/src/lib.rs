@@ -8,6 +8,7 @@ pub mod demo;
 mod import;
 mod plugins;
 mod progress;
+mod sample_activity;
 mod scaffold;
 mod signin;
 mod timeline;

@@ -613,10 +613,13 @@ fn raw_get(address: &str, path: &str, cookie: Option<&str>) -> String {
     response
 }
 
-/// `rapport demo --serve`: seeds, serves the web UI on the demo data and prints a
-/// sign-in link that works in a browser; SIGTERM stops it.
+/// `rapport demo --serve`: seeds the org, starts sample upstreams on loopback (a
+/// Stripe-style API, a Zendesk-style API, an IMAP mailbox), syncs the three reference
+/// connectors from them, serves the web UI and the API and prints a sign-in link that
+/// works in a browser. The API then returns a seeded account's timeline with events
+/// from all three connectors. SIGTERM stops it.
 #[test]
-fn demo_serve_prints_a_sign_in_link_that_opens_the_book() {
+fn demo_serve_syncs_three_connectors_and_prints_a_working_sign_in_link() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -627,15 +630,17 @@ fn demo_serve_prints_a_sign_in_link_that_opens_the_book() {
     let mut child = rapport(dir.path())
         .args(["demo", "--serve", "--listen", &address])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("start rapport demo --serve");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
     let link = loop {
         let line = lines
             .next()
-            .expect("the demo printed no sign-in link")
+            .unwrap_or_else(|| panic!("the demo printed no sign-in link: {printed:?}"))
             .unwrap();
+        printed.push(line.clone());
         if let Some(at) = line.find("/signin/rpl_") {
             break line[at..].trim().to_owned();
         }
@@ -653,6 +658,76 @@ fn demo_serve_prints_a_sign_in_link_that_opens_the_book() {
     assert!(book.contains("<h1>My book</h1>") && book.contains("Northwind Group"));
     let used = raw_get(&address, &link, None);
     assert!(used.starts_with("HTTP/1.1 410"), "the link works once");
+
+    // Through the API, as Priya: Northwind Group's timeline has all three sources.
+    let made = rapport(dir.path())
+        .args([
+            "token",
+            "create",
+            "--staff",
+            "priya.raman@rapport-demo.example",
+            "--name",
+            "demo check",
+            "--database",
+            "sqlite://rapport-demo/rapport.db",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let token = text(&made.stdout)
+        .lines()
+        .find(|line| line.starts_with("rpt_"))
+        .unwrap()
+        .to_owned();
+    let (status, book) = http_get(
+        &address,
+        "/api/v1/accounts?q=Northwind%20Group",
+        Some(&token),
+    );
+    assert_eq!(status, 200, "{book}");
+    let book: serde_json::Value = serde_json::from_str(&book).unwrap();
+    let northwind = book["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|account| account["name"] == "Northwind Group")
+        .expect("Northwind Group in Priya's book")["id"]
+        .as_i64()
+        .unwrap();
+    let (status, timeline) = http_get(
+        &address,
+        &format!("/api/v1/accounts/{northwind}/timeline?limit=200"),
+        Some(&token),
+    );
+    assert_eq!(status, 200, "{timeline}");
+    let timeline: serde_json::Value = serde_json::from_str(&timeline).unwrap();
+    let events = timeline["events"].as_array().unwrap();
+    let kinds_from = |source: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|event| event["source"] == source)
+            .map(|event| event["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        kinds_from("stripe").contains(&"billing.invoice.payment_failed".to_owned()),
+        "{timeline}"
+    );
+    assert!(
+        kinds_from("zendesk").contains(&"support.ticket.created".to_owned()),
+        "{timeline}"
+    );
+    assert!(
+        kinds_from("mail").contains(&"email.received".to_owned()),
+        "{timeline}"
+    );
+    assert!(
+        kinds_from("mail").contains(&"email.sent".to_owned()),
+        "{timeline}"
+    );
+    // What no account claims waits in the inbox.
+    let (_, inbox) = http_get(&address, "/api/v1/inbox", Some(&token));
+    assert!(inbox.contains("BrightPath would like a pilot"), "{inbox}");
 
     terminate(&child);
     assert!(child.wait().unwrap().success(), "stops cleanly on SIGTERM");

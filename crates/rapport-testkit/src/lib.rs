@@ -1,13 +1,11 @@
 //! Test support shared by the workspace's suites and benchmarks:
-//! - the paths of the connectors in `plugins/`, built for wasm32-wasip2 by this crate's
-//!   build script: `EXAMPLE_FEED` (a small, well-behaved connector), `HOSTILE` (one
-//!   that misbehaves on purpose, to prove containment), and the reference connectors
-//!   `BILLING_STRIPE`, `SUPPORT_ZENDESK` and `EMAIL_IMAP`;
-//! - [`upstream::Upstream`], a loopback HTTP server that stands in for a third-party
-//!   API and can misbehave the way real ones do (429, 5xx, slow, truncated bodies);
+//! - re-exported from `rapport-samples`: the paths of the connectors in `plugins/`
+//!   built for wasm32-wasip2 (`EXAMPLE_FEED`, `HOSTILE`, `BILLING_STRIPE`,
+//!   `SUPPORT_ZENDESK`, `EMAIL_IMAP`), [`upstream::Upstream`] (a loopback HTTP server
+//!   that can misbehave the way real APIs do), and [`stripe::FakeStripe`] and
+//!   [`zendesk::FakeZendesk`] (the APIs the reference connectors read, replaying the
+//!   recorded objects in `tests/fixtures`);
 //! - [`feed::Feed`]: the upstream `example-feed` reads, with injectable faults;
-//! - [`stripe::FakeStripe`] and [`zendesk::FakeZendesk`]: the APIs the reference
-//!   connectors read, replaying the recorded objects in `tests/fixtures`;
 //! - [`dovecot::Dovecot`]: a throw-away IMAP server for the email connector;
 //! - [`database`]: a fresh database per test on SQLite and PostgreSQL
 //!   ([`on_both_backends!`]).
@@ -15,8 +13,8 @@
 pub mod database;
 pub mod dovecot;
 pub mod feed;
-pub mod stripe;
-pub mod upstream;
-pub mod zendesk;
 
-include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+pub use rapport_samples::{
+    BILLING_STRIPE, EMAIL_IMAP, EMAIL_IMAP_TLS, EXAMPLE_FEED, HOSTILE, SUPPORT_ZENDESK, stripe,
+    upstream, zendesk,
+};
