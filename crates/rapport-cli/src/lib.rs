@@ -409,7 +409,8 @@ async fn sync(args: &SyncArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<(
     }
     let server = Server::start(config).await?;
     // Progress lines go straight to stdout as pages commit (the closure must be
-    // shareable, `out` is not); a closed pipe stops the output, not the sync.
+    // shareable, `out` is not), with a running count on a terminal.
+    let running = progress::Running::new(format!("syncing {}", args.connector));
     let print = |progress: rapport_sync::PageProgress<'_>| {
         let summary = &progress.commit.summary;
         let line = format!(
@@ -421,9 +422,14 @@ async fn sync(args: &SyncArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<(
             progress.commit.deleted,
             progress.commit.waiting
         );
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
+        running.line(
+            &line,
+            summary.inserted + summary.updated + summary.unchanged,
+        );
     };
-    let report = server.engine.run_now(&args.connector, &print).await?;
+    let report = server.engine.run_now(&args.connector, &print).await;
+    running.finish();
+    let report = report?;
     writeln!(
         out,
         "{}: {} pages, {} new, {} updated, {} unchanged, {} deleted, {} waiting for a match",

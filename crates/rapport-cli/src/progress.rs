@@ -55,3 +55,53 @@ impl Progress {
         }
     }
 }
+
+/// Progress of an operation whose length is unknown ahead (a sync): its report lines go
+/// to stdout as they come, and on a terminal a status line below them on stderr keeps
+/// a running count, cleared before each report line and at the end.
+#[derive(Debug)]
+pub(crate) struct Running {
+    label: String,
+    terminal: bool,
+    steps: std::sync::atomic::AtomicU64,
+    items: std::sync::atomic::AtomicU64,
+}
+
+impl Running {
+    pub(crate) fn new(label: impl Into<String>) -> Running {
+        Running {
+            label: label.into(),
+            terminal: std::io::stderr().is_terminal(),
+            steps: Default::default(),
+            items: Default::default(),
+        }
+    }
+
+    /// Prints one report line, then the status with `items` more done.
+    pub(crate) fn line(&self, line: &str, items: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let steps = self.steps.fetch_add(1, Relaxed) + 1;
+        let items = self.items.fetch_add(items, Relaxed) + items;
+        if self.terminal {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        }
+        // A closed pipe stops the output, not the work.
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+        if self.terminal {
+            const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
+            let _ = write!(
+                std::io::stderr().lock(),
+                "{} {}: {steps} pages, {items} events so far",
+                SPINNER[(steps % 4) as usize],
+                self.label
+            );
+        }
+    }
+
+    /// Clears the status line.
+    pub(crate) fn finish(&self) {
+        if self.terminal {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        }
+    }
+}

@@ -733,3 +733,46 @@ fn demo_serve_syncs_three_connectors_and_prints_a_working_sign_in_link() {
     assert!(child.wait().unwrap().success(), "stops cleanly on SIGTERM");
     assert!(dir.path().join("rapport-demo/rapport.db").exists());
 }
+
+/// When the upstream or the database is down, `sync` and `status` say so, in a
+/// sentence, with a non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_and_status_say_what_is_down() {
+    let feed = Feed::start(3, 10).await;
+    let (dir, config) = stage(&feed, "sqlite://rapport.db", "");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text_of = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text_of
+            .replace(&feed.upstream.url(), &format!("http://{closed}"))
+            .replace(&feed.upstream.grant(), &closed.to_string()),
+    )
+    .unwrap();
+    let output = run(rapport(dir.path()).args(["sync", "feed"])).await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("connector `feed` failed (transient)")
+            && stderr.contains("a server would retry at"),
+        "{stderr}"
+    );
+
+    let down = dir.path().join("down.toml");
+    std::fs::write(
+        &down,
+        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"postgres://rapport@127.0.0.1:1/rapport\"\n",
+    )
+    .unwrap();
+    let output =
+        run(rapport(dir.path()).args(["status", "--config", down.to_str().unwrap()])).await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:1"),
+        "names the database it could not reach: {stderr}"
+    );
+}
