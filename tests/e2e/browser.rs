@@ -601,6 +601,7 @@ async fn staff_work_in_the_browser() {
     // Connectors: the status page (no connectors run in this test).
     client.goto(&format!("{base}/connectors")).await.unwrap();
     assert_eq!(text_of(&client, "h1").await, "Connectors");
+    screenshot(&client, "connectors").await;
 
     // At phone width the account page still fits without sideways scrolling.
     client.set_window_size(390, 900).await.unwrap();
