@@ -8,7 +8,9 @@ use crate::http::AppState;
 use crate::insight::{health_of, revenue_of, weekly_activity};
 use crate::web::book::band_label;
 use crate::web::chart::{mrr_steps, weekly_bars};
-use crate::web::page::{Layout, WebError, WebResult, day, encode, instant, money, path_id, render};
+use crate::web::page::{
+    Layout, WebError, WebResult, day, encode, instant, money, path_id, render, staff_by_id,
+};
 use crate::web::session::{Member, Submission};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -299,12 +301,7 @@ pub(crate) async fn page(
     let store = state.engine.store();
     let now = Utc::now();
     let account = store.account(id).await?;
-    let staff: BTreeMap<StaffId, Staff> = store
-        .list_staff()
-        .await?
-        .into_iter()
-        .map(|person| (person.id, person))
-        .collect();
+    let staff: BTreeMap<StaffId, Staff> = staff_by_id(store).await?;
     let name_of = |id: StaffId| {
         staff
             .get(&id)

@@ -4,7 +4,7 @@
 
 use crate::http::AppState;
 use crate::insight::{health_of, last_contact, revenue_of};
-use crate::web::page::{Layout, WebResult, ago, day, money, render};
+use crate::web::page::{Layout, WebResult, ago, day, money, render, staff_by_id};
 use crate::web::session::Member;
 use askama::Template;
 use axum::extract::{Query, State};
@@ -84,12 +84,7 @@ pub(crate) async fn page(
     if !text.is_empty() {
         visible = store.search_accounts(text, &visible).await?;
     }
-    let staff: BTreeMap<StaffId, rapport_core::staff::Staff> = store
-        .list_staff()
-        .await?
-        .into_iter()
-        .map(|person| (person.id, person))
-        .collect();
+    let staff: BTreeMap<StaffId, rapport_core::staff::Staff> = staff_by_id(store).await?;
     let person = query
         .staff
         .as_deref()

@@ -34,6 +34,18 @@ fn axis_label(out: &mut String, x: f64, y: f64, anchor: &str, text: &str) {
     );
 }
 
+/// The y axis both charts share: `top` at the top, 0 at the baseline, and the line.
+fn y_axis(out: &mut String, top: &str) {
+    let baseline = HEIGHT - PAD_BOTTOM;
+    axis_label(out, PAD_LEFT - 6.0, PAD_TOP + 10.0, "end", top);
+    axis_label(out, PAD_LEFT - 6.0, baseline, "end", "0");
+    let _ = write!(
+        out,
+        r#"<line class="baseline" x1="{PAD_LEFT}" y1="{baseline:.1}" x2="{:.1}" y2="{baseline:.1}"/>"#,
+        WIDTH - 8.0
+    );
+}
+
 /// Bars, one per week, for event counts: `weeks` is (week start, count), oldest first.
 pub(crate) fn weekly_bars(id: &str, weeks: &[(NaiveDate, i64)]) -> String {
     let total: i64 = weeks.iter().map(|(_, count)| count).sum();
@@ -58,21 +70,7 @@ pub(crate) fn weekly_bars(id: &str, weeks: &[(NaiveDate, i64)]) -> String {
     let plot_width = WIDTH - PAD_LEFT - 8.0;
     let plot_height = HEIGHT - PAD_BOTTOM - PAD_TOP;
     let slot = plot_width / weeks.len().max(1) as f64;
-    axis_label(
-        &mut out,
-        PAD_LEFT - 6.0,
-        PAD_TOP + 10.0,
-        "end",
-        &max.to_string(),
-    );
-    axis_label(&mut out, PAD_LEFT - 6.0, PAD_TOP + plot_height, "end", "0");
-    let _ = write!(
-        out,
-        r#"<line class="baseline" x1="{PAD_LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}"/>"#,
-        PAD_TOP + plot_height,
-        WIDTH - 8.0,
-        PAD_TOP + plot_height
-    );
+    y_axis(&mut out, &max.to_string());
     for (i, (week, count)) in weeks.iter().enumerate() {
         let height = plot_height * (*count as f64) / (max as f64);
         let x = PAD_LEFT + slot * i as f64 + slot * 0.15;
@@ -139,20 +137,9 @@ pub(crate) fn mrr_steps(
     let plot_height = HEIGHT - PAD_BOTTOM - PAD_TOP;
     let x = |at: f64| PAD_LEFT + plot_width * (at - start) / (end - start);
     let y = |value: i64| PAD_TOP + plot_height - plot_height * value as f64 / max;
-    axis_label(
+    y_axis(
         &mut out,
-        PAD_LEFT - 6.0,
-        PAD_TOP + 10.0,
-        "end",
         &super::page::grouped((max / 100.0).round() as i64),
-    );
-    axis_label(&mut out, PAD_LEFT - 6.0, PAD_TOP + plot_height, "end", "0");
-    let _ = write!(
-        out,
-        r#"<line class="baseline" x1="{PAD_LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}"/>"#,
-        PAD_TOP + plot_height,
-        WIDTH - 8.0,
-        PAD_TOP + plot_height
     );
     let mut path = format!("M{:.1},{:.1}", x(start), y(first.1));
     for window in points.windows(2) {

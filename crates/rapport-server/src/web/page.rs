@@ -227,6 +227,18 @@ pub(crate) fn instant(at: DateTime<Utc>) -> String {
     at.format("%-d %b %Y %H:%M").to_string()
 }
 
+/// Everyone on staff, by id (pages name owners, supporters and assignees).
+pub(crate) async fn staff_by_id(
+    store: &rapport_store::Store,
+) -> WebResult<std::collections::BTreeMap<rapport_core::StaffId, rapport_core::staff::Staff>> {
+    Ok(store
+        .list_staff()
+        .await?
+        .into_iter()
+        .map(|person| (person.id, person))
+        .collect())
+}
+
 /// An id from a path segment; anything else is simply not found.
 pub(crate) fn path_id(raw: &str, what: &str) -> WebResult<i64> {
     raw.parse()

@@ -6,7 +6,7 @@ use crate::api::health::ATTENTION_ACCOUNTS_MAX;
 use crate::http::AppState;
 use crate::insight::health_of;
 use crate::web::account::{Choice, owner_choices};
-use crate::web::page::{Layout, WebError, WebResult, render};
+use crate::web::page::{Layout, WebError, WebResult, render, staff_by_id};
 use crate::web::session::{Member, Submission};
 use askama::Template;
 use axum::extract::{Query, State};
@@ -81,12 +81,7 @@ pub(crate) async fn page(
     let store = state.engine.store();
     let now = Utc::now();
     let viewer = &member.staff;
-    let staff: BTreeMap<StaffId, Staff> = store
-        .list_staff()
-        .await?
-        .into_iter()
-        .map(|person| (person.id, person))
-        .collect();
+    let staff: BTreeMap<StaffId, Staff> = staff_by_id(store).await?;
     let visible: Vec<AccountId> = store
         .visible_account_ids(viewer.id, now)
         .await?
@@ -178,24 +173,27 @@ pub(crate) async fn handoff_page(
             WebError::Invalid("choose whose accounts to hand off on the Team page".to_owned())
         })?;
     let person = store.staff(from).await?;
-    let now = Utc::now();
-    let mut accounts = Vec::new();
-    for account in store.accounts(&store.owned_accounts(from).await?).await? {
-        // Only what the viewer sees: a handoff must not reveal hidden accounts.
-        if store.can_see(member.staff.id, account.id, now).await? {
-            accounts.push(Owned {
-                id: account.id.0,
-                name: account.name,
-            });
-        }
-    }
-    accounts.sort_by(|a, b| a.name.cmp(&b.name));
-    let staff: BTreeMap<StaffId, Staff> = store
-        .list_staff()
+    // Only what the viewer sees: a handoff must not reveal hidden accounts.
+    let visible = store
+        .visible_account_ids(member.staff.id, Utc::now())
+        .await?;
+    let owned: Vec<AccountId> = store
+        .owned_accounts(from)
         .await?
         .into_iter()
-        .map(|p| (p.id, p))
+        .filter(|account| visible.contains(account))
         .collect();
+    let mut accounts: Vec<Owned> = store
+        .accounts(&owned)
+        .await?
+        .into_iter()
+        .map(|account| Owned {
+            id: account.id.0,
+            name: account.name,
+        })
+        .collect();
+    accounts.sort_by(|a, b| a.name.cmp(&b.name));
+    let staff: BTreeMap<StaffId, Staff> = staff_by_id(store).await?;
     let recipients = owner_choices(&state, &member.staff, &staff, None)
         .await?
         .into_iter()
