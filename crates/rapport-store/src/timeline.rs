@@ -127,11 +127,15 @@ pub struct TimelinePage {
     pub next: Option<TimelineCursor>,
 }
 
-pub(crate) const UPSERT_EVENT: &str = "
+/// The columns of a timeline upsert, in the order [`upsert_rows!`] binds them.
+pub(crate) const UPSERT_HEAD: &str = "
 INSERT INTO timeline_events (
     connector, source_id, source_version, account_id, kind, occurred_at_us, ingested_at_us,
-    title, summary, url, actor, attributes, hints, match_rule, match_detail, match_candidates)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    title, summary, url, actor, attributes, hints, match_rule, match_detail, match_candidates) ";
+
+/// What a conflicting row does: a newer source version replaces it, anything else
+/// leaves it alone (and returns nothing, which is how "unchanged" is recognised).
+pub(crate) const UPSERT_TAIL: &str = "
 ON CONFLICT (connector, source_id) DO UPDATE SET
     source_version = excluded.source_version,
     revision = timeline_events.revision + 1,
@@ -154,62 +158,130 @@ ON CONFLICT (connector, source_id) DO UPDATE SET
     match_candidates = CASE WHEN timeline_events.match_rule = 'manual'
                             THEN NULL ELSE excluded.match_candidates END
 WHERE excluded.source_version > timeline_events.source_version
-RETURNING id, revision";
+RETURNING source_id, connector, id, revision";
 
-/// Upserts one validated event on the given connection, placed as the event says;
-/// evaluates to `Result<UpsertOutcome>`.
+/// Most rows one multi-row upsert statement carries. At 16 parameters a row this stays
+/// far below SQLite's 32,766 and PostgreSQL's 65,535 parameters, and a full statement
+/// always has the same text, so each connection prepares it once.
+pub(crate) const UPSERT_ROWS_PER_STATEMENT: usize = 256;
+
+/// One event to upsert with where it goes: `placement` `None` leaves it in the unmatched
+/// inbox, with `candidates` when its match was ambiguous.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlacedEvent<'a> {
+    pub event: &'a NewEvent,
+    pub placement: Option<&'a Placement>,
+    pub candidates: &'a [AccountId],
+}
+
+/// Splits `rows` into runs that one statement can upsert: at most
+/// [`UPSERT_ROWS_PER_STATEMENT`] rows, and no key twice (PostgreSQL refuses to update a
+/// row twice in one statement; splitting there keeps the one-at-a-time meaning — the
+/// second copy sees the first — on both backends).
+pub(crate) fn statement_runs<'r, 'a>(rows: &'r [PlacedEvent<'a>]) -> Vec<&'r [PlacedEvent<'a>]> {
+    let mut runs = Vec::with_capacity(rows.len() / UPSERT_ROWS_PER_STATEMENT + 1);
+    let mut keys: std::collections::HashSet<&DedupeKey> = std::collections::HashSet::new();
+    let mut start = 0;
+    for (index, row) in rows.iter().enumerate() {
+        if index - start == UPSERT_ROWS_PER_STATEMENT || !keys.insert(&row.event.key) {
+            runs.push(&rows[start..index]);
+            start = index;
+            keys.clear();
+            keys.insert(&row.event.key);
+        }
+    }
+    if start < rows.len() {
+        runs.push(&rows[start..]);
+    }
+    runs
+}
+
+/// Each row's outcome, in `rows` order, from what the statement returned (`source_id`,
+/// `connector`, `id`, `revision` for each row it inserted or replaced).
+pub(crate) fn outcomes_of(
+    rows: &[PlacedEvent<'_>],
+    returned: Vec<(String, String, i64, i64)>,
+) -> Vec<UpsertOutcome> {
+    let written: std::collections::HashMap<(String, String), (i64, i64)> = returned
+        .into_iter()
+        .map(|(source_id, connector, id, revision)| ((connector, source_id), (id, revision)))
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let key = (
+                row.event.key.connector.clone(),
+                row.event.key.source_id.clone(),
+            );
+            match written.get(&key) {
+                None => UpsertOutcome::Unchanged,
+                Some(&(id, 1)) => UpsertOutcome::Inserted(EventId(id)),
+                Some(&(id, _)) => UpsertOutcome::Updated(EventId(id)),
+            }
+        })
+        .collect()
+}
+
+/// Upserts validated events with their placements on the given connection, a
+/// multi-row statement per [`statement_runs`] run; evaluates to
+/// `Result<Vec<UpsertOutcome>>`, one per row in order.
+macro_rules! upsert_rows {
+    ($conn:expr, $rows:expr, $at_us:expr) => {{
+        let rows: &[$crate::timeline::PlacedEvent<'_>] = $rows;
+        let at_us: i64 = $at_us;
+        async {
+            let mut outcomes = Vec::with_capacity(rows.len());
+            for run in $crate::timeline::statement_runs(rows) {
+                let mut sql = sqlx::QueryBuilder::new($crate::timeline::UPSERT_HEAD);
+                sql.push_values(run, |mut values, row| {
+                    let event = row.event;
+                    let placement = row.placement;
+                    let candidates: Option<Vec<i64>> = (!row.candidates.is_empty())
+                        .then(|| row.candidates.iter().map(|account| account.0).collect());
+                    values
+                        .push_bind(event.key.connector.as_str())
+                        .push_bind(event.key.source_id.as_str())
+                        .push_bind(event.source_version)
+                        .push_bind(placement.map(|placement| placement.account.0))
+                        .push_bind(event.kind.as_str())
+                        .push_bind($crate::time::to_us(event.occurred_at))
+                        .push_bind(at_us)
+                        .push_bind(event.title.trim())
+                        .push_bind(event.summary.as_str())
+                        .push_bind(event.url.as_deref())
+                        .push_bind(event.actor.as_ref().map(sqlx::types::Json))
+                        .push_bind(sqlx::types::Json(&event.attributes))
+                        .push_bind(sqlx::types::Json(&event.hints))
+                        .push_bind(placement.map(|placement| placement.reason.rule()))
+                        .push_bind(placement.map(|placement| sqlx::types::Json(&placement.reason)))
+                        .push_bind(candidates.map(sqlx::types::Json));
+                });
+                sql.push($crate::timeline::UPSERT_TAIL);
+                let returned: Vec<(String, String, i64, i64)> =
+                    sql.build_query_as().fetch_all(&mut *$conn).await?;
+                outcomes.extend($crate::timeline::outcomes_of(run, returned));
+            }
+            Ok::<_, $crate::Error>(outcomes)
+        }
+        .await
+    }};
+}
+pub(crate) use upsert_rows;
+
+/// Upserts one validated event, placed as the event says; evaluates to
+/// `Result<UpsertOutcome>`.
 macro_rules! upsert_event {
     ($conn:expr, $event:expr, $at_us:expr) => {{
         let event: &rapport_core::timeline::NewEvent = $event;
-        $crate::timeline::upsert_placed!($conn, event, event.placement.as_ref(), &[], $at_us)
+        let row = $crate::timeline::PlacedEvent {
+            event,
+            placement: event.placement.as_ref(),
+            candidates: &[],
+        };
+        $crate::timeline::upsert_rows!($conn, std::slice::from_ref(&row), $at_us)
+            .map(|outcomes| outcomes[0])
     }};
 }
 pub(crate) use upsert_event;
-
-/// Upserts one validated event with the given placement (`None`: it waits in the
-/// unmatched inbox, with `candidates` if its match was ambiguous); evaluates to
-/// `Result<UpsertOutcome>`.
-macro_rules! upsert_placed {
-    ($conn:expr, $event:expr, $placement:expr, $candidates:expr, $at_us:expr) => {{
-        let event: &rapport_core::timeline::NewEvent = $event;
-        let placement: Option<&rapport_core::timeline::Placement> = $placement;
-        let candidates: &[rapport_core::AccountId] = $candidates;
-        let candidates: Option<Vec<i64>> =
-            (!candidates.is_empty()).then(|| candidates.iter().map(|account| account.0).collect());
-        let returned: std::result::Result<Option<(i64, i64)>, sqlx::Error> =
-            sqlx::query_as($crate::timeline::UPSERT_EVENT)
-                .bind(event.key.connector.as_str())
-                .bind(event.key.source_id.as_str())
-                .bind(event.source_version)
-                .bind(placement.map(|placement| placement.account.0))
-                .bind(event.kind.as_str())
-                .bind($crate::time::to_us(event.occurred_at))
-                .bind($at_us)
-                .bind(event.title.trim())
-                .bind(event.summary.as_str())
-                .bind(event.url.as_deref())
-                .bind(event.actor.as_ref().map(sqlx::types::Json))
-                .bind(sqlx::types::Json(&event.attributes))
-                .bind(sqlx::types::Json(&event.hints))
-                .bind(placement.map(|placement| placement.reason.rule()))
-                .bind(placement.map(|placement| sqlx::types::Json(&placement.reason)))
-                .bind(candidates.map(sqlx::types::Json))
-                .fetch_optional($conn)
-                .await;
-        returned
-            .map(|row| match row {
-                None => $crate::timeline::UpsertOutcome::Unchanged,
-                Some((id, 1)) => {
-                    $crate::timeline::UpsertOutcome::Inserted(rapport_core::EventId(id))
-                }
-                Some((id, _)) => {
-                    $crate::timeline::UpsertOutcome::Updated(rapport_core::EventId(id))
-                }
-            })
-            .map_err($crate::Error::from)
-    }};
-}
-pub(crate) use upsert_placed;
 
 /// Places (by identity resolution, unless they name their account) and upserts a
 /// validated batch on transaction `$tx`; evaluates to
@@ -219,21 +291,24 @@ macro_rules! write_events {
         let events: &[rapport_core::timeline::NewEvent] = $events;
         async {
             let placements = $crate::identity::resolve_batch!($tx, $dialect, events, $ignored)?;
+            let rows: Vec<$crate::timeline::PlacedEvent<'_>> = events
+                .iter()
+                .zip(&placements)
+                .map(
+                    |(event, (placement, candidates))| $crate::timeline::PlacedEvent {
+                        event,
+                        placement: placement.as_ref(),
+                        candidates,
+                    },
+                )
+                .collect();
+            let outcomes = $crate::timeline::upsert_rows!($tx, &rows, $at_us)?;
             let mut commit = $crate::sync::PageCommit::default();
-            let mut outcomes = Vec::with_capacity(events.len());
-            for (event, (placement, candidates)) in events.iter().zip(&placements) {
-                let outcome = $crate::timeline::upsert_placed!(
-                    &mut *$tx,
-                    event,
-                    placement.as_ref(),
-                    candidates,
-                    $at_us
-                )?;
-                commit.summary.add(outcome);
-                if placement.is_none() {
+            for (outcome, row) in outcomes.iter().zip(&rows) {
+                commit.summary.add(*outcome);
+                if row.placement.is_none() {
                     commit.waiting += 1;
                 }
-                outcomes.push(outcome);
             }
             Ok::<_, $crate::Error>((commit, outcomes))
         }
@@ -280,6 +355,54 @@ macro_rules! push_filters {
                 .push_bind(after.id.0)
                 .push(")");
         }
+    }};
+}
+
+/// Builds, on `$sql`, one page (`$limit` + 1 rows) of the events of several accounts,
+/// newest first. Two forms, measured at 1M events (BENCHMARKS.md, "Scale"):
+/// - PostgreSQL: a merge of each account's own newest rows — per account an index
+///   range read of ids that stops after a page, then the union cut to the page, and
+///   only then the page's whole rows (reading every branch's whole rows cost a
+///   manager's feed 64 ms). Its planner
+///   answers a plain `account_id IN (...)` by reading and sorting every row of every
+///   account (575 ms for a parent with busy subsidiaries; the merge takes a few ms).
+/// - SQLite: the plain `IN (...)` on the per-account index, which it answers without
+///   reading whole histories (1.3 ms), and where the merge is slower (9 ms).
+macro_rules! push_accounts_page {
+    ($sql:ident, $dialect:expr, $accounts:expr, $connectors:expr, $kind_prefix:expr, $from:expr, $until:expr, $after:expr, $limit:expr) => {{
+        let page_rows = i64::from($limit) + 1;
+        if $dialect == $crate::Dialect::Postgres {
+            // The merge picks ids only; whole rows are read for the page's winners.
+            $sql.push(SELECT_EVENT)
+                .push(" WHERE id IN (SELECT id FROM (");
+            for (index, account) in $accounts.iter().enumerate() {
+                if index > 0 {
+                    $sql.push(" UNION ALL ");
+                }
+                $sql.push("SELECT * FROM (SELECT id, occurred_at_us FROM timeline_events");
+                $sql.push(" WHERE account_id = ").push_bind(*account);
+                push_filters!($sql, $connectors, $kind_prefix, $from, $until, $after);
+                $sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
+                    .push_bind(page_rows)
+                    .push(") AS account_")
+                    .push(index.to_string());
+            }
+            $sql.push(") AS merged ORDER BY occurred_at_us DESC, id DESC LIMIT ")
+                .push_bind(page_rows)
+                .push(")");
+        } else {
+            // Named, so the newest-first index (for wide feeds) is never taken here.
+            $sql.push(SELECT_EVENT)
+                .push(" INDEXED BY timeline_by_account WHERE account_id IN (");
+            let mut list = $sql.separated(", ");
+            for account in $accounts.iter() {
+                list.push_bind(*account);
+            }
+            $sql.push(")");
+            push_filters!($sql, $connectors, $kind_prefix, $from, $until, $after);
+        }
+        $sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
+            .push_bind(page_rows);
     }};
 }
 
@@ -664,27 +787,33 @@ impl Store {
         }
         check_filters(&query.connectors, query.kind_prefix.as_deref())?;
         let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
-            let mut sql = sqlx::QueryBuilder::new(SELECT_EVENT);
+            let mut sql = sqlx::QueryBuilder::new("");
             if let [account] = accounts.as_slice() {
+                sql.push(SELECT_EVENT);
                 sql.push(" WHERE account_id = ").push_bind(*account);
+                push_filters!(
+                    sql,
+                    query.connectors,
+                    query.kind_prefix,
+                    query.from,
+                    query.until,
+                    query.after
+                );
+                sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
+                    .push_bind(i64::from(limit) + 1);
             } else {
-                sql.push(" WHERE account_id IN (");
-                let mut list = sql.separated(", ");
-                for account in &accounts {
-                    list.push_bind(*account);
-                }
-                sql.push(")");
+                push_accounts_page!(
+                    sql,
+                    dialect,
+                    accounts,
+                    query.connectors,
+                    query.kind_prefix,
+                    query.from,
+                    query.until,
+                    query.after,
+                    limit
+                );
             }
-            push_filters!(
-                sql,
-                query.connectors,
-                query.kind_prefix,
-                query.from,
-                query.until,
-                query.after
-            );
-            sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
-                .push_bind(i64::from(limit) + 1);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
         page_of(rows, limit)
@@ -692,9 +821,44 @@ impl Store {
 
     /// A page of the feed across every account `query.viewer` may see (the visibility
     /// rule in SQL, as in [`Store::visible_account_ids`]), newest first, keyset-paged.
+    ///
+    /// Two plans, chosen by how wide the viewer's book is. A narrow book (a manager's:
+    /// under a tenth of the staff below the viewer, at most [`ROLLUP_ACCOUNTS_MAX`]
+    /// accounts) is read like a roll-up, from each account's history. A wide one
+    /// (a director's, the VP's) walks the whole timeline newest first and keeps the
+    /// visible rows, so it stops after about a page. Each is many times slower on the
+    /// other's case (BENCHMARKS.md, "Scale").
     pub async fn feed(&self, query: &FeedQuery) -> Result<TimelinePage> {
         let limit = query.limit.clamp(1, TIMELINE_PAGE_MAX);
         check_filters(&query.connectors, query.kind_prefix.as_deref())?;
+        if !self.team_is_wide(query.viewer).await? {
+            let visible = self.visible_account_ids(query.viewer, query.at).await?;
+            if visible.is_empty() {
+                return Ok(TimelinePage {
+                    events: Vec::new(),
+                    next: None,
+                });
+            }
+            if visible.len() <= ROLLUP_ACCOUNTS_MAX {
+                let accounts: Vec<i64> = visible.iter().map(|account| account.0).collect();
+                let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
+                    let mut sql = sqlx::QueryBuilder::new("");
+                    push_accounts_page!(
+                        sql,
+                        dialect,
+                        accounts,
+                        query.connectors,
+                        query.kind_prefix,
+                        query.from,
+                        query.until,
+                        query.after,
+                        limit
+                    );
+                    sql.build_query_as::<EventRow>().fetch_all(pool).await?
+                });
+                return page_of(rows, limit);
+            }
+        }
         let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
             let mut sql = sqlx::QueryBuilder::new(
                 "WITH RECURSIVE
@@ -728,7 +892,8 @@ impl Store {
                 .push_bind(MAX_ACCOUNT_DEPTH as i64)
                 .push(") ")
                 .push(SELECT_EVENT)
-                .push(" WHERE account_id IN (SELECT id FROM visible)");
+                .push(dialect.newest_first_index())
+                .push(dialect.visible_account_filter());
             push_filters!(
                 sql,
                 query.connectors,
@@ -742,6 +907,26 @@ impl Store {
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
         page_of(rows, limit)
+    }
+
+    /// Whether at least a tenth of the active staff are `viewer` or below them: then
+    /// their visible accounts are likely a large share of all, and a feed finds a page
+    /// soonest by walking the whole timeline newest first.
+    async fn team_is_wide(&self, viewer: StaffId) -> Result<bool> {
+        let (team, staff): (i64, i64) = with_backend!(self, |pool, dialect| {
+            sqlx::query_as(
+                "WITH RECURSIVE team(id) AS (
+                     SELECT id FROM staff WHERE id = $1 AND active
+                     UNION
+                     SELECT staff.id FROM staff JOIN team ON staff.reports_to = team.id
+                 )
+                 SELECT (SELECT COUNT(*) FROM team), (SELECT COUNT(*) FROM staff WHERE active)",
+            )
+            .bind(viewer.0)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(team * 10 >= staff)
     }
 
     /// How many events an account (with its subsidiaries, if asked) had on each UTC day

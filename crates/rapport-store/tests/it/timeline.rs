@@ -12,6 +12,7 @@ on_both_backends!(
     roll_up_includes_subsidiaries,
     invalid_batches_write_nothing,
     notes_land_on_the_timeline,
+    large_batches_keep_one_at_a_time_meaning,
 );
 
 fn event(
@@ -402,4 +403,87 @@ async fn notes_land_on_the_timeline(store: Store) {
             ..
         }))
     ));
+}
+
+/// A batch spanning several multi-row statements, with keys repeated inside a
+/// statement's run and across runs, upserts as if its events came one at a time:
+/// outcomes in input order, a repeat with a higher version updates, an equal one does
+/// nothing, and two connectors may share a source id.
+async fn large_batches_keep_one_at_a_time_meaning(store: Store) {
+    let org = small_org(&store).await;
+    let acme = open_account(&store, "Acme", org.mia.id, None).await;
+    let mut batch: Vec<NewEvent> = (0..700)
+        .map(|n| {
+            event(
+                "stripe",
+                &format!("evt_{n}"),
+                "billing.invoice.paid",
+                n,
+                Some(acme),
+            )
+        })
+        .collect();
+    // Repeats: a newer version of evt_5 within the first run, an equal copy of evt_300
+    // far after it, and a newer evt_699 right after its first copy.
+    let mut newer_5 = batch[5].clone();
+    newer_5.source_version = 2;
+    newer_5.title = "evt_5 corrected".into();
+    batch.insert(10, newer_5);
+    let same_300 = batch[301].clone();
+    batch.push(same_300);
+    let mut newer_699 = batch[700].clone();
+    newer_699.source_version = 7;
+    batch.push(newer_699);
+    // The same source id from another connector is another event.
+    batch.push(event(
+        "zendesk",
+        "evt_1",
+        "support.ticket.created",
+        1,
+        Some(acme),
+    ));
+
+    let (summary, outcomes) = store.upsert_events(&batch, hours(800)).await.unwrap();
+    assert_eq!(
+        summary,
+        UpsertSummary {
+            inserted: 701,
+            updated: 2,
+            unchanged: 1
+        }
+    );
+    assert_eq!(outcomes.len(), batch.len());
+    let id_of = |outcome: UpsertOutcome| match outcome {
+        UpsertOutcome::Inserted(id) | UpsertOutcome::Updated(id) => Some(id),
+        UpsertOutcome::Unchanged => None,
+    };
+    assert!(matches!(outcomes[5], UpsertOutcome::Inserted(_)));
+    assert!(matches!(outcomes[10], UpsertOutcome::Updated(_)));
+    assert_eq!(id_of(outcomes[10]), id_of(outcomes[5]));
+    assert_eq!(outcomes[701], UpsertOutcome::Unchanged);
+    assert!(matches!(outcomes[702], UpsertOutcome::Updated(_)));
+    assert_eq!(id_of(outcomes[702]), id_of(outcomes[700]));
+    // Every outcome names the event stored under that input's key.
+    for (input, outcome) in batch.iter().zip(&outcomes) {
+        if let Some(id) = id_of(*outcome) {
+            let stored = store.event(id).await.unwrap().unwrap();
+            assert_eq!(stored.event.key, input.key);
+        }
+    }
+    let corrected = store.event_by_key(&batch[5].key).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            corrected.event.title.as_str(),
+            corrected.event.source_version
+        ),
+        ("evt_5 corrected", 2)
+    );
+    let page = store
+        .timeline(&TimelineQuery {
+            limit: 200,
+            ..TimelineQuery::account(acme)
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 200);
 }
