@@ -236,6 +236,7 @@ async fn one_clients_timeline_interleaves_mail_billing_and_support(store: Store)
                 cap: Duration::from_secs(60),
             },
             pages_per_run_max: 100,
+            runs_max: 16,
         },
         specs,
     )

@@ -66,6 +66,7 @@ struct RawSync {
     retry_base: Option<Spanned<String>>,
     retry_cap: Option<Spanned<String>>,
     pages_per_run_max: Option<Spanned<i64>>,
+    runs_max: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +144,8 @@ pub struct SyncTuning {
     pub retry: RetryPolicy,
     /// Most pages one run commits before yielding.
     pub pages_per_run_max: u32,
+    /// Most connectors one node syncs at once.
+    pub runs_max: usize,
 }
 
 impl Default for SyncTuning {
@@ -153,6 +156,7 @@ impl Default for SyncTuning {
             poll_interval: engine.poll_interval,
             retry: engine.retry,
             pages_per_run_max: engine.pages_per_run_max,
+            runs_max: engine.runs_max,
         }
     }
 }
@@ -166,6 +170,7 @@ impl SyncTuning {
             poll_interval: self.poll_interval,
             retry: self.retry,
             pages_per_run_max: self.pages_per_run_max,
+            runs_max: self.runs_max,
         }
     }
 }
@@ -230,6 +235,15 @@ fn check_sync(raw: &RawSync, problems: &mut Problems<'_>) -> SyncTuning {
             _ => problems.add(
                 &pages.span(),
                 "[sync] pages_per_run_max must be a whole number from 1",
+            ),
+        }
+    }
+    if let Some(runs) = &raw.runs_max {
+        match usize::try_from(*runs.get_ref()) {
+            Ok(runs) if (1..=1024).contains(&runs) => tuning.runs_max = runs,
+            _ => problems.add(
+                &runs.span(),
+                "[sync] runs_max must be a whole number from 1 to 1024",
             ),
         }
     }

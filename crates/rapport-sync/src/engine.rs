@@ -48,6 +48,10 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Most pages one run commits before yielding (the next run continues at once).
     pub pages_per_run_max: u32,
+    /// Most connectors this node's scheduler syncs at once. Beyond it, due connectors
+    /// wait for this node's next free slot — or for another node, which is how several
+    /// nodes share the work instead of the first to look taking everything.
+    pub runs_max: usize,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +62,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             pages_per_run_max: 1_000,
+            runs_max: 16,
         }
     }
 }
@@ -321,6 +326,10 @@ impl Engine {
                 && status.next_run_at.is_none_or(|at| at <= now);
             if !spec.enabled || !(requested || scheduled) {
                 continue;
+            }
+            if self.running.lock().expect("running set lock").len() >= self.config.runs_max {
+                // Full: leave the rest to another node or this node's next free slot.
+                break;
             }
             let Some(running) = RunningGuard::claim(&self.running, spec.id()) else {
                 continue;

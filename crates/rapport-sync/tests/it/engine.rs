@@ -13,6 +13,7 @@ on_both_backends!(
     auth_failures_stop_until_the_configuration_changes,
     webhooks_are_verified_before_anything_is_stored,
     the_scheduler_runs_due_connectors_and_stored_requests,
+    nodes_share_connectors_up_to_their_run_limit,
 );
 
 async fn a_run_pages_until_done_then_resumes_from_its_checkpoint(store: Store) {
@@ -309,5 +310,101 @@ async fn wait_for(store: &Store, done: impl Fn(&rapport_store::ConnectorStatus) 
     panic!(
         "the connector did not get there: {:?}",
         store.connector_status(CONNECTOR).await
+    );
+}
+
+/// With `runs_max` 2, a node syncs at most two connectors at once and leaves the rest
+/// due: a second node takes them, so the four are shared instead of the first node
+/// taking all. (Without the limit the first node to look takes all four.)
+async fn nodes_share_connectors_up_to_their_run_limit(store: Store) {
+    seed(&store).await;
+    let host = host(None);
+    let plugin = example_feed(&host).await;
+    let mut feeds = Vec::new();
+    let mut specs_a = Vec::new();
+    let mut specs_b = Vec::new();
+    for n in 0..4 {
+        // Four pages of 5, 150 ms each: runs overlap for well over a poll interval.
+        let feed = Feed::start(20, 5).await;
+        feed.state.lock().unwrap().latency = Duration::from_millis(150);
+        for specs in [&mut specs_a, &mut specs_b] {
+            let mut spec = spec(&plugin, &feed.upstream.url(), &feed.upstream.grant(), "v1");
+            spec.connector = plugin
+                .connector(rapport_plugin_host::Grants {
+                    connector_id: format!("feed-{n}"),
+                    settings: std::collections::BTreeMap::from([(
+                        "base_url".to_owned(),
+                        feed.upstream.url(),
+                    )]),
+                    allowed_hosts: vec![feed.upstream.grant()],
+                    allow_private_networks: true,
+                    ..rapport_plugin_host::Grants::default()
+                })
+                .unwrap();
+            specs.push(spec);
+        }
+        feeds.push(feed);
+    }
+    let config = |node: &str| rapport_sync::EngineConfig {
+        runs_max: 2,
+        ..engine_config(node)
+    };
+    let node_a = Arc::new(
+        rapport_sync::Engine::new(store.clone(), config("node-a"), specs_a)
+            .await
+            .unwrap(),
+    );
+    let node_b = Arc::new(
+        rapport_sync::Engine::new(store.clone(), config("node-b"), specs_b)
+            .await
+            .unwrap(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let a = tokio::spawn(Arc::clone(&node_a).run(stopped.clone()));
+    // node-a looks first, with all four due.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = tokio::spawn(Arc::clone(&node_b).run(stopped));
+
+    let mut seen: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for _ in 0..400 {
+        let statuses = store.connector_statuses().await.unwrap();
+        let mut holding: std::collections::BTreeMap<String, usize> =
+            std::collections::BTreeMap::new();
+        for status in &statuses {
+            if let Some(holder) = &status.lease_holder {
+                *holding.entry(holder.clone()).or_default() += 1;
+                seen.entry(holder.clone())
+                    .or_default()
+                    .insert(status.connector.clone());
+            }
+        }
+        assert!(
+            holding.values().all(|&n| n <= 2),
+            "a node ran more than 2: {holding:?}"
+        );
+        if statuses.len() == 4
+            && statuses
+                .iter()
+                .all(|status| status.checkpoint.as_deref() == Some("20"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    a.await.unwrap();
+    b.await.unwrap();
+    let statuses = store.connector_statuses().await.unwrap();
+    assert!(
+        statuses
+            .iter()
+            .all(|status| status.checkpoint.as_deref() == Some("20")),
+        "not every connector finished: {statuses:?}"
+    );
+    assert_eq!(
+        seen.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["node-a", "node-b"],
+        "both nodes must have run connectors: {seen:?}"
     );
 }

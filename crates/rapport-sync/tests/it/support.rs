@@ -67,6 +67,7 @@ pub fn engine_config(node: &str) -> EngineConfig {
             cap: Duration::from_secs(60),
         },
         pages_per_run_max: 1_000,
+        runs_max: 16,
     }
 }
 
