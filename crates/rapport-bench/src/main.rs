@@ -1,0 +1,171 @@
+//! `rapport-bench`: end-to-end benchmarks at scale. Every figure is printed beside the
+//! peer it is compared with, measured in the same run, as Markdown tables for
+//! BENCHMARKS.md. Build it (and the server, for `nodes` and `memory`) in release:
+//!
+//! ```text
+//! cargo build --release -p rapport-bench -p rapport-cli
+//! target/release/rapport-bench scale --accounts 10000 --events 1000000
+//! target/release/rapport-bench nodes --postgres postgres://postgres@127.0.0.1:5432/postgres
+//! target/release/rapport-bench memory --database sqlite://bench/scale.db
+//! ```
+
+mod measure;
+mod memory;
+mod nodes;
+mod scale;
+mod serve;
+mod synth;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rapport-bench",
+    about = "rapport's end-to-end benchmarks at scale"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// A synthetic org and history: ingest, re-ingest, timelines, roll-ups and feeds,
+    /// each against its peer.
+    Scale {
+        /// Client accounts.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Events in all.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Heavy accounts (the first ones; the first is also a parent of 20).
+        #[arg(long, default_value_t = 5)]
+        heavy: usize,
+        /// Events on each heavy account.
+        #[arg(long, default_value_t = 100_000)]
+        heavy_events: u64,
+        /// Where the SQLite files go (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the SQLite database in `--dir` afterwards (for `memory`).
+        #[arg(long, requires = "dir")]
+        keep: bool,
+        /// Also run on this PostgreSQL server (scratch databases are created and dropped).
+        #[arg(long, env = "RAPPORT_BENCH_DATABASE_URL")]
+        postgres: Option<String>,
+        /// Only PostgreSQL.
+        #[arg(long, requires = "postgres")]
+        postgres_only: bool,
+    },
+    /// One, two and three `rapport serve` nodes on one PostgreSQL: throughput, how the
+    /// work spreads, and the handoff after a node is killed.
+    Nodes {
+        /// The PostgreSQL server (scratch databases are created and dropped).
+        #[arg(long, env = "RAPPORT_BENCH_DATABASE_URL")]
+        postgres: String,
+        /// Connectors configured.
+        #[arg(long, default_value_t = 12)]
+        connectors: usize,
+        /// Items per connector.
+        #[arg(long, default_value_t = 5_000)]
+        items: usize,
+        /// Items per upstream page.
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+        /// Upstream latency per page, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// The nodes' lease TTL, in seconds.
+        #[arg(long, default_value_t = 5)]
+        lease_ttl_s: u64,
+    },
+    /// Peak resident memory of the server: empty vs a large database with connectors.
+    Memory {
+        /// The large database, e.g. the one `scale --dir bench --keep` leaves.
+        #[arg(long)]
+        database: String,
+        /// Connectors to load.
+        #[arg(long, default_value_t = 20)]
+        connectors: usize,
+        /// Items each connector syncs.
+        #[arg(long, default_value_t = 2_000)]
+        items: usize,
+        /// Pages of 200 to walk per reader.
+        #[arg(long, default_value_t = 100)]
+        pages: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Bench::Scale {
+                accounts,
+                events,
+                heavy,
+                heavy_events,
+                dir,
+                keep,
+                postgres,
+                postgres_only,
+            } => {
+                let heavy = heavy.min(accounts);
+                // The heavy accounts take at most half of the history.
+                let heavy_events = heavy_events.min(events / 2 / heavy.max(1) as u64);
+                scale::run(scale::ScaleOptions {
+                    shape: synth::Shape {
+                        accounts,
+                        events,
+                        heavy,
+                        heavy_events,
+                    },
+                    dir,
+                    postgres,
+                    postgres_only,
+                    keep,
+                })
+                .await
+            }
+            Bench::Nodes {
+                postgres,
+                connectors,
+                items,
+                page_size,
+                latency_ms,
+                lease_ttl_s,
+            } => {
+                nodes::run(nodes::NodesOptions {
+                    postgres,
+                    connectors,
+                    items,
+                    page_size,
+                    latency: Duration::from_millis(latency_ms),
+                    lease_ttl: Duration::from_secs(lease_ttl_s),
+                })
+                .await
+            }
+            Bench::Memory {
+                database,
+                connectors,
+                items,
+                pages,
+            } => {
+                memory::run(memory::MemoryOptions {
+                    database,
+                    connectors,
+                    items,
+                    pages,
+                })
+                .await
+            }
+        }
+    })
+}

@@ -1,0 +1,90 @@
+//! Running the real server for the multi-process benchmarks: a `rapport.toml` with one
+//! `example-feed` connector per loopback feed, and `rapport serve` as a child process.
+
+use anyhow::{Context, Result, bail};
+use rapport_testkit::feed::Feed;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The `rapport` binary built beside this one (same profile).
+pub fn rapport_binary() -> Result<PathBuf> {
+    let binary = std::env::current_exe()?.with_file_name("rapport");
+    if !binary.exists() {
+        bail!(
+            "{} does not exist: build the server in the same profile first, e.g. \
+             `cargo build --release -p rapport-cli`",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// Writes `dir/rapport.toml`: `server` and `sync` are the bodies of those sections
+/// (`database` and the plugin cache are added), then connector `{prefix}{n}` for each
+/// feed. The plugin is copied beside it.
+pub fn write_config(
+    dir: &Path,
+    server: &str,
+    sync: &str,
+    cache: &Path,
+    prefix: &str,
+    feeds: &[Feed],
+) -> Result<PathBuf> {
+    std::fs::copy(rapport_testkit::EXAMPLE_FEED, dir.join("example-feed.wasm"))
+        .with_context(|| format!("copying {}", rapport_testkit::EXAMPLE_FEED))?;
+    let mut toml = format!(
+        "[server]\n{server}\nplugin_cache_dir = \"{}\"\n\n[sync]\n{sync}\n",
+        cache.display()
+    );
+    for (n, feed) in feeds.iter().enumerate() {
+        toml.push_str(&format!(
+            "\n[[connector]]\nid = \"{prefix}{n}\"\nplugin = \"example-feed.wasm\"\nschedule = \"every 1h\"\n\
+             allowed_hosts = [\"{}\"]\nallow_private_networks = true\n\n[connector.settings]\nbase_url = \"{}\"\n",
+            feed.upstream.grant(),
+            feed.upstream.url()
+        ));
+    }
+    let path = dir.join("rapport.toml");
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
+/// A `rapport serve` process, killed (SIGKILL: no shutdown, no lease release) when
+/// dropped or asked.
+#[derive(Debug)]
+pub struct Serve(Option<Child>);
+
+impl Serve {
+    /// Starts `rapport serve --config config` as node `node_id`.
+    pub fn start(rapport: &Path, config: &Path, node_id: &str) -> Result<Serve> {
+        let child = Command::new(rapport)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RAPPORT_NODE_ID", node_id)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", rapport.display()))?;
+        Ok(Serve(Some(child)))
+    }
+
+    /// Its process id (0 once killed).
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL, then reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
