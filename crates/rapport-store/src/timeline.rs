@@ -317,38 +317,83 @@ macro_rules! write_events {
 }
 pub(crate) use write_events;
 
-/// Appends the timeline filters and the keyset condition (`AND ...` clauses) to a query
-/// that already has a `WHERE`. A macro because it expands inside `with_backend!`, on that
-/// backend's `QueryBuilder`.
+/// What narrows a page of events: a [`TimelineQuery`]'s or a [`FeedQuery`]'s filters
+/// and keyset cursor, whichever listing they came from.
+#[derive(Debug, Clone, Copy)]
+struct PageFilters<'a> {
+    connectors: &'a [String],
+    kind_prefix: Option<&'a str>,
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    after: Option<TimelineCursor>,
+}
+
+impl<'a> PageFilters<'a> {
+    fn of_timeline(query: &'a TimelineQuery) -> PageFilters<'a> {
+        PageFilters {
+            connectors: &query.connectors,
+            kind_prefix: query.kind_prefix.as_deref(),
+            from: query.from,
+            until: query.until,
+            after: query.after,
+        }
+    }
+
+    fn of_feed(query: &'a FeedQuery) -> PageFilters<'a> {
+        PageFilters {
+            connectors: &query.connectors,
+            kind_prefix: query.kind_prefix.as_deref(),
+            from: query.from,
+            until: query.until,
+            after: query.after,
+        }
+    }
+
+    /// Only the cursor.
+    fn after(after: Option<TimelineCursor>) -> PageFilters<'a> {
+        PageFilters {
+            connectors: &[],
+            kind_prefix: None,
+            from: None,
+            until: None,
+            after,
+        }
+    }
+}
+
+/// Appends `$filters` ([`PageFilters`]) as `AND ...` clauses to a query that already
+/// has a `WHERE`. A macro because it expands inside `with_backend!`, on that backend's
+/// `QueryBuilder`.
 macro_rules! push_filters {
-    ($sql:ident, $connectors:expr, $kind_prefix:expr, $from:expr, $until:expr, $after:expr) => {{
-        if !$connectors.is_empty() {
+    ($sql:ident, $filters:expr) => {{
+        let filters: PageFilters<'_> = $filters;
+        if !filters.connectors.is_empty() {
             $sql.push(" AND connector IN (");
             let mut list = $sql.separated(", ");
-            for connector in &$connectors {
+            for connector in filters.connectors {
                 list.push_bind(connector.clone());
             }
             $sql.push(")");
         }
-        if let Some(prefix) = &$kind_prefix {
+        if let Some(prefix) = filters.kind_prefix {
             // `billing` matches `billing` and everything in `billing.` .. `billing/`
             // ('/' is the byte after '.'): a range the index and both backends
             // compare bytewise, with no LIKE wildcards to escape.
             $sql.push(" AND (kind = ")
-                .push_bind(prefix.clone())
+                .push_bind(prefix.to_owned())
                 .push(" OR (kind >= ")
                 .push_bind(format!("{prefix}."))
                 .push(" AND kind < ")
                 .push_bind(format!("{prefix}/"))
                 .push("))");
         }
-        if let Some(from) = $from {
+        if let Some(from) = filters.from {
             $sql.push(" AND occurred_at_us >= ").push_bind(to_us(from));
         }
-        if let Some(until) = $until {
+        if let Some(until) = filters.until {
             $sql.push(" AND occurred_at_us < ").push_bind(to_us(until));
         }
-        if let Some(after) = $after {
+        if let Some(after) = filters.after {
             $sql.push(" AND (occurred_at_us, id) < (")
                 .push_bind(to_us(after.occurred_at))
                 .push(", ")
@@ -358,38 +403,52 @@ macro_rules! push_filters {
     }};
 }
 
-/// Builds, on `$sql`, one page (`$limit` + 1 rows) of the events of several accounts,
-/// newest first. Two forms, measured at 1M events (BENCHMARKS.md, "Scale"):
-/// - PostgreSQL: a merge of each account's own newest rows — per account an index
-///   range read of ids that stops after a page, then the union cut to the page, and
-///   only then the page's whole rows (reading every branch's whole rows cost a
-///   manager's feed 64 ms). Its planner
-///   answers a plain `account_id IN (...)` by reading and sorting every row of every
-///   account (575 ms for a parent with busy subsidiaries; the merge takes a few ms).
-/// - SQLite: the plain `IN (...)` on the per-account index, which it answers without
-///   reading whole histories (1.3 ms), and where the merge is slower (9 ms).
+/// Appends newest-first order and one page (`$limit` + 1 rows).
+macro_rules! push_page_order {
+    ($sql:ident, $limit:expr) => {{
+        $sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
+            .push_bind(i64::from($limit) + 1);
+    }};
+}
+
+/// Appends `$filters`, then newest-first order and one page: `$limit` + 1 rows, the
+/// extra one telling whether a next page exists ([`page_of`]).
+macro_rules! push_page_tail {
+    ($sql:ident, $filters:expr, $limit:expr) => {{
+        push_filters!($sql, $filters);
+        push_page_order!($sql, $limit);
+    }};
+}
+
+/// Builds, on `$sql`, one page (`$limit` + 1 rows) of the events of one or more
+/// accounts, newest first: every account timeline, roll-up and narrow feed. Two forms,
+/// measured at 1M events (BENCHMARKS.md, "Scale"):
+/// - PostgreSQL: a merge of each account's own newest rows. For each id in one bound
+///   array, a `LATERAL` index range read of ids on `timeline_by_account` that stops
+///   after a page; then the merged ids cut to the page; only then the page's whole
+///   rows. One statement text whatever the number of accounts, so it is prepared and
+///   planned once, and the inner read is planned for "some account", never for a
+///   named one: told the account, PostgreSQL walks `timeline_by_time` for any it
+///   thinks busy and filters out every newer row of everyone else (a manager's feed
+///   took 34 ms that way, this form 5). A plain `account_id IN (...)` it answers by
+///   reading and sorting every row of every account (575 ms for a busy parent).
+/// - SQLite: the plain `IN (...)`, on the per-account index by name, which it answers
+///   without reading whole histories (1.3 ms), and where the merge is slower (9 ms).
 macro_rules! push_accounts_page {
-    ($sql:ident, $dialect:expr, $accounts:expr, $connectors:expr, $kind_prefix:expr, $from:expr, $until:expr, $after:expr, $limit:expr) => {{
-        let page_rows = i64::from($limit) + 1;
+    ($sql:ident, $dialect:expr, $accounts:expr, $filters:expr, $limit:expr) => {{
         if $dialect == $crate::Dialect::Postgres {
-            // The merge picks ids only; whole rows are read for the page's winners.
+            // A text bind both backends' builders accept, cast to `bigint[]` in SQL.
             $sql.push(SELECT_EVENT)
-                .push(" WHERE id IN (SELECT id FROM (");
-            for (index, account) in $accounts.iter().enumerate() {
-                if index > 0 {
-                    $sql.push(" UNION ALL ");
-                }
-                $sql.push("SELECT * FROM (SELECT id, occurred_at_us FROM timeline_events");
-                $sql.push(" WHERE account_id = ").push_bind(*account);
-                push_filters!($sql, $connectors, $kind_prefix, $from, $until, $after);
-                $sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
-                    .push_bind(page_rows)
-                    .push(") AS account_")
-                    .push(index.to_string());
-            }
-            $sql.push(") AS merged ORDER BY occurred_at_us DESC, id DESC LIMIT ")
-                .push_bind(page_rows)
-                .push(")");
+                .push(" WHERE id IN (SELECT id FROM unnest(CAST(")
+                .push_bind(postgres_array($accounts.iter().copied()))
+                .push(
+                    " AS bigint[])) AS book(account) CROSS JOIN LATERAL (
+                     SELECT id, occurred_at_us FROM timeline_events WHERE account_id = book.account",
+                );
+            push_page_tail!($sql, $filters, $limit);
+            $sql.push(") AS page");
+            push_page_order!($sql, $limit);
+            $sql.push(")");
         } else {
             // Named, so the newest-first index (for wide feeds) is never taken here.
             $sql.push(SELECT_EVENT)
@@ -399,11 +458,23 @@ macro_rules! push_accounts_page {
                 list.push_bind(*account);
             }
             $sql.push(")");
-            push_filters!($sql, $connectors, $kind_prefix, $from, $until, $after);
+            push_filters!($sql, $filters);
         }
-        $sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
-            .push_bind(page_rows);
+        push_page_order!($sql, $limit);
     }};
+}
+
+/// `ids` as a PostgreSQL array literal, `{1,2,3}`.
+fn postgres_array(ids: impl Iterator<Item = i64>) -> String {
+    let mut literal = String::from("{");
+    for (index, id) in ids.enumerate() {
+        if index > 0 {
+            literal.push(',');
+        }
+        literal.push_str(&id.to_string());
+    }
+    literal.push('}');
+    literal
 }
 
 const SELECT_EVENT: &str = "SELECT id, connector, source_id, source_version, account_id, kind,
@@ -786,34 +857,10 @@ impl Store {
             .into());
         }
         check_filters(&query.connectors, query.kind_prefix.as_deref())?;
+        let filters = PageFilters::of_timeline(query);
         let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
             let mut sql = sqlx::QueryBuilder::new("");
-            if let [account] = accounts.as_slice() {
-                sql.push(SELECT_EVENT);
-                sql.push(" WHERE account_id = ").push_bind(*account);
-                push_filters!(
-                    sql,
-                    query.connectors,
-                    query.kind_prefix,
-                    query.from,
-                    query.until,
-                    query.after
-                );
-                sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
-                    .push_bind(i64::from(limit) + 1);
-            } else {
-                push_accounts_page!(
-                    sql,
-                    dialect,
-                    accounts,
-                    query.connectors,
-                    query.kind_prefix,
-                    query.from,
-                    query.until,
-                    query.after,
-                    limit
-                );
-            }
+            push_accounts_page!(sql, dialect, accounts, filters, limit);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
         page_of(rows, limit)
@@ -831,6 +878,7 @@ impl Store {
     pub async fn feed(&self, query: &FeedQuery) -> Result<TimelinePage> {
         let limit = query.limit.clamp(1, TIMELINE_PAGE_MAX);
         check_filters(&query.connectors, query.kind_prefix.as_deref())?;
+        let filters = PageFilters::of_feed(query);
         if !self.team_is_wide(query.viewer).await? {
             let visible = self.visible_account_ids(query.viewer, query.at).await?;
             if visible.is_empty() {
@@ -843,17 +891,7 @@ impl Store {
                 let accounts: Vec<i64> = visible.iter().map(|account| account.0).collect();
                 let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
                     let mut sql = sqlx::QueryBuilder::new("");
-                    push_accounts_page!(
-                        sql,
-                        dialect,
-                        accounts,
-                        query.connectors,
-                        query.kind_prefix,
-                        query.from,
-                        query.until,
-                        query.after,
-                        limit
-                    );
+                    push_accounts_page!(sql, dialect, accounts, filters, limit);
                     sql.build_query_as::<EventRow>().fetch_all(pool).await?
                 });
                 return page_of(rows, limit);
@@ -894,16 +932,7 @@ impl Store {
                 .push(SELECT_EVENT)
                 .push(dialect.newest_first_index())
                 .push(dialect.visible_account_filter());
-            push_filters!(
-                sql,
-                query.connectors,
-                query.kind_prefix,
-                query.from,
-                query.until,
-                query.after
-            );
-            sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
-                .push_bind(i64::from(limit) + 1);
+            push_page_tail!(sql, filters, limit);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
         page_of(rows, limit)
@@ -996,10 +1025,7 @@ impl Store {
             if let Some(connector) = connector {
                 sql.push(" AND connector = ").push_bind(connector);
             }
-            let no_connectors: Vec<String> = Vec::new();
-            push_filters!(sql, no_connectors, None::<String>, None, None, after);
-            sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
-                .push_bind(i64::from(limit) + 1);
+            push_page_tail!(sql, PageFilters::after(after), limit);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
         page_of(rows, limit)
