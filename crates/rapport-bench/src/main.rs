@@ -50,8 +50,9 @@ enum Bench {
         /// Where the SQLite files go (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Keep the SQLite database in `--dir` afterwards (for `memory`).
-        #[arg(long, requires = "dir")]
+        /// Keep the databases afterwards: the SQLite one in `--dir` (for `memory`), the
+        /// PostgreSQL scratch one (its URL is printed) for looking into plans.
+        #[arg(long)]
         keep: bool,
         /// Also run on this PostgreSQL server (scratch databases are created and dropped).
         #[arg(long, env = "RAPPORT_BENCH_DATABASE_URL")]

@@ -48,6 +48,9 @@ pub async fn run(options: ScaleOptions) -> Result<()> {
         shape.heavy,
         crate::measure::count(shape.heavy_events),
     );
+    if options.keep && !options.postgres_only && options.dir.is_none() {
+        anyhow::bail!("--keep keeps the SQLite database in --dir: name one, e.g. --dir bench");
+    }
     if !options.postgres_only {
         let temporary;
         let dir = match &options.dir {
@@ -104,8 +107,12 @@ pub async fn run(options: ScaleOptions) -> Result<()> {
             peer,
         )
         .await?;
-        main.finish().await;
         native.finish().await;
+        if options.keep {
+            println!("\nkept {} (drop it with DROP DATABASE when done)", main.url);
+        } else {
+            main.finish().await;
+        }
     }
     Ok(())
 }
@@ -580,67 +587,52 @@ async fn reads(store: &Store, url: &str, org: &Org, backend: &str) -> Result<()>
             offset,
         );
     }
+    // Filters and roll-ups, each at the top and (where it pages far) 10,000 deep.
     let billing = TimelineQuery {
         kind_prefix: Some("billing".into()),
         ..first.clone()
     };
-    timeline.read(
-        "filter: kind `billing`",
-        timed_timeline(store, &billing).await,
-        "first page",
-        first_page,
-    );
-    let deep_billing = TimelineQuery {
-        after: timeline_cursor(store, &billing, 10_000).await?,
-        ..billing
-    };
-    timeline.read(
-        "filter: kind `billing`, depth 10,000",
-        timed_timeline(store, &deep_billing).await,
-        "first page",
-        first_page,
-    );
     let zendesk = TimelineQuery {
         connectors: vec!["zendesk".into()],
         ..first.clone()
     };
-    timeline.read(
-        "filter: connector `zendesk`",
-        timed_timeline(store, &zendesk).await,
-        "first page",
-        first_page,
-    );
     let month = TimelineQuery {
         from: Some(synth::history_end() - chrono::Duration::days(400)),
         until: Some(synth::history_end() - chrono::Duration::days(370)),
         ..first.clone()
     };
-    timeline.read(
-        "filter: a 30-day window a year back",
-        timed_timeline(store, &month).await,
-        "first page",
-        first_page,
-    );
     let rollup = TimelineQuery {
         include_children: true,
         ..first.clone()
     };
-    timeline.read(
-        &format!("roll-up: parent + {} subsidiaries", synth::SUBSIDIARIES),
-        timed_timeline(store, &rollup).await,
-        "first page",
-        first_page,
-    );
-    let deep_rollup = TimelineQuery {
-        after: timeline_cursor(store, &rollup, 10_000).await?,
-        ..rollup
-    };
-    timeline.read(
-        "roll-up at depth 10,000",
-        timed_timeline(store, &deep_rollup).await,
-        "first page",
-        first_page,
-    );
+    let variants = [
+        ("filter: kind `billing`".to_owned(), billing.clone(), 0),
+        (
+            "filter: kind `billing`, depth 10,000".to_owned(),
+            billing,
+            10_000,
+        ),
+        ("filter: connector `zendesk`".to_owned(), zendesk, 0),
+        ("filter: a 30-day window a year back".to_owned(), month, 0),
+        (
+            format!("roll-up: parent + {} subsidiaries", synth::SUBSIDIARIES),
+            rollup.clone(),
+            0,
+        ),
+        ("roll-up at depth 10,000".to_owned(), rollup, 10_000),
+    ];
+    for (label, query, depth) in variants {
+        let query = TimelineQuery {
+            after: timeline_cursor(store, &query, depth).await?,
+            ..query
+        };
+        timeline.read(
+            &label,
+            timed_timeline(store, &query).await,
+            "first page",
+            first_page,
+        );
+    }
     timeline.print();
 
     let mut feeds = Table::new(format!("{backend}: feeds across a book, 50 per page"));
