@@ -50,9 +50,8 @@ enum Bench {
         /// Where the SQLite files go (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Keep the databases afterwards: the SQLite one in `--dir` (for `memory`), the
-        /// PostgreSQL scratch one (its URL is printed) for looking into plans.
-        #[arg(long)]
+        /// Keep the SQLite database in `--dir` afterwards (for `memory`).
+        #[arg(long, requires = "dir")]
         keep: bool,
         /// Also run on this PostgreSQL server (scratch databases are created and dropped).
         #[arg(long, env = "RAPPORT_BENCH_DATABASE_URL")]
@@ -60,6 +59,10 @@ enum Bench {
         /// Only PostgreSQL.
         #[arg(long, requires = "postgres")]
         postgres_only: bool,
+        /// Keep the PostgreSQL scratch database afterwards (its URL is printed), to
+        /// read plans with EXPLAIN on the data that was timed.
+        #[arg(long, requires = "postgres")]
+        keep_postgres: bool,
     },
     /// One, two and three `rapport serve` nodes on one PostgreSQL: throughput, how the
     /// work spreads, and the handoff after a node is killed.
@@ -117,6 +120,7 @@ fn main() -> anyhow::Result<()> {
                 keep,
                 postgres,
                 postgres_only,
+                keep_postgres,
             } => {
                 let heavy = heavy.min(accounts);
                 // The heavy accounts take at most half of the history.
@@ -132,6 +136,7 @@ fn main() -> anyhow::Result<()> {
                     postgres,
                     postgres_only,
                     keep,
+                    keep_postgres,
                 })
                 .await
             }

@@ -36,6 +36,8 @@ pub struct ScaleOptions {
     pub postgres_only: bool,
     /// Leave the SQLite database in `dir` for `rapport-bench memory`.
     pub keep: bool,
+    /// Leave the PostgreSQL scratch database, to read its plans.
+    pub keep_postgres: bool,
 }
 
 /// Runs the scale benchmark on each backend asked for.
@@ -48,9 +50,6 @@ pub async fn run(options: ScaleOptions) -> Result<()> {
         shape.heavy,
         crate::measure::count(shape.heavy_events),
     );
-    if options.keep && !options.postgres_only && options.dir.is_none() {
-        anyhow::bail!("--keep keeps the SQLite database in --dir: name one, e.g. --dir bench");
-    }
     if !options.postgres_only {
         let temporary;
         let dir = match &options.dir {
@@ -108,7 +107,7 @@ pub async fn run(options: ScaleOptions) -> Result<()> {
         )
         .await?;
         native.finish().await;
-        if options.keep {
+        if options.keep_postgres {
             println!("\nkept {} (drop it with DROP DATABASE when done)", main.url);
         } else {
             main.finish().await;
