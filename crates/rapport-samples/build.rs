@@ -12,6 +12,7 @@ const PLUGINS: &[&str] = &[
     "email-imap",
     "example-feed",
     "hostile",
+    "hostile-manifest",
     "support-zendesk",
 ];
 const TARGET: &str = "wasm32-wasip2";

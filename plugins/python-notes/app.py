@@ -35,7 +35,7 @@ def to_event(item: dict) -> types.Event:
     return types.Event(
         source_id=item["id"],
         source_version=0,
-        kind="note",
+        kind="memo.written",
         occurred_at=int(item["at_unix"]) * 1_000_000,
         title=item["title"],
         summary=item.get("summary", ""),
@@ -52,7 +52,7 @@ class Plugin(exports.Plugin):
             name="python-notes",
             version="0.1.0",
             description="Notes from a JSON setting, written in Python",
-            event_kinds=["note"],
+            event_kinds=["memo.written"],
             config_keys=[
                 types.ConfigKey("items", "The notes, as a JSON list", True, False)
             ],

@@ -36,6 +36,7 @@ fn host(cache: Option<&Path>) -> PluginHost {
             http_timeout_ms: 10_000,
             ..CallLimits::default()
         },
+        ..HostConfig::default()
     })
     .expect("a host")
 }

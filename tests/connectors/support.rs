@@ -21,6 +21,7 @@ pub fn host() -> PluginHost {
             http_timeout_ms: 5_000,
             ..CallLimits::default()
         },
+        ..HostConfig::default()
     })
     .expect("start the plugin host")
 }

@@ -234,6 +234,7 @@ async fn one_clients_timeline_interleaves_mail_billing_and_support(store: Store)
             retry: RetryPolicy {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(60),
+                ..RetryPolicy::default()
             },
             pages_per_run_max: 100,
             runs_max: 16,

@@ -57,6 +57,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Work with configured connectors.
+    Connector {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
     /// Show an account's unified timeline, newest first: every source interleaved by
     /// time.
     Timeline(TimelineArgs),
@@ -265,7 +271,27 @@ pub struct TokenRevokeArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Report every problem in the file with file:line:column, or that it is valid.
-    Check(ConfigArgs),
+    Check(ConfigCheckArgs),
+}
+
+/// Options of `rapport config check`.
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// The configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Also run each enabled connector's own check (its settings and credentials,
+    /// e.g. one cheap request to its upstream). Touches no database.
+    #[arg(long)]
+    pub online: bool,
+}
+
+/// `rapport connector` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConnectorCommand {
+    /// Run a connector's own check now (settings and credentials, e.g. one cheap
+    /// request to its upstream) and record the result on its status.
+    Check(SyncArgs),
 }
 
 /// Where the configuration is.
@@ -282,6 +308,10 @@ pub struct StatusArgs {
     /// The configuration.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Read this database instead of the configuration's (then no configuration
+    /// file is needed).
+    #[arg(long)]
+    pub database: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -363,6 +393,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Check(args),
         } => check_config(&args, out).await,
+        Command::Connector {
+            command: ConnectorCommand::Check(args),
+        } => check_connector(&args, out).await,
         Command::Timeline(args) => timeline::run(&args, out).await,
         Command::Plugin { command } => match command {
             PluginCommand::Check(args) => plugins::check(&args, out).await,
@@ -473,10 +506,22 @@ async fn sync(args: &SyncArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<(
 }
 
 async fn status(args: &StatusArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let config = Config::load(&args.config.config)?;
-    let store = Store::connect(&config.database)
-        .await
-        .context("failed to open the database")?;
+    // With --database no file is needed; with one, its connectors are marked configured.
+    let config = match &args.database {
+        Some(_) if !args.config.config.exists() => None,
+        _ => Some(Config::load(&args.config.config)?),
+    };
+    let database = match (&args.database, &config) {
+        (Some(database), _) => database.clone(),
+        (None, Some(config)) => config.database.clone(),
+        (None, None) => unreachable!("a configuration is loaded unless --database is given"),
+    };
+    let configured = |id: &str| {
+        config
+            .as_ref()
+            .is_some_and(|config| config.connectors.iter().any(|connector| connector.id == id))
+    };
+    let store = tokens::open_existing(&database).await?;
     let statuses = store.connector_statuses().await?;
     let waiting = store.unmatched_counts().await?;
     store.close().await;
@@ -489,11 +534,7 @@ async fn status(args: &StatusArgs, out: &mut (dyn Write + Send)) -> anyhow::Resu
                 value["lag_seconds"] = status
                     .lag(now)
                     .map_or(serde_json::Value::Null, |lag| lag.num_seconds().into());
-                value["configured"] = config
-                    .connectors
-                    .iter()
-                    .any(|connector| connector.id == status.connector)
-                    .into();
+                value["configured"] = configured(&status.connector).into();
                 value
             })
             .collect();
@@ -541,10 +582,15 @@ async fn status(args: &StatusArgs, out: &mut (dyn Write + Send)) -> anyhow::Resu
             || "-".to_owned(),
             |error| {
                 format!(
-                    "{} at {}: {}",
+                    "{} at {}: {}{}",
                     error.kind,
                     when(Some(error.at)),
-                    error.message
+                    error.message,
+                    error
+                        .source_id
+                        .as_ref()
+                        .map(|id| format!(" [event {id}]"))
+                        .unwrap_or_default()
                 )
             },
         );
@@ -558,6 +604,23 @@ async fn status(args: &StatusArgs, out: &mut (dyn Write + Send)) -> anyhow::Resu
             status.events_ingested,
             lag,
         )?;
+        if let Some(check) = status.last_check.as_ref().filter(|check| !check.ok) {
+            writeln!(
+                out,
+                "{:<16} check failed at {}: {}",
+                "",
+                when(Some(check.at)),
+                check.message.as_deref().unwrap_or("-")
+            )?;
+        }
+        if let (Some(holder), Some(until)) = (&status.lease_holder, status.lease_expires_at) {
+            writeln!(
+                out,
+                "{:<16} held by {holder} until {}",
+                "",
+                when(Some(until))
+            )?;
+        }
     }
     let total: i64 = waiting.iter().map(|(_, count)| count).sum();
     write!(out, "unmatched inbox: {total} event(s) waiting")?;
@@ -572,21 +635,24 @@ async fn status(args: &StatusArgs, out: &mut (dyn Write + Send)) -> anyhow::Resu
     Ok(())
 }
 
-async fn check_config(args: &ConfigArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
-    let host = rapport_plugin_host::PluginHost::new(rapport_plugin_host::HostConfig {
-        cache_dir: Some(config.plugin_cache_dir.clone()),
-        ..rapport_plugin_host::HostConfig::default()
-    })?;
+async fn check_config(args: &ConfigCheckArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let path = &args.config.config;
+    let config = Config::load(path)?;
+    let host = rapport_plugin_host::PluginHost::new(
+        config
+            .plugins
+            .host_config(Some(config.plugin_cache_dir.clone())),
+    )?;
     let specs = config.bind_connectors(&host).await?;
     writeln!(
         out,
         "{} is valid: database {}, listening on {}, {} connector(s)",
-        args.config.display(),
+        path.display(),
         redact(&config.database),
         config.listen,
         specs.len()
     )?;
+    let mut failed = Vec::new();
     for spec in &specs {
         let plugin = spec.connector.plugin();
         writeln!(
@@ -599,8 +665,37 @@ async fn check_config(args: &ConfigArgs, out: &mut (dyn Write + Send)) -> anyhow
             spec.schedule,
             if spec.enabled { "" } else { ", disabled" }
         )?;
+        if args.online && spec.enabled {
+            match spec.connector.check().await {
+                Ok(()) => writeln!(out, "    check: ok")?,
+                Err(error) => {
+                    writeln!(out, "    check failed: {error}")?;
+                    failed.push(spec.id().to_owned());
+                }
+            }
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "the check of {} failed (above); fix their settings or credentials",
+            failed.join(", ")
+        );
     }
     Ok(())
+}
+
+async fn check_connector(args: &SyncArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let config = Config::load(&args.config.config)?;
+    let server = Server::start(config).await?;
+    let outcome = server.engine.check_now(&args.connector).await;
+    server.engine.store().close().await;
+    match outcome? {
+        Ok(()) => {
+            writeln!(out, "{}: check passed", args.connector)?;
+            Ok(())
+        }
+        Err(error) => anyhow::bail!("connector `{}` failed its check: {error}", args.connector),
+    }
 }
 
 /// A database URL with any password hidden.

@@ -77,20 +77,23 @@ pub(crate) fn event_line(
             .and_then(|placement| names.get(&placement.account))
             .map_or("-", String::as_str)
     });
+    let unreadable = event
+        .unreadable
+        .as_ref()
+        .map(|why| format!("  (unreadable: {why})"))
+        .unwrap_or_default();
     format!(
-        "  {}  {:<9} {:<28} {}{}",
+        "  {}  {:<9} {:<28} {}{}{unreadable}",
         event.event.occurred_at.format("%Y-%m-%d %H:%M"),
         event.event.key.connector,
         event.event.kind.as_str(),
         account.map(|name| format!("[{name}] ")).unwrap_or_default(),
-        event.event.title
+        event.event.title.replace(char::is_control, " "),
     )
 }
 
 pub(crate) async fn run(args: &TimelineArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let store = Store::connect(&args.database.database)
-        .await
-        .context("failed to open the database")?;
+    let store = crate::tokens::open_existing(&args.database.database).await?;
     let account_id = resolve(&store, &args.account).await?;
     let account = store.account(account_id).await?;
     let mut query = TimelineQuery::account(account_id);

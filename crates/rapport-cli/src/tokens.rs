@@ -22,6 +22,13 @@ pub(crate) async fn open(database: &str) -> anyhow::Result<Store> {
         .context("failed to open the database")
 }
 
+/// Opens a database for a command that only reads: never creates or migrates one.
+pub(crate) async fn open_existing(database: &str) -> anyhow::Result<Store> {
+    Store::open_existing(database)
+        .await
+        .context("failed to open the database")
+}
+
 pub(crate) async fn staff_by_email(store: &Store, spelled: &str) -> anyhow::Result<Staff> {
     let email = EmailAddress::parse(spelled).with_context(|| format!("--staff `{spelled}`"))?;
     match store.staff_by_email(&email).await? {
@@ -67,7 +74,7 @@ async fn create(args: &TokenCreateArgs, out: &mut (dyn Write + Send)) -> anyhow:
 }
 
 async fn list(args: &TokenListArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let store = open(&args.database.database).await?;
+    let store = open_existing(&args.database.database).await?;
     let only = match &args.staff {
         Some(spelled) => Some(staff_by_email(&store, spelled).await?.id),
         None => None,

@@ -361,9 +361,12 @@ fn terminate(child: &Child) {
 }
 
 /// Two `rapport serve` nodes on one PostgreSQL share a connector; the one syncing is
-/// SIGKILLed mid-run; the other takes the lease over after it lapses and finishes from
-/// the last committed page. Nothing is lost or doubled, and the upstream never sees
-/// two requests at once (never two concurrent syncs of one connector).
+/// SIGKILLed mid-run; the other — on the same machine, so it can see the holder's
+/// process is gone — takes the lease over at once instead of waiting for it to lapse,
+/// and finishes from the last committed page. Nothing is lost or doubled, and the
+/// upstream never sees two requests at once (never two concurrent syncs of one
+/// connector). (A node on another machine waits for the lapse: `leases_exclude_and_expire`
+/// in the store's suite.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_finishes_what_a_killed_node_started() {
     let Some(database) = rapport_testkit::database::TestDatabase::postgres().await else {
@@ -436,8 +439,8 @@ async fn a_second_node_finishes_what_a_killed_node_started() {
     }
     let took_over = took_over.expect("the survivor held the lease");
     assert!(
-        took_over >= Duration::from_millis(500),
-        "the lease was taken before it lapsed: {took_over:?}"
+        took_over < Duration::from_secs(1),
+        "the survivor waited for the dead node's 1 s lease to lapse: {took_over:?}"
     );
     assert_eq!(stored_ids(store).await, expected_ids(ITEMS));
     let status = store.connector_status("feed").await.unwrap().unwrap();
@@ -772,7 +775,143 @@ async fn sync_and_status_say_what_is_down() {
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("127.0.0.1:1"),
-        "names the database it could not reach: {stderr}"
+        stderr.contains(
+            "cannot connect to PostgreSQL at 127.0.0.1:1 (database `rapport`): connection refused"
+        ),
+        "names the database it could not reach, and why: {stderr}"
     );
+    assert_eq!(
+        stderr.matches("connection refused").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+}
+
+/// `rapport sync` killed mid-run leaves its lease behind; a rerun on the same machine
+/// sees that process is gone and takes over at once, instead of waiting out the lease
+/// (60 s here). A run that is alive is named instead: who, which process, until when,
+/// and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_sync_is_taken_over_at_once_and_a_live_one_is_named() {
+    let feed = Feed::start(400, 5).await;
+    feed.state.lock().unwrap().latency = Duration::from_millis(20);
+    let (dir, config) = stage(&feed, "sqlite://rapport.db", "");
+    let long_lease = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("lease_ttl = \"1s\"", "lease_ttl = \"60s\"");
+    std::fs::write(&config, long_lease).unwrap();
+    let path = dir.path().to_path_buf();
+    let attempt = tokio::task::spawn_blocking(move || sync_and_kill(&path, 3, Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(attempt, Attempt::Killed);
+
+    // A live run, started in the background and left running.
+    let mut live: Child = rapport(dir.path())
+        .args(["sync", "feed"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rapport sync");
+    let mut lines = BufReader::new(live.stdout.take().unwrap()).lines();
+    let first = tokio::task::spawn_blocking(move || {
+        let first = lines.next();
+        (first, lines)
+    })
+    .await
+    .unwrap();
+    assert!(
+        first
+            .0
+            .is_some_and(|line| line.unwrap().starts_with("page ")),
+        "the rerun took over without waiting for the dead run's lease"
+    );
+    let output = run(rapport(dir.path()).args(["sync", "feed"])).await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("is being synced right now by node-")
+            && stderr.contains(&format!("(process {} on this machine)", live.id()))
+            && stderr.contains(" until ")
+            && stderr.contains("wait for it to finish, or stop that process"),
+        "{stderr}"
+    );
+    live.kill().unwrap();
+    live.wait().unwrap();
+    drop(first.1);
+}
+
+/// Commands that only read never create a database, and a configuration refused when
+/// its plugins load (a mistyped setting, a file that is not wasm) creates and migrates
+/// none either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_creates_a_database_before_everything_else_is_checked() {
+    let feed = Feed::start(3, 10).await;
+    let (dir, config) = stage(&feed, "sqlite://rapport.db", "");
+    let missing = dir.path().join("missing.db");
+    let url = format!("sqlite://{}", missing.display());
+    for args in [
+        vec!["status", "--database", url.as_str()],
+        vec!["timeline", "Acme", "--database", url.as_str()],
+        vec!["token", "list", "--database", url.as_str()],
+    ] {
+        let output = run(rapport(dir.path()).args(&args)).await;
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("does not exist") && stderr.contains("rapport migrate"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+
+    // A setting the plugin does not know: refused before the database is touched.
+    let typo = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("base_url =", "base_ulr =");
+    std::fs::write(&config, typo).unwrap();
+    for args in [vec!["sync", "feed"], vec!["serve"]] {
+        let output = run(rapport(dir.path()).args(&args)).await;
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            text(&output.stderr).contains("has no setting `base_ulr`"),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            !dir.path().join("rapport.db").exists(),
+            "{args:?} created the database"
+        );
+    }
+
+    // The same on PostgreSQL: an empty database stays empty.
+    let Some(database) = rapport_testkit::database::TestDatabase::postgres().await else {
+        return;
+    };
+    let empty = format!("{}_empty", database.url);
+    let admin = rapport_testkit::database::postgres_admin_url().unwrap();
+    let name = empty.rsplit('/').next().unwrap().to_owned();
+    rapport_testkit::database::execute_raw(&admin, &format!("CREATE DATABASE {name}")).await;
+    let pointed = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sqlite://rapport.db", &empty);
+    std::fs::write(&config, pointed).unwrap();
+    let output = run(rapport(dir.path()).args(["sync", "feed"])).await;
+    assert!(!output.status.success());
+    let output = run(rapport(dir.path()).args(["status", "--database", &empty])).await;
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("is at schema version 0"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        rapport_testkit::database::postgres_table_count(&empty).await,
+        0,
+        "the empty database was left empty"
+    );
+    rapport_testkit::database::execute_raw(&admin, &format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await;
+    database.finish().await;
 }

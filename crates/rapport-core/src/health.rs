@@ -121,7 +121,12 @@ pub fn assess(events: &[TimelineEvent], now: DateTime<Utc>) -> Health {
             .iter()
             .filter(|event| matches!(text(event, "priority"), Some("high" | "urgent")))
             .count();
-        let points = (open.len() * 4 + pressing * 4 + aging * 4).min(40);
+        let points = open
+            .len()
+            .saturating_add(pressing)
+            .saturating_add(aging)
+            .saturating_mul(4)
+            .min(40);
         let mut detail = plural(open.len(), "open ticket", "open tickets");
         if pressing > 0 {
             detail.push_str(&format!(", {pressing} high or urgent"));
@@ -160,7 +165,7 @@ pub fn assess(events: &[TimelineEvent], now: DateTime<Utc>) -> Health {
     if !unpaid.is_empty() {
         reasons.push(Reason {
             code: "failed_payments",
-            points: (unpaid.len() * 20).min(40) as u8,
+            points: unpaid.len().saturating_mul(20).min(40) as u8,
             detail: format!(
                 "{} failed and not since paid",
                 plural(unpaid.len(), "invoice payment", "invoice payments")
@@ -213,7 +218,7 @@ pub fn assess(events: &[TimelineEvent], now: DateTime<Utc>) -> Health {
     if downgrades > 0 {
         reasons.push(Reason {
             code: "downgrades",
-            points: (downgrades * 15).min(30) as u8,
+            points: downgrades.saturating_mul(15).min(30) as u8,
             detail: format!(
                 "{} in the last 90 days",
                 plural(downgrades, "downgrade", "downgrades")
@@ -248,13 +253,15 @@ pub fn assess(events: &[TimelineEvent], now: DateTime<Utc>) -> Health {
     if overdue > 0 {
         reasons.push(Reason {
             code: "overdue_tasks",
-            points: (overdue * 5).min(15) as u8,
+            points: overdue.saturating_mul(5).min(15) as u8,
             detail: format!("{} past due", plural(overdue, "task", "tasks")),
         });
     }
 
     reasons.sort_by(|a, b| b.points.cmp(&a.points).then(a.code.cmp(b.code)));
-    let lost: u32 = reasons.iter().map(|reason| u32::from(reason.points)).sum();
+    let lost = reasons.iter().fold(0u32, |lost, reason| {
+        lost.saturating_add(u32::from(reason.points))
+    });
     let score = 100u32.saturating_sub(lost) as u8;
     Health {
         score,
@@ -290,6 +297,7 @@ mod tests {
             ingested_at: now(),
             event,
             match_candidates: Vec::new(),
+            unreadable: None,
         }
     }
 

@@ -59,7 +59,12 @@ fn totals(subscriptions: &BTreeMap<String, Subscription>) -> Vec<Mrr> {
     let mut by_currency: BTreeMap<&str, i64> = BTreeMap::new();
     for subscription in subscriptions.values().filter(|s| s.live) {
         if let Some((currency, minor_units)) = &subscription.mrr {
-            *by_currency.entry(currency).or_default() += minor_units;
+            // Saturating, never wrapping or panicking: each amount is bounded at the
+            // boundary (`limits::MONEY_MINOR_UNITS_MAX`), so only thousands of maximal
+            // subscriptions could reach the end of the range, and then the total stays
+            // at it.
+            let total = by_currency.entry(currency).or_default();
+            *total = total.saturating_add(*minor_units);
         }
     }
     by_currency
@@ -174,6 +179,7 @@ mod tests {
             ingested_at: at(day),
             event,
             match_candidates: Vec::new(),
+            unreadable: None,
         }
     }
 
@@ -259,6 +265,58 @@ mod tests {
                 (at(40), 15_000),
                 (at(50), 17_000),
                 (at(60), 15_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn huge_amounts_saturate_instead_of_overflowing() {
+        let events = vec![
+            change(
+                1,
+                "billing.subscription.created",
+                0,
+                "sub_a",
+                (i64::MAX, "USD"),
+                "Max",
+            ),
+            change(
+                2,
+                "billing.subscription.created",
+                1,
+                "sub_b",
+                (i64::MAX, "USD"),
+                "Max",
+            ),
+            change(
+                3,
+                "billing.subscription.created",
+                2,
+                "sub_c",
+                (i64::MIN, "EUR"),
+                "Min",
+            ),
+            change(
+                4,
+                "billing.subscription.created",
+                3,
+                "sub_d",
+                (i64::MIN, "EUR"),
+                "Min",
+            ),
+        ];
+        let revenue = revenue(&events);
+        assert_eq!(
+            revenue.mrr,
+            vec![
+                Mrr {
+                    currency: "EUR".into(),
+                    minor_units: i64::MIN
+                },
+                Mrr {
+                    currency: "USD".into(),
+                    minor_units: i64::MAX
+                },
             ]
         );
     }

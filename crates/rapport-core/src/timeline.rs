@@ -15,21 +15,48 @@ use std::fmt;
 /// The connector id rapport itself writes under (notes, tasks, handoffs).
 pub const INTERNAL_CONNECTOR: &str = "rapport";
 
-/// Limits on what one event may carry, so one bad source cannot bloat the store.
+/// Limits on what one event may carry, so one bad source cannot bloat the store or
+/// break a page. Every limit is checked by [`NewEvent::validate`] on every write, from
+/// any connector and from rapport itself; the connector guide (`docs/connectors.md`)
+/// and the contract's comments list them for plugin authors.
 pub mod limits {
     /// Longest title, in characters.
     pub const TITLE_CHARS_MAX: usize = 500;
     /// Longest summary, in characters.
     pub const SUMMARY_CHARS_MAX: usize = 10_000;
-    /// Longest source id or URL, in bytes.
+    /// Longest source id, in bytes.
     pub const SOURCE_ID_BYTES_MAX: usize = 512;
     /// Longest URL, in bytes.
     pub const URL_BYTES_MAX: usize = 2_048;
     /// Most attributes on one event.
     pub const ATTRIBUTES_MAX: usize = 64;
+    /// Longest attribute name, in bytes.
+    pub const ATTRIBUTE_NAME_BYTES_MAX: usize = 64;
+    /// Longest text attribute value, in bytes.
+    pub const ATTRIBUTE_TEXT_BYTES_MAX: usize = 16 * 1024;
+    /// Longest actor name, in characters.
+    pub const ACTOR_NAME_CHARS_MAX: usize = 200;
     /// Most account hints of each kind on one event.
     pub const HINTS_MAX: usize = 64;
+    /// Most bytes of text one event carries in all (title, summary, ids, actor,
+    /// hints, attribute names and values): what one timeline row can cost to store
+    /// and to send.
+    pub const EVENT_BYTES_MAX: usize = 64 * 1024;
+    /// Largest amount of money, in minor units, either side of zero: 10^15 cents is
+    /// ten trillion dollars, beyond any one invoice or subscription. Amounts past it
+    /// are a bug at the source, and summing a few of them would overflow.
+    pub const MONEY_MINOR_UNITS_MAX: i64 = 1_000_000_000_000_000;
+    /// Earliest instant an event or a timestamp attribute may name (1900-01-01 UTC),
+    /// in microseconds since the Unix epoch.
+    pub const INSTANT_US_MIN: i64 = -2_208_988_800_000_000;
+    /// Instant an event or a timestamp attribute must be before (2200-01-01 UTC), in
+    /// microseconds since the Unix epoch.
+    pub const INSTANT_US_MAX: i64 = 7_258_118_400_000_000;
 }
+
+/// Families of kinds only rapport itself writes (under [`INTERNAL_CONNECTOR`]): `note`,
+/// `task.*`, `assignment.*`, and `rapport.*` for what the store itself reports.
+pub const RESERVED_FAMILIES: &[&str] = &["note", "task", "assignment", "rapport"];
 
 /// A dotted event kind such as `billing.invoice.paid`: lower-case segments of letters,
 /// digits and `_`, separated by dots.
@@ -62,6 +89,8 @@ impl EventKind {
     pub const TASK_DONE: &str = "task.done";
     /// The account's owner or supporters changed.
     pub const ASSIGNMENT_CHANGED: &str = "assignment.changed";
+    /// What a stored event shows as its kind when the stored kind cannot be read.
+    pub const UNREADABLE: &str = "rapport.unreadable";
 
     /// Parses a kind. Connectors may emit kinds beyond the well-known constants (e.g.
     /// `support.ticket.reopened`) as long as they are well formed.
@@ -103,6 +132,14 @@ impl EventKind {
         self.0 == prefix
             || (self.0.starts_with(prefix) && self.0.as_bytes().get(prefix.len()) == Some(&b'.'))
     }
+
+    /// Whether only rapport itself may write this kind: notes, tasks and changes of
+    /// who looks after an account ([`RESERVED_FAMILIES`]). A connector can neither
+    /// declare nor emit them, so nothing from outside poses as a colleague's note or
+    /// an ownership change.
+    pub fn is_reserved(&self) -> bool {
+        RESERVED_FAMILIES.contains(&self.family())
+    }
 }
 
 impl fmt::Display for EventKind {
@@ -122,6 +159,89 @@ impl From<EventKind> for String {
     fn from(value: EventKind) -> Self {
         value.0
     }
+}
+
+/// What a connector's manifest says it emits: one kind (`billing.invoice.paid`) or a
+/// family (`support.*`: every kind under `support.`). Reserved families cannot be
+/// declared, and a bare `*` is not a declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KindPattern {
+    /// Exactly this kind.
+    Exact(EventKind),
+    /// This kind's family and everything under it: `support.*` covers
+    /// `support.ticket.created` (and not `support` itself).
+    Family(EventKind),
+}
+
+impl KindPattern {
+    /// Parses a declaration, refusing reserved kinds with a sentence saying why.
+    pub fn parse(input: &str) -> Result<KindPattern> {
+        let (kind, family) = match input.strip_suffix(".*") {
+            Some(prefix) => (prefix, true),
+            None => (input, false),
+        };
+        let kind = EventKind::parse(kind)?;
+        if kind.is_reserved() {
+            return Err(DomainError::InvalidEventKind {
+                input: input.to_owned(),
+                reason: format!(
+                    "`{}` kinds are written only by rapport itself ({}); give the connector's kinds a family of their own, e.g. `crm.note.added`",
+                    kind.family(),
+                    RESERVED_FAMILIES.join(", ")
+                ),
+            });
+        }
+        Ok(if family {
+            KindPattern::Family(kind)
+        } else {
+            KindPattern::Exact(kind)
+        })
+    }
+
+    /// Whether `kind` is what this declaration allows.
+    pub fn covers(&self, kind: &EventKind) -> bool {
+        match self {
+            KindPattern::Exact(exact) => exact == kind,
+            KindPattern::Family(family) => {
+                kind.has_prefix(family.as_str()) && kind.as_str() != family.as_str()
+            }
+        }
+    }
+}
+
+impl fmt::Display for KindPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KindPattern::Exact(kind) => write!(f, "{kind}"),
+            KindPattern::Family(kind) => write!(f, "{kind}.*"),
+        }
+    }
+}
+
+/// `text` with every control character except tab, line feed and carriage return
+/// replaced by U+FFFD. Applied to the display text connectors send (titles, summaries,
+/// names, attribute text), so one malformed message shows a visible mark instead of
+/// failing its page; [`NewEvent::validate`] refuses control characters anywhere else.
+pub fn clean_text(text: String) -> String {
+    if !text.chars().any(is_forbidden_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if is_forbidden_control(c) {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Control characters no stored text may hold: C0 controls other than tab, line feed
+/// and carriage return, and DEL. NUL is the one that matters most: PostgreSQL refuses
+/// it in text and JSON, and in HTML it is a parse error.
+fn is_forbidden_control(c: char) -> bool {
+    c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
 /// Validates a connector id: 1–64 lower-case letters, digits, `-` or `_`.
@@ -329,80 +449,251 @@ impl NewEvent {
         }
     }
 
-    /// Checks every field against the model's rules and limits.
+    /// Checks every field against the model's rules and [`limits`]: lengths and
+    /// counts, no control characters (but tab and line breaks in display text),
+    /// finite floats, plausible money and instants, well-formed names and links, the
+    /// total size, and that only rapport itself writes reserved kinds.
     pub fn validate(&self) -> Result<()> {
         use limits::*;
-        let field =
-            |field: &'static str, reason: String| DomainError::InvalidField { field, reason };
         validate_connector_id(&self.key.connector)?;
+        if self.key.connector != INTERNAL_CONNECTOR && self.kind.is_reserved() {
+            return Err(invalid(
+                "event kind",
+                format!(
+                    "`{}` is written only by rapport itself; a connector may not emit {} kinds",
+                    self.kind,
+                    self.kind.family()
+                ),
+            ));
+        }
         let source_id = &self.key.source_id;
         if source_id.is_empty() || source_id.len() > SOURCE_ID_BYTES_MAX {
-            return Err(field(
+            return Err(invalid(
                 "event source id",
                 format!("must be 1 to {SOURCE_ID_BYTES_MAX} bytes"),
             ));
         }
-        if self.source_version < 0 {
-            return Err(field("event source version", "must not be negative".into()));
+        if let Some(at) = source_id.chars().position(|c| c.is_control()) {
+            return Err(invalid(
+                "event source id",
+                format!("must not contain control characters (one is at character {at})"),
+            ));
         }
+        if self.source_version < 0 {
+            return Err(invalid(
+                "event source version",
+                "must not be negative".into(),
+            ));
+        }
+        check_instant("event occurred-at", self.occurred_at)?;
         let title = self.title.trim();
         if title.is_empty() {
-            return Err(field("event title", "must not be empty".into()));
+            return Err(invalid("event title", "must not be empty".into()));
         }
-        if title.chars().count() > TITLE_CHARS_MAX {
-            return Err(field(
-                "event title",
-                format!("must be at most {TITLE_CHARS_MAX} characters"),
-            ));
-        }
-        if self.summary.chars().count() > SUMMARY_CHARS_MAX {
-            return Err(field(
-                "event summary",
-                format!("must be at most {SUMMARY_CHARS_MAX} characters"),
-            ));
-        }
+        check_text("event title", title, TITLE_CHARS_MAX)?;
+        check_text("event summary", &self.summary, SUMMARY_CHARS_MAX)?;
         if let Some(url) = &self.url {
             let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-            if !scheme_ok || url.len() > URL_BYTES_MAX || url.chars().any(char::is_whitespace) {
-                return Err(field(
+            if !scheme_ok
+                || url.len() > URL_BYTES_MAX
+                || url.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(invalid(
                     "event url",
                     format!(
-                        "must be an http(s) link of at most {URL_BYTES_MAX} bytes without spaces, got `{url}`"
+                        "must be an http(s) link of at most {URL_BYTES_MAX} bytes without spaces or control characters, got `{}`",
+                        url.chars().take(80).collect::<String>().escape_debug()
                     ),
                 ));
             }
         }
+        if let Some(name) = self.actor.as_ref().and_then(|actor| actor.name.as_deref()) {
+            check_text("event actor name", name, ACTOR_NAME_CHARS_MAX)?;
+        }
         if self.attributes.len() > ATTRIBUTES_MAX {
-            return Err(field(
+            return Err(invalid(
                 "event attributes",
                 format!("must number at most {ATTRIBUTES_MAX}"),
             ));
         }
-        for name in self.attributes.keys() {
-            let ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            if !ok {
-                return Err(field(
-                    "event attribute name",
-                    format!("`{name}` must be 1-64 lower-case letters, digits or `_`"),
-                ));
-            }
+        for (name, value) in &self.attributes {
+            check_attribute(name, value)?;
         }
         let hints = &self.hints;
         if hints.external_ids.len() > HINTS_MAX
             || hints.emails.len() > HINTS_MAX
             || hints.domains.len() > HINTS_MAX
         {
-            return Err(field(
+            return Err(invalid(
                 "event account hints",
                 format!("must number at most {HINTS_MAX} of each kind"),
             ));
         }
+        let bytes = self.text_bytes();
+        if bytes > EVENT_BYTES_MAX {
+            return Err(invalid(
+                "event",
+                format!(
+                    "carries {bytes} bytes of text in all; at most {EVENT_BYTES_MAX} are allowed (shorten the summary or attributes)"
+                ),
+            ));
+        }
         Ok(())
     }
+
+    /// Bytes of text the event carries in all, as [`limits::EVENT_BYTES_MAX`] counts
+    /// them (a number or instant counts 8).
+    pub fn text_bytes(&self) -> usize {
+        let actor = self.actor.as_ref().map_or(0, |actor| {
+            actor.name.as_ref().map_or(0, String::len)
+                + actor.email.as_ref().map_or(0, |email| email.as_str().len())
+        });
+        let hints = self
+            .hints
+            .external_ids
+            .iter()
+            .map(|id| id.system.len() + id.id.len())
+            .sum::<usize>()
+            + self
+                .hints
+                .emails
+                .iter()
+                .map(|email| email.as_str().len())
+                .sum::<usize>()
+            + self
+                .hints
+                .domains
+                .iter()
+                .map(|domain| domain.as_str().len())
+                .sum::<usize>();
+        let attributes = self
+            .attributes
+            .iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        AttributeValue::Text(text) => text.len(),
+                        AttributeValue::Money(money) => money.currency.len() + 8,
+                        _ => 8,
+                    }
+            })
+            .sum::<usize>();
+        self.key.source_id.len()
+            + self.kind.as_str().len()
+            + self.title.len()
+            + self.summary.len()
+            + self.url.as_ref().map_or(0, String::len)
+            + actor
+            + hints
+            + attributes
+    }
+}
+
+fn invalid(field: &'static str, reason: String) -> DomainError {
+    DomainError::InvalidField { field, reason }
+}
+
+/// Checks a display text's length in characters and that it holds no control
+/// characters but tab and line breaks, in one pass.
+fn check_text(field: &'static str, text: &str, chars_max: usize) -> Result<()> {
+    let mut chars = 0;
+    for c in text.chars() {
+        if is_forbidden_control(c) {
+            return Err(invalid(
+                field,
+                format!(
+                    "must not contain control characters such as U+{:04X} (at character {chars})",
+                    u32::from(c)
+                ),
+            ));
+        }
+        chars += 1;
+    }
+    if chars > chars_max {
+        return Err(invalid(
+            field,
+            format!("must be at most {chars_max} characters (it has {chars})"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_instant(field: &'static str, at: DateTime<Utc>) -> Result<()> {
+    let us = at.timestamp_micros();
+    if !(limits::INSTANT_US_MIN..limits::INSTANT_US_MAX).contains(&us) {
+        return Err(invalid(
+            field,
+            format!(
+                "must lie between 1900-01-01 and 2200-01-01 (UTC), got {}",
+                at.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_attribute(name: &str, value: &AttributeValue) -> Result<()> {
+    use limits::*;
+    let name_ok = !name.is_empty()
+        && name.len() <= ATTRIBUTE_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !name_ok {
+        return Err(invalid(
+            "event attribute name",
+            format!(
+                "`{}` must be 1-{ATTRIBUTE_NAME_BYTES_MAX} lower-case letters, digits or `_`",
+                name.chars().take(80).collect::<String>().escape_debug()
+            ),
+        ));
+    }
+    let attribute = |reason: String| invalid("event attribute", format!("`{name}` {reason}"));
+    match value {
+        AttributeValue::Text(text) => {
+            if text.len() > ATTRIBUTE_TEXT_BYTES_MAX {
+                return Err(attribute(format!(
+                    "holds {} bytes of text; at most {ATTRIBUTE_TEXT_BYTES_MAX} are allowed",
+                    text.len()
+                )));
+            }
+            if let Some(c) = text.chars().find(|c| is_forbidden_control(*c)) {
+                return Err(attribute(format!(
+                    "must not contain control characters such as U+{:04X}",
+                    u32::from(c)
+                )));
+            }
+        }
+        AttributeValue::Float(number) if !number.is_finite() => {
+            return Err(attribute(format!(
+                "is {number}; a float attribute must be a finite number"
+            )));
+        }
+        AttributeValue::Money(money) => {
+            if !(-MONEY_MINOR_UNITS_MAX..=MONEY_MINOR_UNITS_MAX).contains(&money.minor_units) {
+                return Err(attribute(format!(
+                    "is {} minor units of {}; amounts beyond ±{MONEY_MINOR_UNITS_MAX} are not plausible",
+                    money.minor_units, money.currency
+                )));
+            }
+            let code_ok =
+                money.currency.len() == 3 && money.currency.bytes().all(|b| b.is_ascii_uppercase());
+            if !code_ok {
+                return Err(attribute(format!(
+                    "has currency `{}`; use a three-letter ISO 4217 code such as `USD`",
+                    money
+                        .currency
+                        .chars()
+                        .take(16)
+                        .collect::<String>()
+                        .escape_debug()
+                )));
+            }
+        }
+        AttributeValue::Timestamp(at) => check_instant("event timestamp attribute", *at)?,
+        AttributeValue::Float(_) | AttributeValue::Integer(_) | AttributeValue::Bool(_) => {}
+    }
+    Ok(())
 }
 
 /// A stored event, as the timeline shows it.
@@ -419,6 +710,11 @@ pub struct TimelineEvent {
     /// well, for a person to choose from. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub match_candidates: Vec<AccountId>,
+    /// Why part of the stored row could not be read back (a value written by an older
+    /// build, or changed by hand): the event is shown with what could be read, marked,
+    /// instead of failing the page it is on. `None` for a sound row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// Where a timeline page starts: strictly after this (occurred_at, id) in newest-first
@@ -484,6 +780,226 @@ mod tests {
         bad.attributes
             .insert("Amount".into(), AttributeValue::Integer(1));
         assert!(bad.validate().is_err());
+    }
+
+    /// One check per limit and rule `validate` enforces: each bad event is refused
+    /// with a message naming the field, and the good one passes.
+    #[test]
+    fn every_boundary_rule_refuses_with_its_field() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let good = || {
+            let mut event = NewEvent::new(
+                "stripe",
+                "evt_1",
+                EventKind::parse("billing.invoice.paid").unwrap(),
+                at,
+                "Invoice paid",
+            );
+            event
+                .attributes
+                .insert("ratio".into(), AttributeValue::Float(0.5));
+            event
+        };
+        good().validate().unwrap();
+        type Breaks = Box<dyn Fn(&mut NewEvent)>;
+        let cases: Vec<(&str, Breaks)> = vec![
+            (
+                "finite number",
+                Box::new(|e| {
+                    e.attributes
+                        .insert("ratio".into(), AttributeValue::Float(f64::NAN));
+                }),
+            ),
+            (
+                "finite number",
+                Box::new(|e| {
+                    e.attributes
+                        .insert("ratio".into(), AttributeValue::Float(f64::INFINITY));
+                }),
+            ),
+            (
+                "finite number",
+                Box::new(|e| {
+                    e.attributes
+                        .insert("ratio".into(), AttributeValue::Float(f64::NEG_INFINITY));
+                }),
+            ),
+            (
+                "not plausible",
+                Box::new(|e| {
+                    e.attributes.insert(
+                        "mrr".into(),
+                        AttributeValue::Money(Money {
+                            minor_units: i64::MAX,
+                            currency: "USD".into(),
+                        }),
+                    );
+                }),
+            ),
+            (
+                "not plausible",
+                Box::new(|e| {
+                    e.attributes.insert(
+                        "mrr".into(),
+                        AttributeValue::Money(Money {
+                            minor_units: limits::MONEY_MINOR_UNITS_MAX + 1,
+                            currency: "USD".into(),
+                        }),
+                    );
+                }),
+            ),
+            (
+                "ISO 4217",
+                Box::new(|e| {
+                    e.attributes.insert(
+                        "mrr".into(),
+                        AttributeValue::Money(Money {
+                            minor_units: 1,
+                            currency: "DOLLARS".into(),
+                        }),
+                    );
+                }),
+            ),
+            (
+                "control characters",
+                Box::new(|e| e.title = "Invoice\0paid".into()),
+            ),
+            (
+                "control characters",
+                Box::new(|e| e.summary = "a\u{1b}[31mred".into()),
+            ),
+            (
+                "control characters",
+                Box::new(|e| e.key.source_id = "evt\0-1".into()),
+            ),
+            (
+                "control characters",
+                Box::new(|e| {
+                    e.attributes
+                        .insert("plan".into(), AttributeValue::Text("pro\0".into()));
+                }),
+            ),
+            (
+                "at most 16384 are allowed",
+                Box::new(|e| {
+                    e.attributes.insert(
+                        "plan".into(),
+                        AttributeValue::Text("x".repeat(16 * 1024 + 1)),
+                    );
+                }),
+            ),
+            (
+                "at most 65536 are allowed",
+                Box::new(|e| {
+                    for n in 0..8 {
+                        e.attributes
+                            .insert(format!("part_{n}"), AttributeValue::Text("x".repeat(9_000)));
+                    }
+                }),
+            ),
+            (
+                "between 1900-01-01 and 2200-01-01",
+                Box::new(|e| {
+                    e.occurred_at = Utc.with_ymd_and_hms(2500, 1, 1, 0, 0, 0).unwrap();
+                }),
+            ),
+            (
+                "between 1900-01-01 and 2200-01-01",
+                Box::new(|e| {
+                    e.attributes.insert(
+                        "renews_at".into(),
+                        AttributeValue::Timestamp(
+                            Utc.with_ymd_and_hms(1800, 1, 1, 0, 0, 0).unwrap(),
+                        ),
+                    );
+                }),
+            ),
+            (
+                "written only by rapport itself",
+                Box::new(|e| {
+                    e.kind = EventKind::parse("note").unwrap();
+                }),
+            ),
+            (
+                "written only by rapport itself",
+                Box::new(|e| {
+                    e.kind = EventKind::parse("task.created").unwrap();
+                }),
+            ),
+            (
+                "written only by rapport itself",
+                Box::new(|e| {
+                    e.kind = EventKind::parse("assignment.changed").unwrap();
+                }),
+            ),
+            (
+                "at most 200 characters",
+                Box::new(|e| {
+                    e.actor = Some(Actor {
+                        name: Some("n".repeat(201)),
+                        ..Actor::default()
+                    });
+                }),
+            ),
+        ];
+        for (expected, break_it) in cases {
+            let mut event = good();
+            break_it(&mut event);
+            let error = event.validate().unwrap_err().to_string();
+            assert!(
+                error.contains(expected),
+                "expected `{expected}` in: {error}"
+            );
+        }
+        // Tabs and line breaks are display text, not control characters to refuse.
+        let mut event = good();
+        event.summary = "line one\n\tline two\r\n".into();
+        event.validate().unwrap();
+        // rapport itself writes the reserved kinds.
+        let mut note = good();
+        note.key.connector = INTERNAL_CONNECTOR.into();
+        note.kind = EventKind::parse("note").unwrap();
+        note.validate().unwrap();
+    }
+
+    #[test]
+    fn display_text_is_cleaned_of_control_characters() {
+        assert_eq!(clean_text("plain".into()), "plain");
+        assert_eq!(
+            clean_text("a\0b\u{7}c\u{7f}".into()),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}"
+        );
+        assert_eq!(clean_text("tab\tand\nlines\r".into()), "tab\tand\nlines\r");
+    }
+
+    #[test]
+    fn declared_kinds_are_exact_or_families_and_never_reserved() {
+        let kind = |k: &str| EventKind::parse(k).unwrap();
+        let exact = KindPattern::parse("eval.item").unwrap();
+        assert!(exact.covers(&kind("eval.item")));
+        assert!(!exact.covers(&kind("eval.item.extra")));
+        assert!(!exact.covers(&kind("billing.subscription.created")));
+        let family = KindPattern::parse("support.*").unwrap();
+        assert!(family.covers(&kind("support.ticket.created")));
+        assert!(!family.covers(&kind("support")));
+        assert!(!family.covers(&kind("supportx.ticket")));
+        assert_eq!(family.to_string(), "support.*");
+        for reserved in [
+            "note",
+            "task.created",
+            "task.*",
+            "assignment.changed",
+            "rapport.x",
+        ] {
+            let error = KindPattern::parse(reserved).unwrap_err().to_string();
+            assert!(
+                error.contains("only by rapport itself"),
+                "{reserved}: {error}"
+            );
+        }
+        for malformed in ["*", "", "Billing.*", "billing.**", "billing.*.paid"] {
+            assert!(KindPattern::parse(malformed).is_err(), "{malformed}");
+        }
     }
 
     #[test]

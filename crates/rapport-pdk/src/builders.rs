@@ -5,14 +5,15 @@ use crate::{
     ExternalId, Manifest, Money, Page, Timestamp,
 };
 
-/// Starts an event with the fields every event needs; everything else is empty.
+/// Starts an event with the fields every event needs; everything else is empty. The
+/// title is cut to [`TITLE_CHARS_MAX`](crate::limits::TITLE_CHARS_MAX).
 pub fn event(source_id: &str, kind: &str, occurred_at: Timestamp, title: &str) -> Event {
     Event {
         source_id: source_id.to_owned(),
         source_version: 0,
         kind: kind.to_owned(),
         occurred_at,
-        title: title.to_owned(),
+        title: crate::limits::cut_chars(title, crate::limits::TITLE_CHARS_MAX),
         summary: String::new(),
         url: None,
         actor: None,
@@ -32,9 +33,10 @@ impl Event {
         self
     }
 
-    /// Sets the plain-text summary.
+    /// Sets the plain-text summary, cut to
+    /// [`SUMMARY_CHARS_MAX`](crate::limits::SUMMARY_CHARS_MAX).
     pub fn summary(mut self, summary: &str) -> Self {
-        self.summary = summary.to_owned();
+        self.summary = crate::limits::cut_chars(summary, crate::limits::SUMMARY_CHARS_MAX);
         self
     }
 
@@ -83,9 +85,16 @@ impl Event {
         self
     }
 
-    /// Adds a text attribute.
+    /// Adds a text attribute, cut to
+    /// [`ATTRIBUTE_TEXT_BYTES_MAX`](crate::limits::ATTRIBUTE_TEXT_BYTES_MAX).
     pub fn text(self, name: &str, value: &str) -> Self {
-        self.attribute(name, AttributeValue::Text(value.to_owned()))
+        self.attribute(
+            name,
+            AttributeValue::Text(crate::limits::cut_bytes(
+                value,
+                crate::limits::ATTRIBUTE_TEXT_BYTES_MAX,
+            )),
+        )
     }
 
     /// Adds a money attribute.
@@ -227,9 +236,12 @@ impl ManifestBuilder {
     }
 
     /// Declares a host the connector needs: `host` (port 443), `host:port`, `host:*`
-    /// (any port), or `*` when the host is chosen by the operator (an IMAP server, a
-    /// self-hosted API). The host allows a connection only if it matches both a
-    /// declaration here and a grant by the operator.
+    /// (any port), `*.example.com` (any name under it), or `*` when the host is the
+    /// operator's choice alone. A declaration may be filled in from the connector's
+    /// settings: `{subdomain}.zendesk.com`, `{host}:{port|993}` (`|` gives a default),
+    /// or `{base_url}` for a setting holding a URL (its host and port). The host allows
+    /// a connection only if it matches both a declaration here and a grant by the
+    /// operator; declare exactly what the connector reaches.
     pub fn needs_host(mut self, host: &str) -> Self {
         self.0.hosts.push(host.to_owned());
         self

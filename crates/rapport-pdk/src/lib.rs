@@ -74,6 +74,7 @@ pub mod bindings {
 mod builders;
 pub mod checkpoint;
 pub mod http;
+pub mod limits;
 pub mod log;
 pub mod time;
 pub mod webhook;

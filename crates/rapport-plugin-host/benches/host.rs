@@ -36,6 +36,7 @@ fn host(pooling: bool) -> PluginHost {
         pooling,
         concurrent_calls_max: 4,
         limits: CallLimits::default(),
+        ..HostConfig::default()
     })
     .unwrap()
 }

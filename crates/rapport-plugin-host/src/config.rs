@@ -19,8 +19,11 @@ pub struct CallLimits {
     pub http_response_bytes_max: u64,
     /// Connect and first-byte timeout of one HTTP request.
     pub http_timeout_ms: u64,
-    /// Most log lines one call may write; the rest are counted and dropped.
+    /// Most log lines one call may write (through the `log` import, stdout and
+    /// stderr together); the rest are counted and dropped.
     pub log_lines_max: u32,
+    /// Most bytes of log one call may write; the rest are counted and dropped.
+    pub log_bytes_max: usize,
 }
 
 impl Default for CallLimits {
@@ -33,6 +36,7 @@ impl Default for CallLimits {
             http_response_bytes_max: 32 * 1024 * 1024,
             http_timeout_ms: 20_000,
             log_lines_max: 1_000,
+            log_bytes_max: 256 * 1024,
         }
     }
 }
@@ -44,8 +48,19 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Use the pooling instance allocator (fast instantiation) rather than on-demand.
     pub pooling: bool,
-    /// Most plugin calls running at once (pooling slots are sized from this).
+    /// Most plugin calls running at once across every connector (pooling slots are
+    /// sized from this). Calls beyond it wait for a slot.
     pub concurrent_calls_max: u32,
+    /// Most calls of one connector running at once: a flood at one connector takes at
+    /// most this share of the slots and of the memory budget.
+    pub connector_calls_max: u32,
+    /// Most linear memory all running calls together may use. A call that would grow
+    /// past it fails with [`PluginError::MemoryBudgetExhausted`](crate::PluginError),
+    /// which is retried like a passing failure.
+    pub memory_bytes_max: usize,
+    /// Longest a webhook delivery waits for its connector's call slot before it is
+    /// refused with a retry hint ([`PluginError::Busy`](crate::PluginError)).
+    pub webhook_wait_ms: u64,
     /// Limits for every call.
     pub limits: CallLimits,
 }
@@ -56,6 +71,9 @@ impl Default for HostConfig {
             cache_dir: None,
             pooling: true,
             concurrent_calls_max: 32,
+            connector_calls_max: 4,
+            memory_bytes_max: 1024 * 1024 * 1024,
+            webhook_wait_ms: 2_000,
             limits: CallLimits::default(),
         }
     }

@@ -4,7 +4,7 @@ use crate::config::HostConfig;
 use crate::contract;
 use crate::error::{PluginError, Result};
 use crate::plugin::Plugin;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{GuardedLookupData, MemoryBudget, Sandbox, guarded_lookup};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +32,11 @@ pub(crate) struct Inner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<Sandbox>,
     pub(crate) config: HostConfig,
+    /// One permit per pooling slot: a call waits for one instead of failing when the
+    /// pool is full.
+    pub(crate) calls: Arc<tokio::sync::Semaphore>,
+    /// The memory every running call draws from.
+    pub(crate) budget: Arc<MemoryBudget>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -95,16 +100,31 @@ impl PluginHost {
             .map_err(|error| host_error("cannot link WASI", error))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|error| host_error("cannot link wasi:http", error))?;
+        // Name lookups answer only for granted names (see `GuardedLookup`): linked over
+        // WASI's own, which would resolve anything.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<
+            Sandbox,
+            GuardedLookupData,
+        >(&mut linker, guarded_lookup)
+        .map_err(|error| host_error("cannot link the guarded name lookup", error))?;
+        linker.allow_shadowing(false);
         contract::add_to_linker(&mut linker)
             .map_err(|error| host_error("cannot link the contract", error))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        let calls = Arc::new(tokio::sync::Semaphore::new(
+            config.concurrent_calls_max.max(1) as usize,
+        ));
+        let budget = Arc::new(MemoryBudget::new(config.memory_bytes_max));
         Ok(PluginHost {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 config,
+                calls,
+                budget,
                 ticker_stop,
             }),
         })

@@ -165,6 +165,38 @@ pub enum PluginError {
         reason: String,
     },
 
+    /// A page the plugin returned breaks a limit or rule of the contract beyond its
+    /// events (its checkpoint or its deletes).
+    #[error("the page returned by the plugin is invalid: {reason}")]
+    InvalidPage {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Every call slot of this connector is taken (a flood of webhook deliveries, say);
+    /// the call was not started. Other connectors are not affected.
+    #[error(
+        "connector `{connector}` is already running {running} calls, its limit; try again in {retry_after_ms} ms"
+    )]
+    Busy {
+        /// The connector.
+        connector: String,
+        /// Its calls running now.
+        running: u32,
+        /// A fair wait before trying again.
+        retry_after_ms: u64,
+    },
+
+    /// The calls running at once, together, used the whole memory budget of the host
+    /// (not this plugin's fault): the call was stopped and may be retried.
+    #[error(
+        "the plugin host's memory budget of {budget_bytes} bytes for all running calls was exhausted; the call was stopped and will be retried"
+    )]
+    MemoryBudgetExhausted {
+        /// The budget.
+        budget_bytes: usize,
+    },
+
     /// The plugin reported a failure of its own.
     #[error(transparent)]
     Connector(#[from] ConnectorError),
@@ -172,4 +204,35 @@ pub enum PluginError {
     /// The host itself failed (engine setup, an internal error).
     #[error("plugin host error: {0}")]
     Host(String),
+}
+
+impl PluginError {
+    /// The source id of the event a failure is about, when it is about one.
+    pub fn source_id(&self) -> Option<&str> {
+        match self {
+            PluginError::InvalidEvent { source_id, .. } => Some(source_id),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure is the plugin's own doing — a bug, a crash, or output that
+    /// breaks the contract — and would most likely happen again on the same input,
+    /// as opposed to a passing condition (the network, the source, the host's load)
+    /// or a failure the connector reported itself.
+    pub fn is_plugin_fault(&self) -> bool {
+        matches!(
+            self,
+            PluginError::InvalidManifest { .. }
+                | PluginError::Instantiate { .. }
+                | PluginError::Timeout { .. }
+                | PluginError::MemoryExceeded { .. }
+                | PluginError::StackOverflow
+                | PluginError::Crashed { .. }
+                | PluginError::Trapped { .. }
+                | PluginError::TooManyEvents { .. }
+                | PluginError::TooLarge { .. }
+                | PluginError::InvalidEvent { .. }
+                | PluginError::InvalidPage { .. }
+        )
+    }
 }

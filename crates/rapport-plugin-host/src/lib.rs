@@ -26,6 +26,7 @@ mod config;
 mod contract;
 mod engine;
 mod error;
+pub mod limits;
 mod network;
 mod plugin;
 mod sandbox;
@@ -33,6 +34,7 @@ mod sandbox;
 pub use config::{CallLimits, Grants, HostConfig, WebhookRequest};
 pub use engine::{EPOCH_TICK_MS, PluginHost};
 pub use error::{ConnectorError, PluginError, Result};
+pub use network::{HostPattern, HostTemplate};
 pub use plugin::{
     ConfigKey, Connector, ContractVersion, Manifest, Plugin, SUPPORTED_VERSIONS, SyncPage,
 };

@@ -1,13 +1,21 @@
 //! Where a connector may connect. Deny by default: a destination is allowed only if it
 //! matches a host the plugin declares in its manifest *and* one the operator grants,
 //! and, after DNS resolution, every address it resolves to is public — or private and
-//! explicitly allowed. Cloud metadata endpoints are refused always.
+//! explicitly allowed (`addresses`). Name lookups from the guest are answered only for
+//! granted names. Cloud metadata endpoints are refused always.
+
+mod addresses;
+mod hosts;
+
+pub use hosts::{HostPattern, HostTemplate};
 
 use crate::config::CallLimits;
+use addresses::Verdict;
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -17,76 +25,6 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 /// How long resolving a granted host name may take.
 const DNS_TIMEOUT_MS: u64 = 5_000;
-
-/// A host pattern: `*`, `host`, `host:port` or `host:*`. A bare host means port 443.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HostPattern {
-    /// `None` matches any host (only plugins may declare that).
-    host: Option<String>,
-    /// `None` matches any port.
-    port: Option<u16>,
-}
-
-impl HostPattern {
-    pub(crate) fn parse(text: &str) -> Result<HostPattern, String> {
-        let text = text.trim();
-        if text == "*" {
-            return Ok(HostPattern {
-                host: None,
-                port: None,
-            });
-        }
-        let (host, port) = split_port(text);
-        let port = match port {
-            None => Some(443),
-            Some("*") => None,
-            Some(digits) => Some(digits.parse::<u16>().map_err(|_| {
-                format!("`{text}` has an invalid port; use host, host:port or host:*")
-            })?),
-        };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        let valid = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
-        if !valid {
-            return Err(format!("`{text}` is not a host name or address"));
-        }
-        Ok(HostPattern {
-            host: Some(host),
-            port,
-        })
-    }
-
-    fn matches(&self, host: &str, port: u16) -> bool {
-        self.host
-            .as_deref()
-            .is_none_or(|pattern| pattern.eq_ignore_ascii_case(host))
-            && self.port.is_none_or(|pattern| pattern == port)
-    }
-
-    fn is_wildcard_host(&self) -> bool {
-        self.host.is_none()
-    }
-}
-
-/// Splits `host:port`, `[v6]:port`, `host` or a bare IPv6 address into host and port.
-fn split_port(text: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = text.strip_prefix('[') {
-        return match rest.split_once(']') {
-            Some((host, after)) => (host, after.strip_prefix(':')),
-            None => (text, None),
-        };
-    }
-    match text.split_once(':') {
-        // Exactly one colon: a name or IPv4 address with a port.
-        Some((host, port)) if !port.contains(':') => (host, Some(port)),
-        _ => (text, None),
-    }
-}
 
 /// Why a destination was refused; recorded so the call fails with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,25 +42,20 @@ pub(crate) struct NetworkPolicy {
 }
 
 impl NetworkPolicy {
-    /// Builds the policy, refusing operator grants that are not concrete hosts.
+    /// Builds the policy from the plugin's declarations (templates already filled in
+    /// from the settings) and the operator's grants, refusing grants that are not
+    /// concrete hosts.
     pub(crate) fn new(
-        declared: &[String],
+        declared: Vec<HostPattern>,
         granted: &[String],
         allow_private: bool,
     ) -> Result<NetworkPolicy, String> {
-        let declared = declared
-            .iter()
-            .map(|text| HostPattern::parse(text))
-            .collect::<Result<Vec<_>, _>>()?;
         let granted = granted
             .iter()
-            .map(|text| HostPattern::parse(text))
+            .map(|text| {
+                HostPattern::parse_grant(text).map_err(|reason| format!("allowed_hosts: {reason}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        if granted.iter().any(HostPattern::is_wildcard_host) {
-            return Err(
-                "allowed_hosts may not contain `*`: name each host the connector may reach".into(),
-            );
-        }
         Ok(NetworkPolicy {
             declared,
             granted,
@@ -158,41 +91,49 @@ impl NetworkPolicy {
 
     /// Whether a resolved address may be contacted.
     pub(crate) fn permits_address(&self, ip: IpAddr) -> Result<(), String> {
-        let ip = canonical(ip);
-        if is_metadata(ip) {
-            return Err(format!("{ip} is a cloud metadata address"));
+        match addresses::verdict(ip) {
+            Verdict::Public => Ok(()),
+            Verdict::Private(_) if self.allow_private => Ok(()),
+            Verdict::Private(what) => Err(format!(
+                "{ip} is {what}, a private address (set allow_private_networks to allow it)"
+            )),
+            Verdict::Never(what) => Err(format!("{ip} is {what}, which no connector may reach")),
         }
-        if ip.is_unspecified() || ip.is_multicast() || is_broadcast(ip) {
-            return Err(format!("{ip} is not a unicast address"));
-        }
-        if is_private(ip) && !self.allow_private {
-            return Err(format!(
-                "{ip} is a private, loopback or link-local address (set allow_private_networks to allow it)"
-            ));
-        }
-        Ok(())
     }
 
-    /// Resolves every concrete (declared ∩ granted) host to the socket addresses TCP
-    /// may connect to during one call.
-    pub(crate) async fn resolve_tcp_destinations(&self) -> Vec<(IpAddr, Option<u16>)> {
-        let mut allowed = Vec::new();
+    /// Resolves every concrete (declared ∩ granted) host to the addresses TCP may
+    /// connect to during one call, keeping only addresses the policy permits; what a
+    /// guest's name lookups are answered from.
+    pub(crate) async fn resolve_names(&self) -> NameGrants {
+        let mut grants = NameGrants::default();
         for (host, port) in self.tcp_grants() {
-            let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
-                Ok(ip) => vec![ip],
-                Err(_) => resolve(host, port.unwrap_or(0))
+            let addresses: Vec<IpAddr> = match parse_ip_literal(host) {
+                Some(ip) => vec![ip],
+                None => resolve(host, port.unwrap_or(0))
                     .await
                     .into_iter()
                     .map(|address| address.ip())
                     .collect(),
             };
-            for ip in addresses {
-                if self.permits_address(ip).is_ok() {
-                    allowed.push((canonical(ip), port));
+            let permitted: Vec<IpAddr> = addresses
+                .into_iter()
+                .map(|ip| ip.to_canonical())
+                .filter(|ip| self.permits_address(*ip).is_ok())
+                .collect();
+            for ip in &permitted {
+                if !grants.destinations.contains(&(*ip, port)) {
+                    grants.destinations.push((*ip, port));
                 }
             }
+            if parse_ip_literal(host).is_none() {
+                grants
+                    .names
+                    .entry(hosts::normalise(host))
+                    .or_default()
+                    .extend(permitted);
+            }
         }
-        allowed
+        grants
     }
 
     /// Each granted host with the ports both sides allow (`None`: any port): a grant of
@@ -200,19 +141,17 @@ impl NetworkPolicy {
     fn tcp_grants(&self) -> Vec<(&str, Option<u16>)> {
         let mut grants = Vec::new();
         for grant in &self.granted {
-            let Some(host) = grant.host.as_deref() else {
+            let Some(host) = grant.concrete_host() else {
                 continue;
             };
             for declared in &self.declared {
-                let host_matches = declared
-                    .host
-                    .as_deref()
-                    .is_none_or(|name| name.eq_ignore_ascii_case(host));
-                let port = match (declared.port, grant.port) {
+                let port = match (declared.port(), grant.port()) {
                     (Some(a), Some(b)) if a != b => continue,
                     (Some(port), _) | (None, Some(port)) => Some(port),
                     (None, None) => None,
                 };
+                // Without a port of its own, the declaration admits any port.
+                let host_matches = declared.matches(host, port.unwrap_or(443));
                 if host_matches && !grants.contains(&(host, port)) {
                     grants.push((host, port));
                 }
@@ -222,51 +161,36 @@ impl NetworkPolicy {
     }
 }
 
+/// The names a call's guest may look up and what they resolved to (checked), and the
+/// socket addresses it may connect to: computed once when the call starts.
+#[derive(Debug, Default)]
+pub(crate) struct NameGrants {
+    names: BTreeMap<String, Vec<IpAddr>>,
+    destinations: Vec<(IpAddr, Option<u16>)>,
+}
+
+impl NameGrants {
+    /// The addresses a granted name resolved to, or `None` if no grant covers it.
+    pub(crate) fn addresses_of(&self, name: &str) -> Option<&[IpAddr]> {
+        self.names.get(&hosts::normalise(name)).map(Vec::as_slice)
+    }
+
+    /// Where TCP may connect.
+    pub(crate) fn destinations(&self) -> Arc<Vec<(IpAddr, Option<u16>)>> {
+        Arc::new(self.destinations.clone())
+    }
+}
+
+/// `text` as an IP address literal (`10.0.0.5`, `::1`, `[::1]`), if it is one.
+pub(crate) fn parse_ip_literal(text: &str) -> Option<IpAddr> {
+    hosts::normalise(text).parse().ok()
+}
+
 async fn resolve(host: &str, port: u16) -> Vec<SocketAddr> {
     let lookup = tokio::net::lookup_host((host, port));
     match tokio::time::timeout(Duration::from_millis(DNS_TIMEOUT_MS), lookup).await {
         Ok(Ok(addresses)) => addresses.collect(),
         _ => Vec::new(),
-    }
-}
-
-/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-fn is_metadata(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4 == Ipv4Addr::new(169, 254, 169, 254) || v4 == Ipv4Addr::new(100, 100, 100, 200)
-        }
-        IpAddr::V6(v6) => v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
-    }
-}
-
-fn is_broadcast(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
-                || a == 0
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link local
-        }
     }
 }
 
@@ -283,7 +207,7 @@ pub(crate) fn socket_check(
         let allowed = match use_ {
             SocketAddrUse::TcpBind => address.ip().is_unspecified() && address.port() == 0,
             SocketAddrUse::TcpConnect => {
-                let ip = canonical(address.ip());
+                let ip = address.ip().to_canonical();
                 destinations.iter().any(|(allowed, port)| {
                     *allowed == ip && port.is_none_or(|port| port == address.port())
                 })
@@ -348,9 +272,9 @@ impl WasiHttpHooks for HttpHooks {
                 wasmtime_wasi_http::Error::HttpRequestDenied
             };
             policy.permits_name(&host, port).map_err(deny)?;
-            let addresses = match host.parse::<IpAddr>() {
-                Ok(ip) => vec![SocketAddr::new(ip, port)],
-                Err(_) => resolve(&host, port).await,
+            let addresses = match parse_ip_literal(&host) {
+                Some(ip) => vec![SocketAddr::new(ip, port)],
+                None => resolve(&host, port).await,
             };
             if addresses.is_empty() {
                 return Err(wasmtime_wasi_http::Error::DnsError {
@@ -359,7 +283,9 @@ impl WasiHttpHooks for HttpHooks {
                 });
             }
             for address in &addresses {
-                policy.permits_address(address.ip()).map_err(deny)?;
+                policy
+                    .permits_address(address.ip().to_canonical())
+                    .map_err(deny)?;
             }
             let timeout = Some(Duration::from_millis(limits.http_timeout_ms));
             let options = RequestOptions {
@@ -422,8 +348,12 @@ mod tests {
     use super::*;
 
     fn policy(declared: &[&str], granted: &[&str], allow_private: bool) -> NetworkPolicy {
-        let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        NetworkPolicy::new(&owned(declared), &owned(granted), allow_private).unwrap()
+        let declared = declared
+            .iter()
+            .map(|text| HostPattern::parse(text).unwrap())
+            .collect();
+        let granted: Vec<String> = granted.iter().map(|s| s.to_string()).collect();
+        NetworkPolicy::new(declared, &granted, allow_private).unwrap()
     }
 
     #[test]
@@ -464,6 +394,10 @@ mod tests {
                 .permits_name("other.example.org", 993)
                 .is_err()
         );
+        // Wildcard declarations admit the names under them, as the operator grants.
+        let zendesk = policy(&["*.zendesk.com"], &["acme.zendesk.com"], false);
+        assert!(zendesk.permits_name("acme.zendesk.com", 443).is_ok());
+        assert!(zendesk.permits_name("other.zendesk.com", 443).is_err());
     }
 
     #[test]
@@ -493,65 +427,36 @@ mod tests {
 
     #[test]
     fn operators_must_name_hosts() {
-        let error = NetworkPolicy::new(&["*".into()], &["*".into()], false).unwrap_err();
-        assert!(error.contains("may not contain `*`"));
-        assert!(HostPattern::parse("bad host").is_err());
-        assert!(HostPattern::parse("host:70000").is_err());
-        assert_eq!(
-            HostPattern::parse("[::1]:8080").unwrap(),
-            HostPattern {
-                host: Some("::1".into()),
-                port: Some(8080)
-            }
+        let error = NetworkPolicy::new(Vec::new(), &["*".into()], false).unwrap_err();
+        assert!(
+            error.contains("allowed_hosts: `*` would allow any host"),
+            "{error}"
         );
     }
 
     #[test]
-    fn private_link_local_and_metadata_addresses_are_refused() {
+    fn the_policy_applies_the_address_verdicts() {
         let strict = policy(&["*"], &["x.example"], false);
-        for refused in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.9",
-            "192.168.1.1",
-            "169.254.10.10",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fd12::1",
-            "::ffff:127.0.0.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "224.0.0.1",
-        ] {
-            assert!(
-                strict.permits_address(refused.parse().unwrap()).is_err(),
-                "{refused}"
-            );
-        }
-        for allowed in ["93.184.216.34", "2606:2800:220:1::1", "8.8.8.8"] {
-            assert!(
-                strict.permits_address(allowed.parse().unwrap()).is_ok(),
-                "{allowed}"
-            );
-        }
         let lenient = policy(&["*"], &["x.example"], true);
-        assert!(
-            lenient
-                .permits_address("127.0.0.1".parse().unwrap())
-                .is_ok()
-        );
-        assert!(lenient.permits_address("10.0.0.1".parse().unwrap()).is_ok());
-        // Metadata stays refused even when private networks are allowed.
-        assert!(
-            lenient
-                .permits_address("169.254.169.254".parse().unwrap())
-                .is_err()
-        );
-        assert!(
-            lenient
-                .permits_address("fd00:ec2::254".parse().unwrap())
-                .is_err()
-        );
+        for (literal, strict_ok, lenient_ok) in [
+            ("127.0.0.1", false, true),
+            ("10.0.0.1", false, true),
+            ("::ffff:127.0.0.1", false, true),
+            ("169.254.169.254", false, false),
+            ("fd00:ec2::254", false, false),
+            ("64:ff9b::a9fe:a9fe", false, false),
+            ("::127.0.0.1", false, false),
+            ("198.18.0.1", false, true),
+            ("192.0.2.1", false, false),
+            ("93.184.216.34", true, true),
+        ] {
+            let ip: IpAddr = literal.parse().unwrap();
+            assert_eq!(strict.permits_address(ip).is_ok(), strict_ok, "{literal}");
+            assert_eq!(lenient.permits_address(ip).is_ok(), lenient_ok, "{literal}");
+        }
+        let refused = strict
+            .permits_address("::ffff:10.1.2.3".parse().unwrap())
+            .unwrap_err();
+        assert!(refused.contains("private-use"), "{refused}");
     }
 }

@@ -4,11 +4,15 @@ use crate::config::{Grants, WebhookRequest};
 use crate::contract::{self, v0_1_0};
 use crate::engine::{EPOCH_TICK_MS, PluginHost};
 use crate::error::{PluginError, Result};
-use crate::network::NetworkPolicy;
+use crate::limits::*;
+use crate::network::{HostPattern, HostTemplate, NameGrants, NetworkPolicy};
 use crate::sandbox::Sandbox;
-use rapport_core::timeline::{EventKind, NewEvent, validate_connector_id};
+use rapport_core::timeline::{KindPattern, NewEvent, validate_connector_id};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -18,6 +22,11 @@ pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION];
 /// Grace the host allows past a call's deadline before abandoning it outright — for
 /// a plugin blocked inside a host call (network I/O), which epochs cannot interrupt.
 const HOST_TIMEOUT_GRACE_MS: u64 = 250;
+/// What a refused webhook delivery is told to wait before trying again.
+const BUSY_RETRY_AFTER_MS: u64 = 5_000;
+/// How many deliveries may wait for one connector's call slots, per slot: beyond it
+/// they are refused at once rather than held (with their bodies) in memory.
+const WAITING_PER_SLOT_MAX: u32 = 4;
 
 /// The contract version a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +99,10 @@ struct PluginInner {
     version: ContractVersion,
     bindings: v0_1_0::ConnectorPre<Sandbox>,
     manifest: Manifest,
+    /// The manifest's event kinds, parsed: what its events are checked against.
+    kinds: Vec<KindPattern>,
+    /// The manifest's hosts, parsed: filled in from each connector's settings.
+    hosts: Vec<HostTemplate>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -162,6 +175,8 @@ impl Plugin {
                     config_keys: Vec::new(),
                     hosts: Vec::new(),
                 },
+                kinds: Vec::new(),
+                hosts: Vec::new(),
             }),
         };
         // `describe` runs like any call, in a sandbox with no network.
@@ -173,16 +188,19 @@ impl Plugin {
                     ..Grants::default()
                 }),
                 policy: Arc::new(NetworkPolicy::deny_all()),
+                slots: Arc::new(CallSlots::new(1)),
             };
             match describer.run(Call::Describe).await? {
                 Outcome::Manifest(manifest) => manifest,
                 _ => unreachable!("describe returns a manifest"),
             }
         };
-        validate_manifest(name, &manifest)?;
-        Arc::get_mut(&mut plugin.inner)
-            .expect("the describer has finished with its clone")
-            .manifest = manifest;
+        let (kinds, hosts) = validate_manifest(name, &manifest)?;
+        let inner =
+            Arc::get_mut(&mut plugin.inner).expect("the describer has finished with its clone");
+        inner.manifest = manifest;
+        inner.kinds = kinds;
+        inner.hosts = hosts;
         Ok(plugin)
     }
 
@@ -201,6 +219,22 @@ impl Plugin {
         &self.inner.manifest
     }
 
+    /// The hosts this plugin declares, filled in from `settings`: what a connector
+    /// configured with them may reach (before the operator's grants narrow it).
+    /// Declarations whose settings are not set are left out.
+    pub fn declared_hosts(
+        &self,
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<HostPattern>, String> {
+        let mut declared = Vec::new();
+        for template in &self.inner.hosts {
+            if let Some(pattern) = template.resolve(settings)? {
+                declared.push(pattern);
+            }
+        }
+        Ok(declared)
+    }
+
     /// Binds the plugin to one configured connector.
     pub fn connector(&self, grants: Grants) -> Result<Connector> {
         validate_connector_id(&grants.connector_id).map_err(|error| {
@@ -209,38 +243,149 @@ impl Plugin {
                 reason: error.to_string(),
             }
         })?;
+        let invalid = |reason: String| PluginError::InvalidManifest {
+            name: format!("connector `{}`", grants.connector_id),
+            reason,
+        };
+        let declared = self.declared_hosts(&grants.settings).map_err(invalid)?;
         let policy = NetworkPolicy::new(
-            &self.inner.manifest.hosts,
+            declared,
             &grants.allowed_hosts,
             grants.allow_private_networks,
         )
-        .map_err(|reason| PluginError::InvalidManifest {
-            name: format!("connector `{}`", grants.connector_id),
-            reason,
-        })?;
+        .map_err(invalid)?;
+        let slots = self.inner.host.inner.config.connector_calls_max.max(1);
         Ok(Connector {
             plugin: self.clone(),
             grants: Arc::new(grants),
             policy: Arc::new(policy),
+            slots: Arc::new(CallSlots::new(slots)),
         })
     }
 }
 
-fn validate_manifest(name: &str, manifest: &Manifest) -> Result<()> {
+/// Checks a manifest against the contract's rules and limits; returns its kinds and
+/// hosts, parsed.
+fn validate_manifest(
+    name: &str,
+    manifest: &Manifest,
+) -> Result<(Vec<KindPattern>, Vec<HostTemplate>)> {
     let invalid = |reason: String| PluginError::InvalidManifest {
         name: name.to_owned(),
         reason,
     };
+    let text = |field: &str, value: &str, chars_max: usize| {
+        let chars = value.chars().count();
+        if chars > chars_max {
+            return Err(invalid(format!(
+                "its {field} has {chars} characters; at most {chars_max} are allowed"
+            )));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(invalid(format!("its {field} contains control characters")));
+        }
+        Ok(())
+    };
     if manifest.name.trim().is_empty() {
         return Err(invalid("its name is empty".into()));
     }
-    for kind in &manifest.event_kinds {
-        EventKind::parse(kind).map_err(|error| invalid(error.to_string()))?;
+    text("name", &manifest.name, MANIFEST_NAME_CHARS_MAX)?;
+    text("version", &manifest.version, MANIFEST_VERSION_CHARS_MAX)?;
+    text(
+        "description",
+        &manifest.description,
+        MANIFEST_DESCRIPTION_CHARS_MAX,
+    )?;
+    let count = |field: &str, count: usize, max: usize| {
+        if count > max {
+            return Err(invalid(format!(
+                "it declares {count} {field}; at most {max} are allowed"
+            )));
+        }
+        Ok(())
+    };
+    count(
+        "event kinds",
+        manifest.event_kinds.len(),
+        MANIFEST_KINDS_MAX,
+    )?;
+    count(
+        "configuration keys",
+        manifest.config_keys.len(),
+        MANIFEST_CONFIG_KEYS_MAX,
+    )?;
+    count("hosts", manifest.hosts.len(), MANIFEST_HOSTS_MAX)?;
+    let kinds = manifest
+        .event_kinds
+        .iter()
+        .map(|kind| KindPattern::parse(kind).map_err(|error| invalid(error.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let mut keys = BTreeSet::new();
+    for key in &manifest.config_keys {
+        let name_ok = !key.name.is_empty()
+            && key.name.len() <= CONFIG_KEY_NAME_BYTES_MAX
+            && key
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            return Err(invalid(format!(
+                "configuration key `{}` must be 1-{CONFIG_KEY_NAME_BYTES_MAX} lower-case letters, digits or `_`",
+                key.name.chars().take(80).collect::<String>().escape_debug()
+            )));
+        }
+        if !keys.insert(key.name.as_str()) {
+            return Err(invalid(format!(
+                "configuration key `{}` is declared twice",
+                key.name
+            )));
+        }
+        text(
+            &format!("description of `{}`", key.name),
+            &key.description,
+            CONFIG_KEY_DESCRIPTION_CHARS_MAX,
+        )?;
     }
-    for host in &manifest.hosts {
-        crate::network::HostPattern::parse(host).map_err(invalid)?;
+    let mut hosts = Vec::new();
+    for spelled in &manifest.hosts {
+        let template = HostTemplate::parse(spelled).map_err(invalid)?;
+        for setting in template.settings() {
+            match manifest.config_keys.iter().find(|key| key.name == setting) {
+                Some(key) if !key.secret => {}
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "host `{spelled}` reads `{setting}`, which is a secret; hosts may only be templated from settings"
+                    )));
+                }
+                None => {
+                    return Err(invalid(format!(
+                        "host `{spelled}` reads the setting `{setting}`, which it does not declare"
+                    )));
+                }
+            }
+        }
+        hosts.push(template);
     }
-    Ok(())
+    Ok((kinds, hosts))
+}
+
+/// One connector's share of the host's call slots: at most `max` of its calls run at
+/// once, and a bounded number of webhook deliveries may wait for one.
+#[derive(Debug)]
+struct CallSlots {
+    max: u32,
+    slots: Arc<Semaphore>,
+    waiting: AtomicU32,
+}
+
+impl CallSlots {
+    fn new(max: u32) -> CallSlots {
+        CallSlots {
+            max,
+            slots: Arc::new(Semaphore::new(max as usize)),
+            waiting: AtomicU32::new(0),
+        }
+    }
 }
 
 /// A plugin bound to one connector's grants. Cheap to clone; every call is isolated.
@@ -249,6 +394,7 @@ pub struct Connector {
     plugin: Plugin,
     grants: Arc<Grants>,
     policy: Arc<NetworkPolicy>,
+    slots: Arc<CallSlots>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -309,23 +455,64 @@ impl Connector {
         }
     }
 
+    /// Takes one of this connector's call slots and one of the host's. A sync or a
+    /// check waits its turn; a webhook delivery waits at most `webhook_wait_ms`, and
+    /// is refused at once when too many already wait, so a flood at one connector
+    /// costs that connector alone.
+    async fn admit(&self, call: &Call) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let host = &self.plugin.inner.host.inner;
+        let slots = &self.slots;
+        let busy = || PluginError::Busy {
+            connector: self.grants.connector_id.clone(),
+            running: slots.max,
+            retry_after_ms: BUSY_RETRY_AFTER_MS,
+        };
+        let closed = |_| PluginError::Host("the plugin host is shutting down".into());
+        if !matches!(call, Call::Webhook(_)) {
+            let mine = slots.slots.clone().acquire_owned().await.map_err(closed)?;
+            let hosts = host.calls.clone().acquire_owned().await.map_err(closed)?;
+            return Ok((mine, hosts));
+        }
+        if let Ok(mine) = slots.slots.clone().try_acquire_owned()
+            && let Ok(hosts) = host.calls.clone().try_acquire_owned()
+        {
+            return Ok((mine, hosts));
+        }
+        if slots.waiting.fetch_add(1, Ordering::AcqRel) >= slots.max * WAITING_PER_SLOT_MAX {
+            slots.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy());
+        }
+        let wait = Duration::from_millis(host.config.webhook_wait_ms);
+        let admitted = tokio::time::timeout(wait, async {
+            let mine = slots.slots.clone().acquire_owned().await.map_err(closed)?;
+            let hosts = host.calls.clone().acquire_owned().await.map_err(closed)?;
+            Ok((mine, hosts))
+        })
+        .await;
+        slots.waiting.fetch_sub(1, Ordering::AcqRel);
+        admitted.unwrap_or_else(|_elapsed| Err(busy()))
+    }
+
     /// Runs one call in a fresh sandbox and store.
     async fn run(&self, call: Call) -> Result<Outcome> {
+        let _admitted = self.admit(&call).await?;
         let inner = &self.plugin.inner;
-        let limits = inner.host.inner.config.limits.clone();
+        let host = &inner.host.inner;
+        let limits = host.config.limits.clone();
         let connector_id = self.grants.connector_id.clone();
-        let tcp_destinations = match call {
-            Call::Describe => Vec::new(),
-            _ => self.policy.resolve_tcp_destinations().await,
+        let names = match call {
+            Call::Describe => NameGrants::default(),
+            _ => self.policy.resolve_names().await,
         };
         let sandbox = Sandbox::new(
             &connector_id,
             self.policy.clone(),
-            tcp_destinations,
+            names,
             self.grants.secrets.values().cloned().collect(),
             &limits,
+            host.budget.clone(),
         );
-        let mut store = Store::new(&inner.host.inner.engine, sandbox);
+        let mut store = Store::new(&host.engine, sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
         // Every tick the guest yields to the executor, so a CPU-bound plugin shares its
         // thread with other tasks instead of starving them; past the deadline it traps.
@@ -364,9 +551,7 @@ impl Connector {
         .await;
         let elapsed_ms = started.elapsed().as_millis();
         let sandbox = store.data();
-        if sandbox.logs_dropped > 0 {
-            tracing::warn!(connector = %connector_id, dropped = sandbox.logs_dropped, "plugin exceeded its log line limit");
-        }
+        sandbox.finish_log();
         // A forbidden destination fails the call whatever the plugin made of the refusal.
         if let Some(denial) = sandbox
             .denials
@@ -388,13 +573,14 @@ impl Connector {
                 });
             }
             Ok(Err(error)) => {
-                let failure = classify(error, sandbox, &limits);
+                let failure = classify(error, sandbox, &limits, host.budget.limit_bytes());
                 tracing::warn!(connector = %connector_id, elapsed_ms, error = %failure, "plugin call failed");
                 return Err(failure);
             }
             Ok(Ok(raw)) => raw,
         };
         tracing::debug!(connector = %connector_id, elapsed_ms, "plugin call finished");
+        let kinds = &inner.kinds;
         match raw {
             Raw::Manifest(manifest) => Ok(Outcome::Manifest(v0_1_0::manifest(manifest))),
             Raw::Checked(result) => result
@@ -404,13 +590,14 @@ impl Connector {
                 let page = result
                     .map_err(|error| PluginError::from(v0_1_0::connector_error(error, sandbox)))?;
                 check_output(&page.events, &limits)?;
-                v0_1_0::page(&connector_id, page).map(Outcome::Page)
+                check_page(page.checkpoint.as_deref(), &page.deleted)?;
+                v0_1_0::page(&connector_id, kinds, page).map(Outcome::Page)
             }
             Raw::Events(result) => {
                 let events = result
                     .map_err(|error| PluginError::from(v0_1_0::connector_error(error, sandbox)))?;
                 check_output(&events, &limits)?;
-                v0_1_0::events(&connector_id, events).map(Outcome::Events)
+                v0_1_0::events(&connector_id, kinds, events).map(Outcome::Events)
             }
         }
     }
@@ -454,24 +641,72 @@ fn check_output(
     Ok(())
 }
 
+/// Checks what a page carries besides its events: the checkpoint's size and text,
+/// and the deletes' count and ids.
+fn check_page(checkpoint: Option<&str>, deleted: &[String]) -> Result<()> {
+    let invalid = |reason: String| PluginError::InvalidPage { reason };
+    if let Some(checkpoint) = checkpoint {
+        if checkpoint.len() > CHECKPOINT_BYTES_MAX {
+            return Err(invalid(format!(
+                "its checkpoint is {} bytes; at most {CHECKPOINT_BYTES_MAX} are allowed (a checkpoint says where the sync is, it does not hold data)",
+                checkpoint.len()
+            )));
+        }
+        if let Some(c) = checkpoint
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(invalid(format!(
+                "its checkpoint contains the control character U+{:04X}; encode binary state (base64, JSON escapes)",
+                u32::from(c)
+            )));
+        }
+    }
+    if deleted.len() > DELETES_MAX {
+        return Err(invalid(format!(
+            "it deletes {} source ids; at most {DELETES_MAX} are allowed per page",
+            deleted.len()
+        )));
+    }
+    let id_max = rapport_core::timeline::limits::SOURCE_ID_BYTES_MAX;
+    if let Some(bad) = deleted
+        .iter()
+        .find(|id| id.is_empty() || id.len() > id_max || id.chars().any(char::is_control))
+    {
+        return Err(invalid(format!(
+            "it deletes the source id `{}`, which is not 1 to {id_max} bytes without control characters",
+            bad.chars().take(80).collect::<String>().escape_debug()
+        )));
+    }
+    Ok(())
+}
+
 /// Turns a wasmtime failure into what happened, using what the sandbox observed.
 fn classify(
     error: wasmtime::Error,
     sandbox: &Sandbox,
     limits: &crate::config::CallLimits,
+    budget_bytes: usize,
 ) -> PluginError {
     if sandbox.limiter.exceeded {
         return PluginError::MemoryExceeded {
             limit_bytes: limits.memory_bytes_max,
         };
     }
+    if sandbox.limiter.budget_exhausted {
+        return PluginError::MemoryBudgetExhausted { budget_bytes };
+    }
+    // What the plugin last wrote to stderr (a panic's message) comes first, then the
+    // trap's first line, all cut to the length a status shows.
     let stderr = sandbox.captured_stderr();
     let with_output = |message: String| {
-        if stderr.is_empty() {
-            message
+        let message = sandbox.scrub(&message);
+        let first_line = message.lines().next().unwrap_or_default();
+        crate::contract::error_message(&if stderr.is_empty() {
+            message.clone()
         } else {
-            format!("{message}; the plugin wrote: {stderr}")
-        }
+            format!("{stderr} ({first_line})")
+        })
     };
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginError::Timeout {
@@ -479,13 +714,13 @@ fn classify(
         },
         Some(Trap::StackOverflow) => PluginError::StackOverflow,
         Some(Trap::UnreachableCodeReached) => PluginError::Crashed {
-            message: with_output(sandbox.scrub(&format!("{error}"))),
+            message: with_output(format!("{error}")),
         },
         Some(trap) => PluginError::Trapped {
             message: with_output(format!("{trap}")),
         },
         None => PluginError::Trapped {
-            message: with_output(sandbox.scrub(&format!("{error:#}"))),
+            message: with_output(format!("{error:#}")),
         },
     }
 }

@@ -8,7 +8,9 @@
 //! checks the connector against what the plugin declares (settings, secrets, hosts).
 
 use rapport_core::account::Domain;
-use rapport_plugin_host::{Grants, Plugin, PluginError, PluginHost};
+use rapport_plugin_host::{
+    CallLimits, Grants, HostConfig, HostPattern, Plugin, PluginError, PluginHost,
+};
 use rapport_sync::{ConnectorSpec, EngineConfig, RetryPolicy, Schedule};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -44,6 +46,8 @@ struct RawConfig {
     matching: RawMatching,
     #[serde(default)]
     sync: RawSync,
+    #[serde(default)]
+    plugins: RawPlugins,
     #[serde(default, rename = "connector")]
     connectors: Vec<RawConnector>,
 }
@@ -67,6 +71,18 @@ struct RawSync {
     retry_cap: Option<Spanned<String>>,
     pages_per_run_max: Option<Spanned<i64>>,
     runs_max: Option<Spanned<i64>>,
+    plugin_failures_max: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    calls_max: Option<Spanned<i64>>,
+    connector_calls_max: Option<Spanned<i64>>,
+    memory_bytes_max: Option<Spanned<i64>>,
+    call_memory_bytes_max: Option<Spanned<i64>>,
+    call_deadline: Option<Spanned<String>>,
+    webhook_wait: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +143,8 @@ pub struct Config {
     pub ignore_domains: Vec<Domain>,
     /// How the sync engine runs (leases, polling, retries).
     pub sync: SyncTuning,
+    /// How the plugin host shares itself between connectors.
+    pub plugins: PluginTuning,
     /// The connectors, in file order.
     pub connectors: Vec<ConnectorConfig>,
     source: String,
@@ -162,6 +180,17 @@ impl Default for SyncTuning {
 }
 
 impl SyncTuning {
+    /// How long PostgreSQL may leave a transaction idle before ending its session: half
+    /// the lease's lifetime (at least a second, at most 30 s), so a node frozen inside
+    /// a page commit releases its connector's row in time for another node to take
+    /// the connector over when the lease lapses.
+    pub fn idle_in_transaction_timeout(&self) -> std::time::Duration {
+        (self.lease_ttl / 2).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(30),
+        )
+    }
+
     /// The engine configuration for a node called `node_id` (generated when `None`).
     pub fn engine_config(&self, node_id: Option<&str>) -> EngineConfig {
         EngineConfig {
@@ -173,6 +202,148 @@ impl SyncTuning {
             runs_max: self.runs_max,
         }
     }
+}
+
+/// The `[plugins]` table: how many calls run at once, how much memory they share, and
+/// what one connector may take of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginTuning {
+    /// Most plugin calls running at once on this node, across every connector.
+    pub calls_max: u32,
+    /// Most calls of one connector running at once (its share under a flood).
+    pub connector_calls_max: u32,
+    /// Most memory all running calls together may use, in bytes.
+    pub memory_bytes_max: usize,
+    /// Most memory one call may use, in bytes.
+    pub call_memory_bytes_max: usize,
+    /// Longest one call may run.
+    pub call_deadline: std::time::Duration,
+    /// Longest a webhook delivery waits for its connector's call slot before 503.
+    pub webhook_wait: std::time::Duration,
+}
+
+impl Default for PluginTuning {
+    fn default() -> Self {
+        let host = HostConfig::default();
+        PluginTuning {
+            calls_max: host.concurrent_calls_max,
+            connector_calls_max: host.connector_calls_max,
+            memory_bytes_max: host.memory_bytes_max,
+            call_memory_bytes_max: host.limits.memory_bytes_max,
+            call_deadline: std::time::Duration::from_millis(host.limits.deadline_ms),
+            webhook_wait: std::time::Duration::from_millis(host.webhook_wait_ms),
+        }
+    }
+}
+
+impl PluginTuning {
+    /// The plugin host's configuration, caching compiled plugins in `cache_dir`.
+    pub fn host_config(&self, cache_dir: Option<PathBuf>) -> HostConfig {
+        HostConfig {
+            cache_dir,
+            pooling: true,
+            concurrent_calls_max: self.calls_max,
+            connector_calls_max: self.connector_calls_max,
+            memory_bytes_max: self.memory_bytes_max,
+            webhook_wait_ms: u64::try_from(self.webhook_wait.as_millis()).unwrap_or(u64::MAX),
+            limits: CallLimits {
+                memory_bytes_max: self.call_memory_bytes_max,
+                deadline_ms: u64::try_from(self.call_deadline.as_millis()).unwrap_or(u64::MAX),
+                ..CallLimits::default()
+            },
+        }
+    }
+}
+
+/// A whole number of seconds as a person writes it: `0s`, `60s`.
+fn seconds(duration: std::time::Duration) -> String {
+    format!("{}s", duration.as_secs())
+}
+
+fn check_plugins(raw: &RawPlugins, problems: &mut Problems<'_>) -> PluginTuning {
+    let mut tuning = PluginTuning::default();
+    let mut number = |value: &Option<Spanned<i64>>, key: &str, min: i64, max: i64| {
+        let value = value.as_ref()?;
+        if (min..=max).contains(value.get_ref()) {
+            Some(*value.get_ref())
+        } else {
+            problems.add(
+                &value.span(),
+                format!("[plugins] {key} must be a whole number from {min} to {max}"),
+            );
+            None
+        }
+    };
+    const MIB: i64 = 1024 * 1024;
+    if let Some(calls) = number(&raw.calls_max, "calls_max", 1, 1024) {
+        tuning.calls_max = calls as u32;
+    }
+    if let Some(calls) = number(&raw.connector_calls_max, "connector_calls_max", 1, 1024) {
+        tuning.connector_calls_max = calls as u32;
+    }
+    if let Some(bytes) = number(
+        &raw.memory_bytes_max,
+        "memory_bytes_max",
+        64 * MIB,
+        64 * 1024 * MIB,
+    ) {
+        tuning.memory_bytes_max = bytes as usize;
+    }
+    if let Some(bytes) = number(
+        &raw.call_memory_bytes_max,
+        "call_memory_bytes_max",
+        4 * MIB,
+        4 * 1024 * MIB,
+    ) {
+        tuning.call_memory_bytes_max = bytes as usize;
+    }
+    let mut duration = |value: &Option<Spanned<String>>,
+                        key: &str,
+                        range: std::ops::RangeInclusive<std::time::Duration>,
+                        target: &mut std::time::Duration| {
+        let Some(value) = value else { return };
+        match rapport_sync::parse_duration(value.get_ref()) {
+            Ok(parsed) if range.contains(&parsed) => *target = parsed,
+            Ok(_) => problems.add(
+                &value.span(),
+                format!(
+                    "[plugins] {key} must be between {} and {}",
+                    seconds(*range.start()),
+                    seconds(*range.end())
+                ),
+            ),
+            Err(reason) => problems.add(&value.span(), format!("[plugins] {key}: {reason}")),
+        }
+    };
+    duration(
+        &raw.call_deadline,
+        "call_deadline",
+        std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600),
+        &mut tuning.call_deadline,
+    );
+    duration(
+        &raw.webhook_wait,
+        "webhook_wait",
+        std::time::Duration::ZERO..=std::time::Duration::from_secs(60),
+        &mut tuning.webhook_wait,
+    );
+    if tuning.connector_calls_max > tuning.calls_max
+        && let Some(value) = &raw.connector_calls_max
+    {
+        problems.add(
+            &value.span(),
+            "[plugins] connector_calls_max must not exceed calls_max",
+        );
+    }
+    if tuning.call_memory_bytes_max > tuning.memory_bytes_max
+        && let Some(value) = &raw.call_memory_bytes_max
+    {
+        problems.add(
+            &value.span(),
+            "[plugins] call_memory_bytes_max must not exceed memory_bytes_max, the budget all calls share",
+        );
+    }
+    tuning
 }
 
 fn check_sync(raw: &RawSync, problems: &mut Problems<'_>) -> SyncTuning {
@@ -244,6 +415,17 @@ fn check_sync(raw: &RawSync, problems: &mut Problems<'_>) -> SyncTuning {
             _ => problems.add(
                 &runs.span(),
                 "[sync] runs_max must be a whole number from 1 to 1024",
+            ),
+        }
+    }
+    if let Some(failures) = &raw.plugin_failures_max {
+        match u32::try_from(*failures.get_ref()) {
+            Ok(failures) if (1..=100).contains(&failures) => {
+                tuning.retry.plugin_failures_max = failures
+            }
+            _ => problems.add(
+                &failures.span(),
+                "[sync] plugin_failures_max must be a whole number from 1 to 100",
             ),
         }
     }
@@ -482,6 +664,7 @@ impl Config {
         }
 
         let sync = check_sync(&raw.sync, &mut problems);
+        let plugins = check_plugins(&raw.plugins, &mut problems);
 
         let mut connectors = Vec::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -500,6 +683,7 @@ impl Config {
             plugin_cache_dir,
             ignore_domains,
             sync,
+            plugins,
             connectors,
             source: source.to_owned(),
         })
@@ -711,8 +895,8 @@ fn check_connector(
     let mut host_spans = Vec::new();
     for host in &raw.allowed_hosts {
         let spelled = host.get_ref();
-        if let Err(reason) = check_host_pattern(spelled) {
-            problems.add(&host.span(), format!("allowed host `{spelled}` {reason}"));
+        if let Err(reason) = HostPattern::parse_grant(spelled) {
+            problems.add(&host.span(), format!("allowed_hosts: {reason}"));
         }
         allowed_hosts.push(spelled.clone());
         host_spans.push(host.span());
@@ -797,83 +981,41 @@ fn check_against_manifest(
             Some(_) => {}
         }
     }
+    // The same patterns, filled in from the same settings, as the host will use.
+    let declared = match plugin.declared_hosts(&connector.settings) {
+        Ok(declared) => declared,
+        Err(reason) => {
+            problems.add(
+                &connector.spans.id,
+                format!("connector `{}`: {reason}", connector.id),
+            );
+            return false;
+        }
+    };
     for (host, span) in connector
         .allowed_hosts
         .iter()
         .zip(&connector.spans.allowed_hosts)
     {
-        let declared = manifest
-            .hosts
-            .iter()
-            .any(|pattern| host_covered(pattern, host));
-        if !declared {
+        let Ok(granted) = HostPattern::parse_grant(host) else {
+            continue;
+        };
+        if !declared.iter().any(|pattern| pattern.covers(&granted)) {
             problems.add(
                 span,
                 format!(
-                    "plugin `{}` does not ask to reach `{host}` (it declares: {}); a grant it does not need only widens what it could reach — remove it",
+                    "plugin `{}` does not ask to reach `{host}` (with these settings it declares: {}); a grant it does not need only widens what it could reach — remove it",
                     manifest.name,
-                    if manifest.hosts.is_empty() {
+                    if declared.is_empty() {
                         "no hosts".to_owned()
                     } else {
-                        manifest.hosts.join(", ")
+                        declared.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                     }
                 ),
             );
         }
     }
     problems.found.len() == before
-}
-
-/// Whether a plugin's declared host pattern (`api.stripe.com`, `*.zendesk.com`,
-/// `host:port`, `*`) covers a granted host.
-fn host_covered(pattern: &str, granted: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    let (pattern_host, pattern_port) = split_port(pattern);
-    let (granted_host, granted_port) = split_port(granted);
-    let port_ok = match (pattern_port, granted_port) {
-        (None | Some("*"), _) => true,
-        (Some(pattern), Some(granted)) => pattern == granted,
-        (Some(_), None) => false,
-    };
-    let host_ok = match pattern_host.strip_prefix("*.") {
-        Some(suffix) => {
-            granted_host == suffix
-                || granted_host
-                    .strip_suffix(suffix)
-                    .is_some_and(|rest| rest.ends_with('.'))
-                || granted_host.strip_prefix("*.") == Some(suffix)
-        }
-        None => pattern_host.eq_ignore_ascii_case(granted_host),
-    };
-    port_ok && host_ok
-}
-
-fn split_port(host: &str) -> (&str, Option<&str>) {
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') || name.starts_with('[') => (name, Some(port)),
-        _ => (host, None),
-    }
-}
-
-fn check_host_pattern(spelled: &str) -> Result<(), &'static str> {
-    if spelled.is_empty() || spelled.contains('/') || spelled.contains("://") {
-        return Err(
-            "must be a host name or address with an optional port, e.g. `api.stripe.com` or `127.0.0.1:8443` — no scheme or path",
-        );
-    }
-    let (host, port) = split_port(spelled);
-    if let Some(port) = port
-        && port != "*"
-        && port.parse::<u16>().is_err()
-    {
-        return Err("has a port that is not a number from 0 to 65535 (or `*`)");
-    }
-    if host.is_empty() || host.chars().any(char::is_whitespace) {
-        return Err("must name a host");
-    }
-    Ok(())
 }
 
 fn backfill_rfc3339(at: &toml::value::Datetime) -> Option<String> {
@@ -957,18 +1099,6 @@ mod tests {
         assert_eq!(line_column(source, 6), (2, 1));
         assert_eq!(line_column(source, source.find('=').unwrap()), (1, 3));
         assert_eq!(line_column(source, source.rfind('=').unwrap()), (2, 4));
-    }
-
-    #[test]
-    fn declared_hosts_cover_grants() {
-        assert!(host_covered("*", "anything.example:8443"));
-        assert!(host_covered("api.stripe.com", "api.stripe.com"));
-        assert!(host_covered("api.stripe.com", "api.stripe.com:443"));
-        assert!(!host_covered("api.stripe.com", "evil.example"));
-        assert!(host_covered("*.zendesk.com", "acme.zendesk.com"));
-        assert!(!host_covered("*.zendesk.com", "zendesk.com.evil.example"));
-        assert!(host_covered("127.0.0.1:*", "127.0.0.1:40123"));
-        assert!(!host_covered("127.0.0.1:993", "127.0.0.1:40123"));
     }
 
     #[test]

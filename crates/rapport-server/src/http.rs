@@ -163,8 +163,16 @@ async fn webhook(
                 WebhookError::Rejected(_) => (StatusCode::UNAUTHORIZED, "webhook-rejected"),
                 WebhookError::Invalid(_) => (StatusCode::BAD_REQUEST, "webhook-invalid"),
                 WebhookError::Failed(_) => (StatusCode::SERVICE_UNAVAILABLE, "webhook-failed"),
+                WebhookError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "connector-busy"),
             };
-            problem(status, kind, &error.to_string())
+            let mut response = problem(status, kind, &error.to_string());
+            if let WebhookError::Busy { retry_after_ms, .. } = &error {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(retry_after_ms.div_ceil(1000).max(1)),
+                );
+            }
+            response
         }
     }
 }
@@ -173,8 +181,31 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready when the database answers, its schema is this build's, and it takes writes:
+/// a recent write that failed in the storage itself (a full disk, an I/O error) keeps
+/// the node unready until a write succeeds again.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.engine.store().is_ready().await {
+    let store = state.engine.store();
+    let cannot_write = |at: Option<chrono::DateTime<chrono::Utc>>, message: &str| {
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            &format!(
+                "the database cannot be written{}: {message}; free disk space or fix the database's permissions — the node recovers by itself once writes succeed",
+                at.map(|at| format!(" (since {})", at.format("%Y-%m-%d %H:%M:%S UTC")))
+                    .unwrap_or_default()
+            ),
+        )
+    };
+    if let Some(failure) = store.write_failure() {
+        return cannot_write(Some(failure.at), &failure.message);
+    }
+    if let Err(error) = store.probe_write().await
+        && error.is_storage_failure()
+    {
+        return cannot_write(None, &error.to_string());
+    }
+    match store.is_ready().await {
         Ok(true) => "ready".into_response(),
         Ok(false) => problem(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -30,7 +30,7 @@ pub use http::{AppState, REQUEST_TIMEOUT, app};
 pub use web::{SESSION_COOKIE, SESSION_HOURS, SIGN_IN_LINK_MINUTES};
 
 use anyhow::Context;
-use rapport_plugin_host::{HostConfig, PluginHost};
+use rapport_plugin_host::PluginHost;
 use rapport_store::{Store, StoreOptions};
 use rapport_sync::Engine;
 use std::sync::Arc;
@@ -48,21 +48,27 @@ pub struct Server {
 impl Server {
     /// Opens the store (migrating it), loads and binds the plugins, registers the
     /// connectors. Nothing runs yet.
+    ///
+    /// Everything that can be checked without the database — every plugin loaded and
+    /// bound — is checked first, so a configuration refused for a typo never creates or
+    /// migrates a database.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let host = PluginHost::new(
+            config
+                .plugins
+                .host_config(Some(config.plugin_cache_dir.clone())),
+        )
+        .context("starting the plugin host")?;
+        let specs = config.bind_connectors(&host).await?;
         let store = Store::connect_with(
             &config.database,
             StoreOptions {
                 ignored_domains: config.ignore_domains.clone(),
+                idle_in_transaction_timeout: config.sync.idle_in_transaction_timeout(),
                 ..StoreOptions::default()
             },
         )
         .await?;
-        let host = PluginHost::new(HostConfig {
-            cache_dir: Some(config.plugin_cache_dir.clone()),
-            ..HostConfig::default()
-        })
-        .context("starting the plugin host")?;
-        let specs = config.bind_connectors(&host).await?;
         let engine_config = config.sync.engine_config(config.node_id.as_deref());
         let engine = Engine::new(store, engine_config, specs).await?;
         Ok(Server {

@@ -180,3 +180,119 @@ async fn health_and_readiness() {
     );
     assert_eq!(content_type, "application/problem+json");
 }
+
+/// 24 deliveries at once to a connector whose webhook loops: that connector answers
+/// 503 with `Retry-After` for what it cannot take (and 400 for what ran past its
+/// deadline, which would fail again), while another connector's webhook, `/healthz`
+/// and the API are served as usual.
+#[tokio::test]
+async fn a_webhook_flood_at_one_connector_costs_that_connector_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        rapport_testkit::EXAMPLE_FEED,
+        dir.path().join("example-feed.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(rapport_testkit::HOSTILE, dir.path().join("hostile.wasm")).unwrap();
+    let source = r#"
+[server]
+database = "sqlite://rapport.db"
+
+[plugins]
+connector_calls_max = 2
+call_deadline = "2s"
+webhook_wait = "100ms"
+
+[[connector]]
+id = "flooded"
+plugin = "hostile.wasm"
+settings = { attack = "none", webhook_attack = "loop" }
+
+[[connector]]
+id = "feed"
+plugin = "example-feed.wasm"
+settings = { base_url = "http://127.0.0.1:9" }
+secrets = { webhook_token = { env = "FEED_HOOK_TOKEN" } }
+"#;
+    let env = |name: &str| (name == "FEED_HOOK_TOKEN").then(|| "s3cret".to_owned());
+    let config = Config::parse(source, &dir.path().join("rapport.toml"), &env).unwrap();
+    let server = Server::start(config).await.unwrap();
+    let router = app(AppState::new(server.engine.clone(), 1 << 20).await.unwrap());
+    let flood: Vec<_> = (0..24)
+        .map(|_| {
+            let router = router.clone();
+            tokio::spawn(async move {
+                let response = router
+                    .oneshot(delivery("flooded", "-", "{}".into()))
+                    .await
+                    .unwrap();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|value| value.to_str().unwrap().to_owned());
+                let (status, content_type, body) = read(response).await;
+                (status, content_type, body, retry_after)
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let body = serde_json::json!({ "items": [item_json(1)] }).to_string();
+    let (status, _, answer) = read(
+        router
+            .clone()
+            .oneshot(delivery("feed", "s3cret", body))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "another connector's webhook: {answer}"
+    );
+    let (status, _, _) = read(
+        router
+            .clone()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = read(
+        router
+            .clone()
+            .oneshot(
+                Request::get("/api/openapi.json")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        flood.iter().any(|task| !task.is_finished()),
+        "all of that was answered while the flood still ran"
+    );
+    let mut busy = 0;
+    for task in flood {
+        let (status, content_type, body, retry_after) = task.await.unwrap();
+        assert_eq!(content_type, "application/problem+json", "{body}");
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(body.contains("connector-busy"), "{body}");
+                assert!(retry_after.is_some_and(|seconds| seconds.parse::<u64>().unwrap() >= 1));
+                busy += 1;
+            }
+            StatusCode::BAD_REQUEST => assert!(body.contains("deadline"), "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(
+        busy >= 20,
+        "only the connector's two slots ran: {busy} refused"
+    );
+    server.engine.store().close().await;
+}

@@ -33,13 +33,25 @@ pub enum Error {
     LeaseLost(String),
 
     /// The database could not be opened or reached.
-    #[error("cannot open the database at `{url}`: {source}")]
+    #[error("cannot connect to {what}: {reason}")]
     Connect {
+        /// Which database, e.g. `PostgreSQL at db:5432 (database `rapport`)`.
+        what: String,
+        /// Why, in the driver's words, e.g. `connection refused`.
+        reason: String,
+    },
+
+    /// A command that only reads found a database this build must first migrate.
+    #[error(
+        "the database at `{url}` is at schema version {version}, and this build needs {latest}: run `rapport migrate --database {url}` (or start `rapport serve`) first"
+    )]
+    SchemaBehind {
         /// The URL, password redacted.
         url: String,
-        /// The driver's error.
-        #[source]
-        source: sqlx::Error,
+        /// Its newest applied migration (0 when it has none).
+        version: i64,
+        /// What this build migrates to.
+        latest: i64,
     },
 
     /// The database has migrations this build does not know: it was written by a newer

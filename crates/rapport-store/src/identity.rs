@@ -234,12 +234,20 @@ macro_rules! rematch_waiting {
             let mut waiting: std::collections::BTreeMap<i64, rapport_core::timeline::AccountHints> =
                 std::collections::BTreeMap::new();
             for needle in needles {
-                let rows: Vec<(i64, sqlx::types::Json<rapport_core::timeline::AccountHints>)> =
+                // Hints that cannot be read back cannot match anything: such an event
+                // keeps waiting (and shows as unreadable), the others are placed.
+                let rows: Vec<(i64, $crate::lenient::Lenient<sqlx::types::Json<rapport_core::timeline::AccountHints>>)> =
                     sqlx::query_as(sql.waiting_like)
                         .bind($crate::identity::contains_pattern(needle))
                         .fetch_all(&mut *$conn)
                         .await?;
-                waiting.extend(rows.into_iter().map(|(id, sqlx::types::Json(hints))| (id, hints)));
+                waiting.extend(rows.into_iter().filter_map(|(id, hints)| match hints.0 {
+                    Ok(sqlx::types::Json(hints)) => Some((id, hints)),
+                    Err(error) => {
+                        tracing::warn!(event = id, %error, "a waiting event's hints could not be read; it was not re-matched");
+                        None
+                    }
+                }));
             }
             if waiting.is_empty() {
                 return Ok::<u64, $crate::Error>(0);

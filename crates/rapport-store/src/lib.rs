@@ -21,9 +21,11 @@
 mod accounts;
 mod assignments;
 mod error;
+mod health;
 mod identity;
 mod inbox;
 mod keys;
+mod lenient;
 mod sessions;
 mod staff;
 mod sync;
@@ -36,11 +38,13 @@ mod visibility;
 
 pub use accounts::AccountUpdate;
 pub use error::{Error, Result};
+pub use health::{WRITE_FAILURE_MEMORY, WriteFailure};
 pub use inbox::Learn;
 pub use sessions::{IssuedSession, SESSION_PREFIX, SIGN_IN_LINK_PREFIX, WebSession};
 pub use staff::StaffUpdate;
 pub use sync::{
-    ConnectorState, ConnectorStatus, LastError, Lease, PageCommit, PageWrite, RunRecord,
+    CheckRecord, ConnectorState, ConnectorStatus, LastError, Lease, PageCommit, PageWrite,
+    RunRecord,
 };
 pub use tasks::{NewTask, TASK_ASSIGNEE, TASK_DUE, TASK_STATUS};
 pub use timeline::{
@@ -147,6 +151,17 @@ pub struct StoreOptions {
     /// Domains identity resolution never matches by, beyond the built-in free-mail
     /// list: typically the company's own domains.
     pub ignored_domains: Vec<Domain>,
+    /// How long PostgreSQL lets a connection sit idle inside a transaction before it
+    /// ends that session, releasing its locks. A node frozen mid-commit (stopped,
+    /// swapped out, partitioned) would otherwise hold its connector's state row locked
+    /// for as long as it is frozen, and no other node could take the connector over.
+    /// Set well below the sync lease's lifetime; rapport's transactions are never idle
+    /// for long.
+    pub idle_in_transaction_timeout: Duration,
+    /// Whether to create a missing database (a SQLite file) and bring its schema up to
+    /// date. Off for read-only commands, which must never create one: they refuse a
+    /// database that is missing or behind, saying how to make it.
+    pub create_and_migrate: bool,
 }
 
 impl Default for StoreOptions {
@@ -154,6 +169,8 @@ impl Default for StoreOptions {
         StoreOptions {
             connections_max: 8,
             ignored_domains: Vec::new(),
+            idle_in_transaction_timeout: Duration::from_secs(30),
+            create_and_migrate: true,
         }
     }
 }
@@ -183,6 +200,8 @@ pub struct Store {
     backend: Backend,
     /// See [`StoreOptions::ignored_domains`].
     ignored_domains: Arc<[Domain]>,
+    /// Whether writes are failing in the storage itself (see `health`).
+    health: Arc<health::WriteHealth>,
 }
 
 /// Expands `$body` once per backend with `$pool` bound to that backend's pool and
@@ -214,6 +233,20 @@ impl Store {
         Store::connect_with(url, StoreOptions::default()).await
     }
 
+    /// Opens an existing database without creating or migrating anything, for
+    /// commands that only read: a missing SQLite file, or a schema this build must
+    /// first migrate, is refused with what to run.
+    pub async fn open_existing(url: &str) -> Result<Store> {
+        Store::connect_with(
+            url,
+            StoreOptions {
+                create_and_migrate: false,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+    }
+
     /// [`Store::connect`] with explicit tuning.
     pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store> {
         let shown = redact(url);
@@ -223,13 +256,20 @@ impl Store {
                     url: shown.clone(),
                     reason: source.to_string(),
                 })?
-                .create_if_missing(true)
+                .create_if_missing(options.create_and_migrate)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS));
             // An in-memory database lives and dies with its one connection.
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let file = connect.get_filename().to_path_buf();
+            if !options.create_and_migrate && !in_memory && !file.exists() {
+                return Err(Error::Connect {
+                    what: format!("the SQLite database {}", file.display()),
+                    reason: "it does not exist; create it with `rapport migrate --database ...` or by starting `rapport serve`".into(),
+                });
+            }
             let pool = SqlitePoolOptions::new()
                 .max_connections(if in_memory {
                     1
@@ -248,14 +288,19 @@ impl Store {
                     Some(Duration::from_secs(3600))
                 })
                 .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+                .before_acquire(|connection, _| Box::pin(outside_transaction(connection)))
                 .connect_with(connect)
                 .await
                 .map_err(|source| Error::Connect {
-                    url: shown.clone(),
-                    source,
+                    what: format!("the SQLite database {}", file.display()),
+                    reason: format!(
+                        "{}; check that its directory exists and is writable",
+                        driver_reason(&source)
+                    ),
                 })?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let idle_ms = options.idle_in_transaction_timeout.as_millis().max(1);
             let connect = PgConnectOptions::from_str(url)
                 .map_err(|source| Error::InvalidUrl {
                     url: shown.clone(),
@@ -264,15 +309,55 @@ impl Store {
                 // Short queries only: PostgreSQL 15 JIT-compiles any plan whose cost
                 // estimate is high (a feed's estimate is, though it reads one page),
                 // which cost ~40 ms per feed query in the scale benchmark.
-                .options([("jit", "off")]);
+                .options([
+                    ("jit", "off".to_owned()),
+                    (
+                        "idle_in_transaction_session_timeout",
+                        format!("{idle_ms}ms"),
+                    ),
+                ]);
+            let what = format!(
+                "PostgreSQL at {}:{}{}",
+                connect.get_host(),
+                connect.get_port(),
+                connect
+                    .get_database()
+                    .map(|database| format!(" (database `{database}`)"))
+                    .unwrap_or_default()
+            );
+            // One connection first, so an unreachable server or a refused login is
+            // reported as itself, once, not as a pool that timed out.
+            let probe = tokio::time::timeout(
+                Duration::from_millis(ACQUIRE_TIMEOUT_MS),
+                sqlx::ConnectOptions::connect(&connect),
+            )
+            .await;
+            match probe {
+                Ok(Ok(connection)) => {
+                    let _ = sqlx::Connection::close(connection).await;
+                }
+                Ok(Err(source)) => {
+                    return Err(Error::Connect {
+                        what,
+                        reason: driver_reason(&source),
+                    });
+                }
+                Err(_) => {
+                    return Err(Error::Connect {
+                        what,
+                        reason: format!("no answer within {} s", ACQUIRE_TIMEOUT_MS / 1000),
+                    });
+                }
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(options.connections_max)
                 .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+                .before_acquire(|connection, _| Box::pin(outside_transaction(connection)))
                 .connect_with(connect)
                 .await
                 .map_err(|source| Error::Connect {
-                    url: shown.clone(),
-                    source,
+                    what,
+                    reason: driver_reason(&source),
                 })?;
             Backend::Postgres(pool)
         } else {
@@ -286,9 +371,41 @@ impl Store {
         let store = Store {
             backend,
             ignored_domains: options.ignored_domains.into(),
+            health: Arc::default(),
         };
-        store.migrate().await?;
+        if options.create_and_migrate {
+            store.migrate().await?;
+        } else {
+            store.require_current_schema(&shown).await?;
+        }
         Ok(store)
+    }
+
+    /// Refuses a database whose schema is not this build's, saying what to run.
+    async fn require_current_schema(&self, shown: &str) -> Result<()> {
+        let latest = schema_version_latest();
+        let applied: std::result::Result<Option<i64>, sqlx::Error> =
+            with_backend!(self, |pool, dialect| {
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(pool)
+                    .await
+            });
+        match applied {
+            Ok(Some(version)) if version == latest => Ok(()),
+            Ok(Some(version)) if version > latest => Err(Error::SchemaTooNew(version)),
+            Ok(version) => Err(Error::SchemaBehind {
+                url: shown.to_owned(),
+                version: version.unwrap_or(0),
+                latest,
+            }),
+            // No migrations table: not a rapport database (yet).
+            Err(sqlx::Error::Database(_)) => Err(Error::SchemaBehind {
+                url: shown.to_owned(),
+                version: 0,
+                latest,
+            }),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// Applies pending migrations. Safe to run from several nodes at once (PostgreSQL
@@ -360,6 +477,36 @@ impl Store {
             Backend::Sqlite(pool) => pool.close().await,
             Backend::Postgres(pool) => pool.close().await,
         }
+    }
+}
+
+/// Run before a pooled connection is handed out: one left inside a transaction (its
+/// COMMIT failed, as on a full disk, and the rollback did not take) is closed instead
+/// of reused, so the next write starts clean and the node recovers by itself. The ping
+/// first lets a rollback queued when the failed transaction was dropped finish.
+async fn outside_transaction<C: sqlx::Connection>(
+    connection: &mut C,
+) -> std::result::Result<bool, sqlx::Error> {
+    connection.ping().await?;
+    let clean = !connection.is_in_transaction();
+    if !clean {
+        tracing::warn!("a database connection was left inside a failed transaction; closing it");
+    }
+    Ok(clean)
+}
+
+/// What a driver error says, without the pool's wording around it.
+fn driver_reason(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::TimedOut => "the connection timed out".into(),
+            _ => io.to_string(),
+        },
+        sqlx::Error::Database(database) => database.message().to_owned(),
+        sqlx::Error::Tls(tls) => format!("TLS failed: {tls}"),
+        sqlx::Error::PoolTimedOut => "no connection could be opened in time".into(),
+        other => other.to_string(),
     }
 }
 

@@ -69,6 +69,20 @@ pub struct LastError {
     pub kind: String,
     /// What happened, in words.
     pub message: String,
+    /// The source id of the event the failure was about, when it was about one (an
+    /// event the plugin returned that breaks the contract, say).
+    pub source_id: Option<String>,
+}
+
+/// The outcome of the connector's own `check` (configuration and credentials).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckRecord {
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Why it failed, when it did.
+    pub message: Option<String>,
 }
 
 /// A connector's status record.
@@ -102,8 +116,15 @@ pub struct ConnectorStatus {
     pub lease_holder: Option<String>,
     /// Until when that node holds it.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The holder's process (`machine:boot:pid:start`), when it said, while the lease
+    /// is live.
+    pub lease_process: Option<String>,
     /// A digest of its configuration when last registered.
     pub config_fingerprint: Option<String>,
+    /// Whether its `check` runs before the next sync (its configuration changed).
+    pub check_due: bool,
+    /// The last `check`, if one ran.
+    pub last_check: Option<CheckRecord>,
 }
 
 impl ConnectorStatus {
@@ -156,8 +177,10 @@ pub struct PageCommit {
 pub struct RunRecord {
     /// The state the connector is left in.
     pub state: ConnectorState,
-    /// The failure, if the run failed.
+    /// The failure (kind, message), if the run failed.
     pub error: Option<(String, String)>,
+    /// The source id of the event the failure was about, if it was about one.
+    pub error_source_id: Option<String>,
     /// When it should run next.
     pub next_run_at: Option<DateTime<Utc>>,
 }
@@ -165,8 +188,9 @@ pub struct RunRecord {
 const STATUS_COLUMNS: &str =
     "SELECT connector, state, checkpoint, events_ingested, pages_committed,
     newest_event_at_us, last_attempt_at_us, last_success_at_us, last_error_at_us, last_error_kind,
-    last_error_message, consecutive_failures, next_run_at_us, sync_requested_at_us, lease_holder,
-    lease_expires_at_us, config_fingerprint FROM connector_state";
+    last_error_message, last_error_source_id, consecutive_failures, next_run_at_us,
+    sync_requested_at_us, lease_holder, lease_expires_at_us, lease_process, config_fingerprint,
+    check_due, last_check_at_us, last_check_ok, last_check_message FROM connector_state";
 
 #[derive(Debug, sqlx::FromRow)]
 struct StatusRow {
@@ -181,12 +205,18 @@ struct StatusRow {
     last_error_at_us: Option<i64>,
     last_error_kind: Option<String>,
     last_error_message: Option<String>,
+    last_error_source_id: Option<String>,
     consecutive_failures: i64,
     next_run_at_us: Option<i64>,
     sync_requested_at_us: Option<i64>,
     lease_holder: Option<String>,
     lease_expires_at_us: Option<i64>,
+    lease_process: Option<String>,
     config_fingerprint: Option<String>,
+    check_due: bool,
+    last_check_at_us: Option<i64>,
+    last_check_ok: Option<bool>,
+    last_check_message: Option<String>,
 }
 
 impl StatusRow {
@@ -210,6 +240,7 @@ impl StatusRow {
                     at: from_us(at),
                     kind,
                     message,
+                    source_id: self.last_error_source_id,
                 }),
                 _ => None,
             },
@@ -218,9 +249,37 @@ impl StatusRow {
             sync_requested_at: self.sync_requested_at_us.map(from_us),
             lease_holder: live_lease.and(self.lease_holder),
             lease_expires_at: live_lease.map(from_us),
+            lease_process: live_lease.and(self.lease_process),
             config_fingerprint: self.config_fingerprint,
+            check_due: self.check_due,
+            last_check: match (self.last_check_at_us, self.last_check_ok) {
+                (Some(at), Some(ok)) => Some(CheckRecord {
+                    at: from_us(at),
+                    ok,
+                    message: self.last_check_message,
+                }),
+                _ => None,
+            },
         })
     }
+}
+
+/// Longest message a status record keeps, in bytes.
+const STATUS_MESSAGE_BYTES_MAX: usize = 4 * 1024;
+
+/// A message as a status record keeps it: without control characters (PostgreSQL
+/// refuses NUL in text), cut to [`STATUS_MESSAGE_BYTES_MAX`].
+fn status_text(message: &str) -> String {
+    let mut text = rapport_core::timeline::clean_text(message.to_owned());
+    if text.len() > STATUS_MESSAGE_BYTES_MAX {
+        let mut at = STATUS_MESSAGE_BYTES_MAX - '…'.len_utf8();
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+    text
 }
 
 /// The fence every lease-holder write starts with: matches one row only while the
@@ -232,6 +291,28 @@ const LEASE_FENCE: &str =
 fn lease_held(rows_affected: u64, lease: &Lease) -> Result<()> {
     if rows_affected == 0 {
         return Err(Error::LeaseLost(lease.connector.clone()));
+    }
+    Ok(())
+}
+
+/// Refuses a checkpoint or deleted id that no backend could store alike: PostgreSQL
+/// refuses NUL in text, SQLite would keep it.
+fn check_page_text(page: PageWrite<'_>) -> Result<()> {
+    let refuse = |field: &'static str| {
+        Err(rapport_core::DomainError::InvalidField {
+            field,
+            reason: "must not contain NUL characters".into(),
+        }
+        .into())
+    };
+    if page
+        .checkpoint
+        .is_some_and(|checkpoint| checkpoint.contains('\0'))
+    {
+        return refuse("page checkpoint");
+    }
+    if page.deleted.iter().any(|id| id.contains('\0')) {
+        return refuse("deleted source id");
     }
     Ok(())
 }
@@ -281,6 +362,7 @@ impl Store {
                                                     THEN 0 ELSE consecutive_failures END,
                         next_run_at_us = CASE WHEN config_fingerprint <> $2 OR state = 'disabled'
                                               THEN NULL ELSE next_run_at_us END,
+                        check_due = CASE WHEN config_fingerprint <> $2 THEN TRUE ELSE check_due END,
                         config_fingerprint = $2
                      WHERE connector = $1",
                 )
@@ -290,7 +372,9 @@ impl Store {
                 .await?;
             } else {
                 sqlx::query(
-                    "UPDATE connector_state SET state = 'disabled', config_fingerprint = $2
+                    "UPDATE connector_state SET state = 'disabled',
+                        check_due = CASE WHEN config_fingerprint <> $2 THEN TRUE ELSE check_due END,
+                        config_fingerprint = $2
                      WHERE connector = $1",
                 )
                 .bind(connector)
@@ -361,6 +445,36 @@ impl Store {
         ttl: Duration,
         at: DateTime<Utc>,
     ) -> Result<Option<Lease>> {
+        self.acquire_lease_as(connector, holder, None, ttl, at)
+            .await
+    }
+
+    /// [`Store::acquire_lease`], recording the holder's `process` (see
+    /// [`ConnectorStatus::lease_process`]) so that a node on the same machine can tell
+    /// when it has died.
+    pub async fn acquire_lease_as(
+        &self,
+        connector: &str,
+        holder: &str,
+        process: Option<&str>,
+        ttl: Duration,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Lease>> {
+        let result = self
+            .acquire_lease_unobserved(connector, holder, process, ttl, at)
+            .await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn acquire_lease_unobserved(
+        &self,
+        connector: &str,
+        holder: &str,
+        process: Option<&str>,
+        ttl: Duration,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Lease>> {
         let at_us = to_us(at);
         let expires_us = at_us + i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX / 2);
         let token: Option<i64> = with_backend!(self, |pool, dialect| {
@@ -388,12 +502,13 @@ impl Store {
             }
             let token: i64 = sqlx::query_scalar(
                 "UPDATE connector_state SET lease_holder = $2, lease_token = lease_token + 1,
-                    lease_expires_at_us = $3
+                    lease_expires_at_us = $3, lease_process = $4
                  WHERE connector = $1 RETURNING lease_token",
             )
             .bind(connector)
             .bind(holder)
             .bind(expires_us)
+            .bind(process)
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -405,6 +520,100 @@ impl Store {
             token,
             expires_at: from_us(expires_us),
         }))
+    }
+
+    /// Takes over `connector`'s lease from a holder that is known to be dead (its
+    /// process is gone from this machine), without waiting for it to lapse: only if
+    /// that same holder and process still hold it, so a live successor is never
+    /// displaced. The fencing token grows as on any acquisition.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn take_over_lease(
+        &self,
+        connector: &str,
+        dead_holder: &str,
+        dead_process: &str,
+        holder: &str,
+        process: Option<&str>,
+        ttl: Duration,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Lease>> {
+        let expires_us = to_us(at) + i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX / 2);
+        let token: Option<i64> = with_backend!(self, |pool, dialect| {
+            sqlx::query_scalar(
+                "UPDATE connector_state SET lease_holder = $4, lease_token = lease_token + 1,
+                    lease_expires_at_us = $5, lease_process = $6
+                 WHERE connector = $1 AND lease_holder = $2 AND lease_process = $3
+                 RETURNING lease_token",
+            )
+            .bind(connector)
+            .bind(dead_holder)
+            .bind(dead_process)
+            .bind(holder)
+            .bind(expires_us)
+            .bind(process)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(token.map(|token| Lease {
+            connector: connector.to_owned(),
+            holder: holder.to_owned(),
+            token,
+            expires_at: from_us(expires_us),
+        }))
+    }
+
+    /// Records a failure outside any run (a webhook delivery the plugin could not
+    /// turn into valid events): the last error's fields, not the connector's state.
+    pub async fn record_error(
+        &self,
+        connector: &str,
+        kind: &str,
+        message: &str,
+        source_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        with_backend!(self, |pool, dialect| {
+            sqlx::query(
+                "UPDATE connector_state SET last_error_at_us = $2, last_error_kind = $3,
+                    last_error_message = $4, last_error_source_id = $5
+                 WHERE connector = $1",
+            )
+            .bind(connector)
+            .bind(to_us(at))
+            .bind(kind)
+            .bind(status_text(message))
+            .bind(source_id.map(status_text))
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Records the outcome of the connector's `check` and clears `check_due`.
+    pub async fn record_check(
+        &self,
+        connector: &str,
+        outcome: std::result::Result<(), &str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let updated = with_backend!(self, |pool, dialect| {
+            sqlx::query(
+                "UPDATE connector_state SET check_due = FALSE, last_check_at_us = $2,
+                    last_check_ok = $3, last_check_message = $4
+                 WHERE connector = $1",
+            )
+            .bind(connector)
+            .bind(to_us(at))
+            .bind(outcome.is_ok())
+            .bind(outcome.err().map(status_text))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if updated == 0 {
+            return Err(Error::UnknownConnector(connector.to_owned()));
+        }
+        Ok(())
     }
 
     /// Extends a live lease to `at + ttl` (the heartbeat); fails with
@@ -438,7 +647,8 @@ impl Store {
     pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
         with_backend!(self, |pool, dialect| {
             sqlx::query(
-                "UPDATE connector_state SET lease_holder = NULL, lease_expires_at_us = NULL
+                "UPDATE connector_state SET lease_holder = NULL, lease_expires_at_us = NULL,
+                    lease_process = NULL
                  WHERE connector = $1 AND lease_holder = $2 AND lease_token = $3",
             )
             .bind(&lease.connector)
@@ -480,8 +690,20 @@ impl Store {
         page: PageWrite<'_>,
         at: DateTime<Utc>,
     ) -> Result<PageCommit> {
+        let result = self.commit_page_unobserved(lease, page, at).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn commit_page_unobserved(
+        &self,
+        lease: &Lease,
+        page: PageWrite<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<PageCommit> {
         check_batch(page.events)?;
         all_from(page.events, &lease.connector)?;
+        check_page_text(page)?;
         let accounts = named_accounts(page.events);
         let at_us = to_us(at);
         let newest_us = page
@@ -548,9 +770,20 @@ impl Store {
         record: &RunRecord,
         at: DateTime<Utc>,
     ) -> Result<()> {
+        let result = self.finish_run_unobserved(lease, record, at).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn finish_run_unobserved(
+        &self,
+        lease: &Lease,
+        record: &RunRecord,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         let at_us = to_us(at);
         let (kind, message) = match &record.error {
-            Some((kind, message)) => (Some(kind.as_str()), Some(message.as_str())),
+            Some((kind, message)) => (Some(kind.as_str()), Some(status_text(message))),
             None => (None, None),
         };
         let updated = with_backend!(self, |pool, dialect| {
@@ -562,6 +795,7 @@ impl Store {
                     last_error_at_us = CASE WHEN $7 IS NULL THEN last_error_at_us ELSE $4 END,
                     last_error_kind = COALESCE($7, last_error_kind),
                     last_error_message = COALESCE($8, last_error_message),
+                    last_error_source_id = CASE WHEN $7 IS NULL THEN last_error_source_id ELSE $9 END,
                     consecutive_failures = CASE WHEN $7 IS NULL THEN 0 ELSE consecutive_failures + 1 END
                  WHERE {LEASE_FENCE}"
             )))
@@ -573,6 +807,7 @@ impl Store {
             .bind(record.next_run_at.map(to_us))
             .bind(kind)
             .bind(message)
+            .bind(record.error_source_id.as_deref())
             .execute(pool)
             .await?
             .rows_affected()

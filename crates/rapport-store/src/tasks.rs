@@ -136,6 +136,7 @@ impl Store {
                 ingested_at: at,
                 event: done,
                 match_candidates: Vec::new(),
+                unreadable: None,
             }),
             _ => Err(crate::Error::Conflict(format!("task {task}"))),
         }

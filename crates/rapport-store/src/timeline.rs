@@ -1,5 +1,6 @@
 //! The timeline repository: idempotent, versioned upserts and keyset-paginated reads.
 
+use crate::lenient::{Lenient, Unreadable};
 use crate::time::{from_us, to_us};
 use crate::tx::require_account;
 use crate::{Error, Result, Store, with_backend};
@@ -481,66 +482,133 @@ const SELECT_EVENT: &str = "SELECT id, connector, source_id, source_version, acc
     occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail, match_candidates
     FROM timeline_events";
 
+/// A stored event row. Every column that could fail to decode is [`Lenient`], so one
+/// bad value costs its own field, never the page: see [`EventRow::into_event`].
 #[derive(Debug, sqlx::FromRow)]
 struct EventRow {
     id: i64,
-    connector: String,
-    source_id: String,
+    connector: Lenient<String>,
+    source_id: Lenient<String>,
     source_version: i64,
     account_id: Option<i64>,
-    kind: String,
+    kind: Lenient<String>,
     occurred_at_us: i64,
     ingested_at_us: i64,
-    title: String,
-    summary: String,
-    url: Option<String>,
-    actor: Option<Json<Actor>>,
-    attributes: Json<Attributes>,
-    hints: Json<AccountHints>,
-    match_detail: Option<Json<MatchReason>>,
-    match_candidates: Option<Json<Vec<i64>>>,
+    title: Lenient<String>,
+    summary: Lenient<String>,
+    url: Option<Lenient<String>>,
+    actor: Option<Lenient<Json<serde_json::Value>>>,
+    attributes: Lenient<Json<serde_json::Value>>,
+    hints: Lenient<Json<serde_json::Value>>,
+    match_detail: Option<Lenient<Json<serde_json::Value>>>,
+    match_candidates: Option<Lenient<Json<serde_json::Value>>>,
+}
+
+/// `value` as a `T`, or `fallback` with the failure noted under `field`.
+fn typed<T: serde::de::DeserializeOwned>(
+    unreadable: &mut Unreadable,
+    field: &str,
+    value: Lenient<Json<serde_json::Value>>,
+    fallback: T,
+) -> T {
+    match value.0 {
+        Ok(Json(value)) => serde_json::from_value(value).unwrap_or_else(|error| {
+            unreadable.note(field, &error.to_string());
+            fallback
+        }),
+        Err(error) => {
+            unreadable.note(field, &error);
+            fallback
+        }
+    }
 }
 
 impl EventRow {
-    fn into_event(self) -> Result<TimelineEvent> {
-        let kind = crate::error::decode("event kind", &self.kind, EventKind::parse)?;
+    /// The event as stored. A field that does not decode is left empty (its kind
+    /// becomes `rapport.unreadable`, attributes are read one by one) and the event is
+    /// marked [`TimelineEvent::unreadable`] and logged, so a page shows it instead of
+    /// failing.
+    fn into_event(self) -> TimelineEvent {
+        let mut unreadable = Unreadable::default();
+        let kind = match self.kind.0 {
+            Ok(text) => EventKind::parse(&text).map_err(|error| error.to_string()),
+            Err(error) => Err(error),
+        }
+        .unwrap_or_else(|error| {
+            unreadable.note("kind", &error);
+            EventKind::parse(EventKind::UNREADABLE).expect("a valid kind")
+        });
+        let mut attributes = Attributes::new();
+        match self.attributes.0 {
+            Ok(Json(serde_json::Value::Object(entries))) => {
+                for (name, value) in entries {
+                    match serde_json::from_value::<AttributeValue>(value) {
+                        Ok(value) => {
+                            attributes.insert(name, value);
+                        }
+                        Err(error) => {
+                            unreadable.note(&format!("attribute `{name}`"), &error.to_string())
+                        }
+                    }
+                }
+            }
+            Ok(Json(other)) => unreadable.note("attributes", &format!("not an object: {other}")),
+            Err(error) => unreadable.note("attributes", &error),
+        }
         let placement = match (self.account_id, self.match_detail) {
-            (Some(account), Some(Json(reason))) => Some(Placement {
+            (Some(account), Some(detail)) => Some(Placement {
                 account: AccountId(account),
-                reason,
+                reason: typed(&mut unreadable, "match reason", detail, MatchReason::Direct),
             }),
             (None, _) => None,
             (Some(account), None) => {
-                return Err(Error::Corrupt(format!(
-                    "event #{} is on account #{account} without a match reason",
-                    self.id
-                )));
+                unreadable.note("match reason", "missing for a placed event");
+                Some(Placement {
+                    account: AccountId(account),
+                    reason: MatchReason::Direct,
+                })
             }
         };
-        Ok(TimelineEvent {
+        let event = NewEvent {
+            key: DedupeKey {
+                connector: unreadable.take("connector", self.connector, String::new()),
+                source_id: unreadable.take("source id", self.source_id, String::new()),
+            },
+            source_version: self.source_version,
+            kind,
+            occurred_at: from_us(self.occurred_at_us),
+            title: unreadable.take("title", self.title, String::new()),
+            summary: unreadable.take("summary", self.summary, String::new()),
+            url: self
+                .url
+                .and_then(|url| unreadable.take("url", url.map_ok(Some), None)),
+            actor: self
+                .actor
+                .and_then(|actor| typed(&mut unreadable, "actor", actor, None)),
+            attributes,
+            hints: typed(
+                &mut unreadable,
+                "hints",
+                self.hints,
+                AccountHints::default(),
+            ),
+            placement,
+        };
+        let match_candidates: Vec<i64> = self
+            .match_candidates
+            .map(|ids| typed(&mut unreadable, "match candidates", ids, Vec::new()))
+            .unwrap_or_default();
+        let unreadable = unreadable.finish();
+        if let Some(reason) = &unreadable {
+            tracing::warn!(event = self.id, %reason, "a stored event could not be read whole; it is shown marked unreadable");
+        }
+        TimelineEvent {
             id: EventId(self.id),
             ingested_at: from_us(self.ingested_at_us),
-            event: NewEvent {
-                key: DedupeKey {
-                    connector: self.connector,
-                    source_id: self.source_id,
-                },
-                source_version: self.source_version,
-                kind,
-                occurred_at: from_us(self.occurred_at_us),
-                title: self.title,
-                summary: self.summary,
-                url: self.url,
-                actor: self.actor.map(|Json(actor)| actor),
-                attributes: self.attributes.0,
-                hints: self.hints.0,
-                placement,
-            },
-            match_candidates: self
-                .match_candidates
-                .map(|Json(ids)| ids.into_iter().map(AccountId).collect())
-                .unwrap_or_default(),
-        })
+            event,
+            match_candidates: match_candidates.into_iter().map(AccountId).collect(),
+            unreadable,
+        }
     }
 }
 
@@ -592,10 +660,7 @@ pub(crate) fn assignment_event(
 /// Decodes up to `limit` rows of a `limit + 1` fetch into a page: the extra row only
 /// says there is a next page.
 fn page_of(rows: Vec<EventRow>, limit: u32) -> Result<TimelinePage> {
-    let mut events = rows
-        .into_iter()
-        .map(EventRow::into_event)
-        .collect::<Result<Vec<_>>>()?;
+    let mut events: Vec<TimelineEvent> = rows.into_iter().map(EventRow::into_event).collect();
     let next = if events.len() > limit as usize {
         events.truncate(limit as usize);
         events.last().map(|last| TimelineCursor {
@@ -718,6 +783,19 @@ impl Store {
         at: DateTime<Utc>,
         count_for_connector: Option<&str>,
     ) -> Result<(crate::sync::PageCommit, Vec<UpsertOutcome>)> {
+        let result = self
+            .write_batch_unobserved(events, at, count_for_connector)
+            .await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn write_batch_unobserved(
+        &self,
+        events: &[NewEvent],
+        at: DateTime<Utc>,
+        count_for_connector: Option<&str>,
+    ) -> Result<(crate::sync::PageCommit, Vec<UpsertOutcome>)> {
         check_batch(events)?;
         let accounts = named_accounts(events);
         let at_us = to_us(at);
@@ -799,6 +877,7 @@ impl Store {
             ingested_at: from_us(to_us(at)),
             event,
             match_candidates: Vec::new(),
+            unreadable: None,
         })
     }
 
@@ -815,7 +894,7 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        row.map(EventRow::into_event).transpose()
+        Ok(row.map(EventRow::into_event))
     }
 
     /// The stored event with this dedupe key.
@@ -832,7 +911,7 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        row.map(EventRow::into_event).transpose()
+        Ok(row.map(EventRow::into_event))
     }
 
     /// A page of an account's timeline, newest first, by keyset on (occurred_at, id):

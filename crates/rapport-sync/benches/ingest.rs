@@ -253,6 +253,7 @@ async fn bench_backend(
         pooling: true,
         concurrent_calls_max: 4,
         limits: CallLimits::default(),
+        ..HostConfig::default()
     })
     .unwrap();
     let plugin = host

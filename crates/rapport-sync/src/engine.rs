@@ -1,6 +1,7 @@
 //! The engine: which connector runs when, on which node, and how a run turns plugin
 //! pages into committed timeline events.
 
+use crate::process::{Liveness, ProcessIdentity};
 use crate::retry::{FailureKind, Next, RetryPolicy};
 use crate::schedule::Schedule;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -86,16 +87,36 @@ pub enum SyncError {
     #[error("connector `{0}` is disabled: set `enabled = true` in its [[connector]] entry")]
     Disabled(String),
     /// Another node (or another run on this node) is syncing it right now.
-    #[error("connector `{connector}` is being synced right now{}; try again when it finishes", holder.as_ref().map(|holder| format!(" by {holder}")).unwrap_or_default())]
+    #[error("connector `{connector}` is being synced right now{}", busy_detail(holder.as_deref(), *until, *holder_pid))]
     Busy {
         /// The connector.
         connector: String,
         /// Who holds its lease, if known.
         holder: Option<String>,
+        /// Until when, unless renewed.
+        until: Option<DateTime<Utc>>,
+        /// The holder's pid, when it runs on this machine.
+        holder_pid: Option<u32>,
     },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] rapport_store::Error),
+}
+
+/// The rest of a [`SyncError::Busy`] message: who, until when, and what to do.
+fn busy_detail(holder: Option<&str>, until: Option<DateTime<Utc>>, pid: Option<u32>) -> String {
+    let who = holder.map_or_else(String::new, |holder| format!(" by {holder}"));
+    let until_text = until.map_or_else(String::new, |until| {
+        format!(" until {}", until.format("%Y-%m-%d %H:%M:%S UTC"))
+    });
+    match pid {
+        Some(pid) => format!(
+            "{who} (process {pid} on this machine){until_text}: wait for it to finish, or stop that process — its lease then passes on at once"
+        ),
+        None => format!(
+            "{who}{until_text}: wait for it to finish; if that node has died, its lease lapses then and any node continues from the last committed page"
+        ),
+    }
 }
 
 /// How a run ended.
@@ -191,6 +212,15 @@ pub enum WebhookError {
     /// The plugin or the database failed; the sender should retry.
     #[error("the delivery could not be processed: {0}")]
     Failed(String),
+    /// The connector is already running as many calls as it may (a flood of
+    /// deliveries); the sender should retry after `retry_after_ms`.
+    #[error("{message}")]
+    Busy {
+        /// What happened.
+        message: String,
+        /// How long to wait.
+        retry_after_ms: u64,
+    },
 }
 
 /// Runs the configured connectors against one store. Cheap to share (`Arc`).
@@ -203,6 +233,8 @@ pub struct Engine {
     running: Arc<Mutex<BTreeSet<String>>>,
     /// What this node's runs did.
     tally: Mutex<SyncTally>,
+    /// This process, as its leases record it.
+    process: Option<ProcessIdentity>,
 }
 
 impl Engine {
@@ -226,7 +258,68 @@ impl Engine {
             connectors: by_id,
             running: Arc::new(Mutex::new(BTreeSet::new())),
             tally: Mutex::new(SyncTally::default()),
+            process: ProcessIdentity::current(),
         })
+    }
+
+    /// Takes `connector`'s lease for this node: free or lapsed, or held by a process
+    /// on this machine that has died (a crashed `rapport sync`), which is taken over at
+    /// once instead of waiting for it to lapse. `Err` says who holds it.
+    async fn take_lease(&self, connector: &str) -> Result<Result<Lease, SyncError>, SyncError> {
+        let process = self.process.as_ref().map(ProcessIdentity::spelled);
+        let at = now();
+        if let Some(lease) = self
+            .store
+            .acquire_lease_as(
+                connector,
+                &self.config.node_id,
+                process.as_deref(),
+                self.config.lease_ttl,
+                at,
+            )
+            .await?
+        {
+            return Ok(Ok(lease));
+        }
+        let status = self.store.connector_status(connector).await?;
+        let holder = status
+            .as_ref()
+            .and_then(|status| status.lease_holder.clone());
+        let until = status.as_ref().and_then(|status| status.lease_expires_at);
+        let holder_process = status
+            .as_ref()
+            .and_then(|status| status.lease_process.clone());
+        let parsed = holder_process.as_deref().and_then(ProcessIdentity::parse);
+        let liveness = match (&parsed, &self.process) {
+            (Some(theirs), Some(mine)) => theirs.liveness(mine),
+            _ => Liveness::Unknown,
+        };
+        if liveness == Liveness::Dead
+            && let (Some(dead_holder), Some(dead_process)) = (&holder, &holder_process)
+            && let Some(lease) = self
+                .store
+                .take_over_lease(
+                    connector,
+                    dead_holder,
+                    dead_process,
+                    &self.config.node_id,
+                    process.as_deref(),
+                    self.config.lease_ttl,
+                    at,
+                )
+                .await?
+        {
+            tracing::info!(%connector, dead = %dead_holder, "took over the lease of a process on this machine that has died");
+            return Ok(Ok(lease));
+        }
+        Ok(Err(SyncError::Busy {
+            connector: connector.to_owned(),
+            holder,
+            until,
+            holder_pid: parsed
+                .filter(|_| liveness == Liveness::Alive)
+                .map(|process| process.pid()),
+        }))
     }
 
     /// The store it writes to.
@@ -263,28 +356,11 @@ impl Engine {
             return Err(SyncError::Busy {
                 connector: connector.to_owned(),
                 holder: Some(self.config.node_id.clone()),
+                until: None,
+                holder_pid: Some(std::process::id()),
             });
         };
-        let lease = self
-            .store
-            .acquire_lease(
-                connector,
-                &self.config.node_id,
-                self.config.lease_ttl,
-                now(),
-            )
-            .await?;
-        let Some(lease) = lease else {
-            let holder = self
-                .store
-                .connector_status(connector)
-                .await?
-                .and_then(|status| status.lease_holder);
-            return Err(SyncError::Busy {
-                connector: connector.to_owned(),
-                holder,
-            });
-        };
+        let lease = self.take_lease(connector).await??;
         Ok(self.run_leased(spec, lease, progress, None).await)
     }
 
@@ -334,11 +410,7 @@ impl Engine {
             let Some(running) = RunningGuard::claim(&self.running, spec.id()) else {
                 continue;
             };
-            let Some(lease) = self
-                .store
-                .acquire_lease(spec.id(), &self.config.node_id, self.config.lease_ttl, now)
-                .await?
-            else {
+            let Ok(lease) = self.take_lease(spec.id()).await? else {
                 continue;
             };
             let engine = Arc::clone(self);
@@ -425,10 +497,11 @@ impl Engine {
                 RunRecord {
                     state: ConnectorState::Idle,
                     error: None,
+                    error_source_id: None,
                     next_run_at: Some(now),
                 }
             }
-            Err(Stop::Failed(kind, message)) => {
+            Err(Stop::Failed(kind, message, source_id)) => {
                 let failures = self
                     .store
                     .connector_status(spec.id())
@@ -449,6 +522,7 @@ impl Engine {
                         Next::RetryAt(_) => ConnectorState::BackingOff,
                     },
                     error: Some((kind.as_str().to_owned(), message)),
+                    error_source_id: source_id,
                     next_run_at: match next {
                         Next::Stop => None,
                         Next::RetryAt(at) => Some(at),
@@ -464,6 +538,7 @@ impl Engine {
                 RunRecord {
                     state: ConnectorState::Idle,
                     error: None,
+                    error_source_id: None,
                     next_run_at: Some(if yielded {
                         now
                     } else {
@@ -499,12 +574,15 @@ impl Engine {
             .start_run(lease, now())
             .await
             .map_err(Stop::from_store)?;
-        let mut checkpoint = self
+        let status = self
             .store
             .connector_status(spec.id())
             .await
-            .map_err(Stop::from_store)?
-            .and_then(|status| status.checkpoint);
+            .map_err(Stop::from_store)?;
+        if status.as_ref().is_some_and(|status| status.check_due) {
+            self.check_first(spec).await?;
+        }
+        let mut checkpoint = status.and_then(|status| status.checkpoint);
         loop {
             if report.pages >= self.config.pages_per_run_max {
                 return Ok(true);
@@ -519,15 +597,14 @@ impl Engine {
                 .connector
                 .sync(checkpoint.as_deref())
                 .await
-                .map_err(|error| {
-                    Stop::Failed(FailureKind::of_plugin_error(&error), plugin_message(&error))
-                })?;
+                .map_err(|error| Stop::from_plugin(&error))?;
             if page.more && (page.checkpoint.is_none() || page.checkpoint == checkpoint) {
                 return Err(Stop::Failed(
                     FailureKind::Fatal,
                     "the plugin said more pages are pending but did not move its checkpoint; \
                      it would read the same page forever (a bug in the plugin)"
                         .into(),
+                    None,
                 ));
             }
             let commit = self
@@ -563,6 +640,47 @@ impl Engine {
         }
     }
 
+    /// The connector's own `check`, on the first run after its configuration changed:
+    /// recorded on its status; a failure that retrying will not fix (credentials,
+    /// settings, the plugin's own fault) ends the run with it, anything passing lets the
+    /// sync go ahead (it will meet the same condition and back off).
+    async fn check_first(&self, spec: &ConnectorSpec) -> Result<(), Stop> {
+        match self.check(spec).await.map_err(Stop::from_store)? {
+            Ok(()) => Ok(()),
+            Err(error) => match FailureKind::of_plugin_error(&error) {
+                FailureKind::Transient | FailureKind::RateLimited(_) => Ok(()),
+                kind => Err(Stop::Failed(
+                    kind,
+                    format!("its check failed: {}", plugin_message(&error)),
+                    None,
+                )),
+            },
+        }
+    }
+
+    /// Runs the connector's `check` and records its outcome on the status.
+    async fn check(
+        &self,
+        spec: &ConnectorSpec,
+    ) -> Result<Result<(), PluginError>, rapport_store::Error> {
+        let outcome = spec.connector.check().await;
+        let message = outcome.as_ref().err().map(plugin_message);
+        self.store
+            .record_check(spec.id(), message.as_deref().map_or(Ok(()), Err), now())
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Runs `connector`'s `check` now (configuration and credentials, e.g. one cheap
+    /// request upstream), records it on its status, and returns it.
+    pub async fn check_now(&self, connector: &str) -> Result<Result<(), PluginError>, SyncError> {
+        let spec = self
+            .connectors
+            .get(connector)
+            .ok_or_else(|| SyncError::UnknownConnector(connector.to_owned()))?;
+        Ok(self.check(spec).await?)
+    }
+
     /// Hands a webhook delivery to `connector`'s plugin; stores what it accepts through
     /// the same resolution and upsert path as a sync page.
     pub async fn handle_webhook(
@@ -575,24 +693,61 @@ impl Engine {
             .get(connector)
             .filter(|spec| spec.enabled)
             .ok_or_else(|| WebhookError::NotFound(connector.to_owned()))?;
-        let events = spec
-            .connector
-            .handle_webhook(request)
+        let events = match spec.connector.handle_webhook(request).await {
+            Ok(events) => events,
+            Err(PluginError::Busy { retry_after_ms, .. }) => {
+                return Err(WebhookError::Busy {
+                    message: format!(
+                        "connector `{connector}` is busy with other deliveries; retry in {} s",
+                        retry_after_ms.div_ceil(1000)
+                    ),
+                    retry_after_ms,
+                });
+            }
+            Err(error) => {
+                let kind = FailureKind::of_plugin_error(&error);
+                let message = plugin_message(&error);
+                return Err(match kind {
+                    FailureKind::Auth => WebhookError::Rejected(message),
+                    // The same delivery would fail the same way: the sender should stop
+                    // retrying it, and the operator sees why on the status.
+                    FailureKind::Config | FailureKind::Fatal | FailureKind::Plugin => {
+                        if kind == FailureKind::Plugin {
+                            self.record_webhook_failure(connector, &message, error.source_id())
+                                .await;
+                        }
+                        WebhookError::Invalid(message)
+                    }
+                    _ => WebhookError::Failed(message),
+                });
+            }
+        };
+        match self.store.ingest_pushed(connector, &events, now()).await {
+            Ok(commit) => Ok(commit),
+            Err(rapport_store::Error::Domain(error)) => {
+                let message = format!("the plugin returned events the store refused: {error}");
+                self.record_webhook_failure(connector, &message, None).await;
+                Err(WebhookError::Invalid(message))
+            }
+            Err(other) => Err(WebhookError::Failed(other.to_string())),
+        }
+    }
+
+    /// Puts a delivery the plugin could not turn into valid events on the status.
+    async fn record_webhook_failure(
+        &self,
+        connector: &str,
+        message: &str,
+        source_id: Option<&str>,
+    ) {
+        let message = format!("a webhook delivery was refused: {message}");
+        if let Err(error) = self
+            .store
+            .record_error(connector, "plugin", &message, source_id, now())
             .await
-            .map_err(|error| match FailureKind::of_plugin_error(&error) {
-                FailureKind::Auth => WebhookError::Rejected(plugin_message(&error)),
-                FailureKind::Config | FailureKind::Fatal => {
-                    WebhookError::Invalid(plugin_message(&error))
-                }
-                _ => WebhookError::Failed(plugin_message(&error)),
-            })?;
-        self.store
-            .ingest_pushed(connector, &events, now())
-            .await
-            .map_err(|error| match error {
-                rapport_store::Error::Domain(error) => WebhookError::Invalid(error.to_string()),
-                other => WebhookError::Failed(other.to_string()),
-            })
+        {
+            tracing::warn!(%connector, %error, "could not record a refused webhook delivery");
+        }
     }
 }
 
@@ -604,7 +759,8 @@ fn now() -> DateTime<Utc> {
 
 /// Why the page loop stopped early.
 enum Stop {
-    Failed(FailureKind, String),
+    /// The kind, what happened, and the source id of the event it was about.
+    Failed(FailureKind, String, Option<String>),
     LeaseLost,
     ShutDown,
 }
@@ -613,14 +769,23 @@ impl Stop {
     fn from_store(error: rapport_store::Error) -> Stop {
         match error {
             rapport_store::Error::LeaseLost(_) => Stop::LeaseLost,
-            // The plugin produced something the store refuses (e.g. an event for
-            // another connector): retrying the same page will not help.
+            // The plugin produced something the store refuses: the same page would be
+            // refused again, so it counts as the plugin's fault (bounded retries).
             rapport_store::Error::Domain(error) => Stop::Failed(
-                FailureKind::Fatal,
+                FailureKind::Plugin,
                 format!("the plugin returned a page the store refused: {error}"),
+                None,
             ),
-            other => Stop::Failed(FailureKind::Transient, format!("database: {other}")),
+            other => Stop::Failed(FailureKind::Transient, format!("database: {other}"), None),
         }
+    }
+
+    fn from_plugin(error: &PluginError) -> Stop {
+        Stop::Failed(
+            FailureKind::of_plugin_error(error),
+            plugin_message(error),
+            error.source_id().map(str::to_owned),
+        )
     }
 }
 

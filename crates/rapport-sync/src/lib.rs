@@ -23,6 +23,7 @@
 //!   next run, events ingested.
 
 mod engine;
+mod process;
 mod retry;
 mod schedule;
 

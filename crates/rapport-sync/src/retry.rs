@@ -11,6 +11,10 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// The longest backoff, and the longest `retry-after` honoured.
     pub cap: Duration,
+    /// How many runs in a row may fail by the plugin's own fault (a crash, invalid
+    /// output) before the connector is stopped: the same input most likely fails the
+    /// same way, and a stopped connector says why on its status.
+    pub plugin_failures_max: u32,
 }
 
 impl Default for RetryPolicy {
@@ -18,6 +22,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             base: Duration::from_secs(5),
             cap: Duration::from_secs(30 * 60),
+            plugin_failures_max: 3,
         }
     }
 }
@@ -31,9 +36,13 @@ pub enum FailureKind {
     Config,
     /// The source asked us to wait this long.
     RateLimited(Duration),
-    /// Worth retrying with backoff: network, 5xx, timeouts, a misbehaving plugin
-    /// call, a busy database.
+    /// Worth retrying with backoff: network, 5xx, the host's load, a busy database.
     Transient,
+    /// The plugin's own fault — a trap, running out of its memory or time, output
+    /// that breaks the contract: retried with backoff a few times
+    /// ([`RetryPolicy::plugin_failures_max`]), then stopped until the plugin or its
+    /// configuration changes.
+    Plugin,
     /// The connector says retrying will not help: stop until the configuration
     /// changes.
     Fatal,
@@ -51,6 +60,7 @@ impl FailureKind {
             PluginError::Connector(ConnectorError::Fatal(_)) => FailureKind::Fatal,
             // A plugin that reaches a host it was not granted will keep doing so.
             PluginError::ForbiddenNetwork { .. } => FailureKind::Config,
+            error if error.is_plugin_fault() => FailureKind::Plugin,
             _ => FailureKind::Transient,
         }
     }
@@ -62,6 +72,7 @@ impl FailureKind {
             FailureKind::Config => "config",
             FailureKind::RateLimited(_) => "rate_limited",
             FailureKind::Transient => "transient",
+            FailureKind::Plugin => "plugin",
             FailureKind::Fatal => "fatal",
         }
     }
@@ -95,7 +106,8 @@ impl RetryPolicy {
             // Honour the source, but never wait less than the base backoff or longer
             // than the cap.
             FailureKind::RateLimited(retry_after) => retry_after.clamp(self.base, self.cap),
-            FailureKind::Transient => self.backoff(failures, fastrand::f64()),
+            FailureKind::Plugin if failures >= self.plugin_failures_max => return Next::Stop,
+            FailureKind::Transient | FailureKind::Plugin => self.backoff(failures, fastrand::f64()),
         };
         let at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
         // At the store's precision, so the reported instant is the recorded one.
@@ -112,6 +124,7 @@ mod tests {
         let policy = RetryPolicy {
             base: Duration::from_secs(4),
             cap: Duration::from_secs(60),
+            ..RetryPolicy::default()
         };
         assert_eq!(policy.backoff(1, 0.0), Duration::from_secs(2));
         assert_eq!(policy.backoff(1, 1.0), Duration::from_secs(4));
@@ -143,6 +156,28 @@ mod tests {
         assert!(
             at >= now + chrono::Duration::milliseconds(2_500)
                 && at <= now + chrono::Duration::seconds(5)
+        );
+        // A plugin's own fault retries a bounded number of times, then stops.
+        let crash = PluginError::Crashed {
+            message: "boom".into(),
+        };
+        assert_eq!(FailureKind::of_plugin_error(&crash), FailureKind::Plugin);
+        assert!(matches!(
+            policy.after_failure(FailureKind::Plugin, 1, now),
+            Next::RetryAt(_)
+        ));
+        assert!(matches!(
+            policy.after_failure(FailureKind::Plugin, 2, now),
+            Next::RetryAt(_)
+        ));
+        assert_eq!(
+            policy.after_failure(FailureKind::Plugin, 3, now),
+            Next::Stop
+        );
+        // The host's own load is not the plugin's fault.
+        assert_eq!(
+            FailureKind::of_plugin_error(&PluginError::MemoryBudgetExhausted { budget_bytes: 1 }),
+            FailureKind::Transient
         );
         assert_eq!(
             FailureKind::of_plugin_error(&PluginError::Connector(ConnectorError::RateLimited {

@@ -31,6 +31,90 @@ macro_rules! on_both_backends {
     };
 }
 
+/// [`on_both_backends!`] for tests that also need the database's URL (to write to it
+/// behind the store's back, or to start processes on it): each listed async fn takes
+/// a fresh `Store` and its URL.
+#[macro_export]
+macro_rules! on_both_backends_with_url {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    $crate::database::run_with_url(
+                        $crate::database::TestDatabase::sqlite().await,
+                        super::$name,
+                    )
+                    .await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(database) = $crate::database::TestDatabase::postgres().await {
+                        $crate::database::run_with_url(database, super::$name).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// Runs `test` on `database`'s store and URL as its own task, then drops the database,
+/// re-raising a failure.
+pub async fn run_with_url<F, Fut>(database: TestDatabase, test: F)
+where
+    F: FnOnce(Store, String) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let store = database.store.clone();
+    let url = database.url.clone();
+    let outcome = tokio::spawn(async move { test(store, url).await }).await;
+    database.finish().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// Runs one SQL statement on the database at `url`, behind the store's back: how a
+/// test plants a row an older build or a person might have written.
+pub async fn execute_raw(url: &str, sql: &str) {
+    if url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(url)
+            .await
+            .expect("open the SQLite file");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        connection.close().await.ok();
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url)
+            .await
+            .expect("open the PostgreSQL database");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        connection.close().await.ok();
+    }
+}
+
+/// How many tables the PostgreSQL database at `url` holds in its public schema: how a
+/// test tells that nothing created or migrated it.
+pub async fn postgres_table_count(url: &str) -> i64 {
+    let mut connection = sqlx::PgConnection::connect(url)
+        .await
+        .expect("open the PostgreSQL database");
+    let count = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .expect("count the tables");
+    connection.close().await.ok();
+    count
+}
+
 /// A database that exists for one test.
 #[derive(Debug)]
 pub struct TestDatabase {

@@ -200,17 +200,21 @@ service imap-login {{
     fn launch(&self) {
         // Dovecot daemonizes; its children keep any inherited pipe open, so it must not
         // get ours (waiting on `output()` would never return).
+        // Errors before its log is open go to stderr: into a file, not a pipe.
+        let stderr_path = self.dir.path().join("dovecot.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("create dovecot.stderr");
         let status = Command::new(DOVECOT)
             .arg("-c")
             .arg(self.config_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .status()
             .expect("run dovecot");
         assert!(
             status.success(),
-            "dovecot failed to start ({status}); its log: {}",
+            "dovecot failed to start ({status}); it said: {} {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default(),
             std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
         );
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -15,6 +15,6 @@ pub mod dovecot;
 pub mod feed;
 
 pub use rapport_samples::{
-    BILLING_STRIPE, EMAIL_IMAP, EMAIL_IMAP_TLS, EXAMPLE_FEED, HOSTILE, SUPPORT_ZENDESK, stripe,
-    upstream, zendesk,
+    BILLING_STRIPE, EMAIL_IMAP, EMAIL_IMAP_TLS, EXAMPLE_FEED, HOSTILE, HOSTILE_MANIFEST,
+    SUPPORT_ZENDESK, stripe, upstream, zendesk,
 };

@@ -121,9 +121,9 @@ impl Connector for Stripe {
             "The endpoint's signing secret (whsec_...); several, comma-separated, while rotating",
             false,
         )
-        // The operator's allowed_hosts is the limit (api.stripe.com in production);
-        // base_url may point at stripe-mock or a proxy.
-        .needs_host("*")
+        // Exactly where base_url points: api.stripe.com in production, or stripe-mock
+        // or a proxy.
+        .needs_host("{base_url}")
         .into()
     }
 

@@ -169,8 +169,10 @@ impl Connector for EmailImap {
             false,
         )
         .secret("password", "The mailbox password", true)
-        // The server is the operator's choice: allow exactly what they grant.
-        .needs_host("*")
+        // The configured server, on the configured port or the default of its
+        // security mode (993 for tls, 143 for starttls and plaintext).
+        .needs_host("{host}:{port|993}")
+        .needs_host("{host}:{port|143}")
         .into()
     }
 

@@ -40,7 +40,8 @@ impl Connector for ExampleFeed {
             env!("CARGO_PKG_VERSION"),
             "A JSON activity feed",
         )
-        .emits(&["note"])
+        // The feed carries support activity and items of its own.
+        .emits(&["support.*", "feed.*"])
         .setting(
             "base_url",
             "Where the feed is served, e.g. https://feed.example.com",
@@ -52,8 +53,8 @@ impl Connector for ExampleFeed {
             "Shared token webhook deliveries must present in `x-feed-token`",
             false,
         )
-        // The feed's host is the operator's choice: allow exactly what they grant.
-        .needs_host("*")
+        // Exactly where base_url points.
+        .needs_host("{base_url}")
         .into()
     }
 

@@ -67,7 +67,8 @@ impl Connector for Zendesk {
         .secret("api_token", "An API token (used with `email`)", false)
         .secret("oauth_token", "An OAuth access token, instead of email + api_token", false)
         .secret("webhook_secret", "The webhook's signing secret", false)
-        .needs_host("*")
+        // Exactly where base_url points (https://<subdomain>.zendesk.com).
+        .needs_host("{base_url}")
         .into()
     }
 

@@ -7,7 +7,8 @@ use crate::sandbox::Sandbox;
 use chrono::DateTime;
 use rapport_core::account::{Domain, EmailAddress, ExternalId};
 use rapport_core::timeline::{
-    AccountHints, Actor, AttributeValue, Attributes, EventKind, Money, NewEvent,
+    AccountHints, Actor, AttributeValue, Attributes, EventKind, KindPattern, Money, NewEvent,
+    clean_text,
 };
 use wasmtime::component::{HasSelf, Linker};
 
@@ -93,16 +94,16 @@ pub(crate) fn manifest(manifest: wit::Manifest) -> Manifest {
 }
 
 pub(crate) fn connector_error(error: guest::ConnectorError, sandbox: &Sandbox) -> ConnectorError {
-    let scrub = |text: String| sandbox.scrub(&text);
+    let message = |text: String| crate::contract::error_message(&sandbox.scrub(&text));
     match error {
-        wit::ConnectorError::Config(message) => ConnectorError::Config(scrub(message)),
-        wit::ConnectorError::Auth(message) => ConnectorError::Auth(scrub(message)),
+        wit::ConnectorError::Config(text) => ConnectorError::Config(message(text)),
+        wit::ConnectorError::Auth(text) => ConnectorError::Auth(message(text)),
         wit::ConnectorError::RateLimited(limit) => ConnectorError::RateLimited {
             retry_after_ms: limit.retry_after_ms,
-            message: scrub(limit.message),
+            message: message(limit.message),
         },
-        wit::ConnectorError::Transient(message) => ConnectorError::Transient(scrub(message)),
-        wit::ConnectorError::Fatal(message) => ConnectorError::Fatal(scrub(message)),
+        wit::ConnectorError::Transient(text) => ConnectorError::Transient(message(text)),
+        wit::ConnectorError::Fatal(text) => ConnectorError::Fatal(message(text)),
     }
 }
 
@@ -144,41 +145,63 @@ pub(crate) fn text_bytes(events: &[wit::Event]) -> usize {
         .sum()
 }
 
-pub(crate) fn page(connector_id: &str, page: wit::Page) -> Result<SyncPage, PluginError> {
+pub(crate) fn page(
+    connector_id: &str,
+    kinds: &[KindPattern],
+    page: wit::Page,
+) -> Result<SyncPage, PluginError> {
     Ok(SyncPage {
-        events: events(connector_id, page.events)?,
+        events: events(connector_id, kinds, page.events)?,
         deleted: page.deleted,
         checkpoint: page.checkpoint,
         more: page.more,
     })
 }
 
-/// Converts guest events into the event model, validating each. Hints that do not
-/// parse (a malformed address in an email header, say) are dropped, not fatal: they
-/// only help matching. Anything else invalid fails the call, naming the event.
+/// Converts guest events into the event model, validating each. Display text
+/// (titles, summaries, names, text attributes) is cleaned of control characters; hints
+/// that do not parse (a malformed address in an email header, say) are dropped, not
+/// fatal: they only help matching. Anything else invalid — a kind the manifest does not
+/// declare included — fails the call, naming the event.
 pub(crate) fn events(
     connector_id: &str,
+    kinds: &[KindPattern],
     events: Vec<wit::Event>,
 ) -> Result<Vec<NewEvent>, PluginError> {
     events
         .into_iter()
         .enumerate()
-        .map(|(index, event)| convert_event(connector_id, index, event))
+        .map(|(index, event)| convert_event(connector_id, kinds, index, event))
         .collect()
 }
 
 fn convert_event(
     connector_id: &str,
+    kinds: &[KindPattern],
     index: usize,
     event: wit::Event,
 ) -> Result<NewEvent, PluginError> {
     let source_id = event.source_id.clone();
     let invalid = |reason: String| PluginError::InvalidEvent {
         index,
-        source_id: source_id.clone(),
+        source_id: crate::contract::shown_id(&source_id),
         reason,
     };
     let kind = EventKind::parse(&event.kind).map_err(|error| invalid(error.to_string()))?;
+    if !kinds.iter().any(|declared| declared.covers(&kind)) {
+        return Err(invalid(format!(
+            "its kind `{kind}` is not among the kinds the connector declares ({}); a connector may emit only what its manifest lists",
+            if kinds.is_empty() {
+                "none".to_owned()
+            } else {
+                kinds
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )));
+    }
     let occurred_at = DateTime::from_timestamp_micros(event.occurred_at)
         .ok_or_else(|| invalid(format!("occurred-at {} is out of range", event.occurred_at)))?;
     let mut converted = NewEvent::new(
@@ -186,13 +209,13 @@ fn convert_event(
         event.source_id,
         kind,
         occurred_at,
-        event.title,
+        clean_text(event.title),
     );
     converted.source_version = event.source_version;
-    converted.summary = event.summary;
+    converted.summary = clean_text(event.summary);
     converted.url = event.url;
     converted.actor = event.actor.map(|actor| Actor {
-        name: actor.name,
+        name: actor.name.map(clean_text),
         email: actor
             .email
             .and_then(|email| EmailAddress::parse(&email).ok()),
@@ -221,7 +244,7 @@ fn convert_event(
     let mut attributes = Attributes::new();
     for attribute in event.attributes {
         let value = match attribute.value {
-            wit::AttributeValue::Text(text) => AttributeValue::Text(text),
+            wit::AttributeValue::Text(text) => AttributeValue::Text(clean_text(text)),
             wit::AttributeValue::Integer(number) => AttributeValue::Integer(number),
             wit::AttributeValue::Float(number) => AttributeValue::Float(number),
             wit::AttributeValue::Boolean(flag) => AttributeValue::Bool(flag),

@@ -204,3 +204,135 @@ async fn a_runaway_plugin_does_not_hold_up_others() {
         Err(PluginError::Timeout { .. })
     ));
 }
+
+/// A host whose slots and memory budget are small enough to fill in a test.
+fn small_host(connector_calls_max: u32, memory_bytes_max: usize) -> PluginHost {
+    PluginHost::new(rapport_plugin_host::HostConfig {
+        cache_dir: None,
+        pooling: true,
+        concurrent_calls_max: 8,
+        connector_calls_max,
+        memory_bytes_max,
+        webhook_wait_ms: 100,
+        limits: limits(),
+    })
+    .expect("start the plugin host")
+}
+
+fn delivery() -> rapport_plugin_host::WebhookRequest {
+    rapport_plugin_host::WebhookRequest {
+        method: "POST".into(),
+        path: "/hooks/x".into(),
+        ..Default::default()
+    }
+}
+
+/// 32 deliveries at once to a connector whose webhook loops: it runs at most its own
+/// share of calls, the excess is refused with a retry hint at once or after a short
+/// wait, and another connector's sync and webhooks go on meanwhile.
+#[tokio::test]
+async fn a_webhook_flood_at_one_connector_leaves_the_others_alone() {
+    let host = small_host(2, 512 * 1024 * 1024);
+    let plugin = hostile(&host).await;
+    let flooded = plugin
+        .connector(grants(
+            "flooded",
+            &[("attack", "none"), ("webhook_attack", "loop")],
+            &[],
+        ))
+        .unwrap();
+    let healthy = plugin
+        .connector(grants("healthy", &[("attack", "none")], &[]))
+        .unwrap();
+    let flood: Vec<_> = (0..32)
+        .map(|_| {
+            let flooded = flooded.clone();
+            tokio::spawn(async move { flooded.handle_webhook(delivery()).await })
+        })
+        .collect();
+    // While the flood holds its connector's slots, the other connector is served.
+    tokio::task::yield_now().await;
+    let page = healthy.sync(None).await.expect("another connector syncs");
+    assert_eq!(page.events[0].title, "all good");
+    let events = healthy
+        .handle_webhook(delivery())
+        .await
+        .expect("another connector takes its webhooks");
+    assert_eq!(events[0].title, "delivered");
+    assert!(
+        flood.iter().any(|task| !task.is_finished()),
+        "the healthy calls finished while the flood was still running"
+    );
+    let mut busy = 0;
+    let mut timed_out = 0;
+    for task in flood {
+        match task.await.unwrap() {
+            Err(PluginError::Busy {
+                connector,
+                retry_after_ms,
+                ..
+            }) => {
+                assert_eq!(connector, "flooded");
+                assert!(retry_after_ms > 0);
+                busy += 1;
+            }
+            Err(PluginError::Timeout { .. }) => timed_out += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        timed_out <= 2 * 2,
+        "at most the connector's 2 slots ran, twice over the test: {timed_out}"
+    );
+    assert!(busy >= 28, "the rest were refused: {busy}");
+    // The same host still serves the flooded connector's syncs once it is over.
+    still_works(&flooded).await;
+}
+
+/// Calls that each fit their own cap but together exceed the host's budget: the ones
+/// that would cross it fail with the budget named (and are retried as passing
+/// failures), the others run, and the memory comes back when they end.
+#[tokio::test]
+async fn all_calls_together_stay_within_one_memory_budget() {
+    const MIB: usize = 1024 * 1024;
+    let host = small_host(4, 100 * MIB);
+    let plugin = hostile(&host).await;
+    let holders: Vec<_> = (0..4)
+        .map(|n| {
+            let connector = plugin
+                .connector(grants(
+                    &format!("holder-{n}"),
+                    &[("attack", "hold"), ("mb", "40")],
+                    &[],
+                ))
+                .unwrap();
+            tokio::spawn(async move { connector.sync(None).await })
+        })
+        .collect();
+    let mut exhausted = 0;
+    let mut held_to_the_deadline = 0;
+    for holder in holders {
+        match holder.await.unwrap() {
+            Err(PluginError::MemoryBudgetExhausted { budget_bytes }) => {
+                assert_eq!(budget_bytes, 100 * MIB);
+                exhausted += 1;
+            }
+            Err(PluginError::Timeout { .. }) => held_to_the_deadline += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        (1..=2).contains(&held_to_the_deadline),
+        "at most two 40 MiB calls fit in 100 MiB: {held_to_the_deadline}"
+    );
+    assert_eq!(exhausted + held_to_the_deadline, 4);
+    // Everything was given back: a call that needs most of the budget runs.
+    let big = plugin
+        .connector(grants("big", &[("attack", "hold"), ("mb", "60")], &[]))
+        .unwrap();
+    assert!(matches!(
+        big.sync(None).await,
+        Err(PluginError::Timeout { .. })
+    ));
+    host_still_works(&host).await;
+}

@@ -10,8 +10,8 @@ async fn a_connector_loads_and_describes_itself() {
     assert_eq!(plugin.contract_version(), ContractVersion::V0_1_0);
     let manifest = plugin.manifest();
     assert_eq!(manifest.name, "example-feed");
-    assert_eq!(manifest.event_kinds, ["note"]);
-    assert_eq!(manifest.hosts, ["*"]);
+    assert_eq!(manifest.event_kinds, ["support.*", "feed.*"]);
+    assert_eq!(manifest.hosts, ["{base_url}"]);
     let secret = manifest
         .config_keys
         .iter()
@@ -92,6 +92,7 @@ async fn compiled_components_are_cached_on_disk() {
         pooling: false,
         concurrent_calls_max: 2,
         limits: limits(),
+        ..HostConfig::default()
     };
     let first = PluginHost::new(config()).unwrap();
     example_feed(&first).await;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod boundary;
 mod containment;
 mod loading;
 mod network;

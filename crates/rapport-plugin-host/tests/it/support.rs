@@ -17,6 +17,7 @@ pub fn limits() -> CallLimits {
         http_response_bytes_max: 1024 * 1024,
         http_timeout_ms: 2_000,
         log_lines_max: 100,
+        log_bytes_max: 64 * 1024,
     }
 }
 
@@ -26,6 +27,7 @@ pub fn host() -> PluginHost {
         pooling: true,
         concurrent_calls_max: 8,
         limits: limits(),
+        ..HostConfig::default()
     })
     .expect("start the plugin host")
 }

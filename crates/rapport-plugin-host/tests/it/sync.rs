@@ -2,11 +2,11 @@ use crate::support::*;
 use rapport_plugin_host::{ConnectorError, PluginError};
 
 const FIRST_PAGE: &str = r#"{"items":[
-  {"id":"a1","kind":"note","at":"2026-03-01T10:00:00Z","title":"Kick-off call","customer":"cus_1"},
-  {"id":"a2","kind":"note","at":"2026-03-02T11:30:00+01:00","title":"Follow-up","email":"Jane@Acme.example"}
+  {"id":"a1","kind":"feed.item","at":"2026-03-01T10:00:00Z","title":"Kick-off call","customer":"cus_1"},
+  {"id":"a2","kind":"feed.item","at":"2026-03-02T11:30:00+01:00","title":"Follow-up","email":"Jane@Acme.example"}
 ],"next":"cursor-2","more":true}"#;
 const SECOND_PAGE: &str = r#"{"items":[
-  {"id":"a3","kind":"note","at":"2026-03-03T09:00:00Z","title":"Signed","email":"not an email"}
+  {"id":"a3","kind":"feed.item","at":"2026-03-03T09:00:00Z","title":"Signed","email":"not an email"}
 ],"next":null,"more":false}"#;
 
 #[tokio::test]

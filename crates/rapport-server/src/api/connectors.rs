@@ -1,5 +1,5 @@
-//! Connector status (anyone signed in: it names no accounts) and asking for a sync
-//! (admins).
+//! Connector status (anyone signed in: it names no accounts), and asking for a sync or
+//! running a connector's check (admins).
 
 use crate::api::auth::{Admin, Viewer};
 use crate::api::error::{ApiResult, Problem};
@@ -19,6 +19,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_connectors))
         .routes(routes!(request_sync))
+        .routes(routes!(run_check))
 }
 
 fn view(status: ConnectorStatus, unmatched: &BTreeMap<String, i64>) -> ConnectorView {
@@ -34,7 +35,16 @@ fn view(status: ConnectorStatus, unmatched: &BTreeMap<String, i64>) -> Connector
         last_success_at: status.last_success_at,
         last_error_kind: status.last_error.as_ref().map(|error| error.kind.clone()),
         last_error_at: status.last_error.as_ref().map(|error| error.at),
+        last_error_source_id: status
+            .last_error
+            .as_ref()
+            .and_then(|error| error.source_id.clone()),
         last_error: status.last_error.map(|error| error.message),
+        last_check_at: status.last_check.as_ref().map(|check| check.at),
+        last_check_ok: status.last_check.as_ref().map(|check| check.ok),
+        last_check_message: status.last_check.and_then(|check| check.message),
+        lease_holder: status.lease_holder,
+        lease_expires_at: status.lease_expires_at,
         consecutive_failures: status.consecutive_failures,
         next_run_at: status.next_run_at,
         sync_requested_at: status.sync_requested_at,
@@ -77,4 +87,34 @@ async fn request_sync(
         .await?
         .ok_or_else(|| rapport_store::Error::UnknownConnector(id.clone()))?;
     Ok((StatusCode::ACCEPTED, Json(view(status, &unmatched))))
+}
+
+/// Runs a connector's own check now on this node (admins): its settings and
+/// credentials, usually one cheap request to its upstream. The outcome is recorded on
+/// its status and returned with it; a failing check is a 200 with `last_check_ok`
+/// false.
+#[utoipa::path(post, path = "/connectors/{id}/check", tag = "connectors", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Connector id from rapport.toml")),
+    responses((status = 200, body = ConnectorView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
+async fn run_check(
+    State(state): State<AppState>,
+    _: Admin,
+    Segments(id): Segments<String>,
+) -> ApiResult<Json<ConnectorView>> {
+    match state.engine.check_now(&id).await {
+        Ok(_) => {}
+        Err(rapport_sync::SyncError::UnknownConnector(_)) => {
+            return Err(rapport_store::Error::UnknownConnector(id).into());
+        }
+        Err(rapport_sync::SyncError::Store(error)) => return Err(error.into()),
+        Err(other) => return Err(rapport_store::Error::Conflict(other.to_string()).into()),
+    }
+    let store = state.engine.store();
+    let unmatched: BTreeMap<String, i64> = store.unmatched_counts().await?.into_iter().collect();
+    let status = store
+        .connector_status(&id)
+        .await?
+        .ok_or_else(|| rapport_store::Error::UnknownConnector(id.clone()))?;
+    Ok(Json(view(status, &unmatched)))
 }

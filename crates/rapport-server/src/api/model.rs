@@ -323,6 +323,11 @@ pub struct EventView {
     /// For an ambiguous unmatched event: the accounts (among those the reader may see)
     /// it could belong to.
     pub candidates: Vec<i64>,
+    /// Present when part of the stored event could not be read back (a value written
+    /// by an older build, or changed by hand): what was not, and why. The fields that
+    /// could be read are shown; the rest are empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 impl From<TimelineEvent> for EventView {
@@ -353,6 +358,7 @@ impl From<TimelineEvent> for EventView {
                 },
             }),
             candidates: stored.match_candidates.iter().map(|id| id.0).collect(),
+            unreadable: stored.unreadable,
         }
     }
 }
@@ -434,6 +440,19 @@ pub struct ConnectorView {
     pub last_error: Option<String>,
     /// When it failed.
     pub last_error_at: Option<DateTime<Utc>>,
+    /// The source id of the event the most recent failure was about, when it was
+    /// about one.
+    pub last_error_source_id: Option<String>,
+    /// When the connector's own check (settings and credentials) last ran.
+    pub last_check_at: Option<DateTime<Utc>>,
+    /// Whether it passed.
+    pub last_check_ok: Option<bool>,
+    /// Why it failed, when it did.
+    pub last_check_message: Option<String>,
+    /// The node syncing it now, while it holds the lease.
+    pub lease_holder: Option<String>,
+    /// Until when that node holds it, unless renewed.
+    pub lease_expires_at: Option<DateTime<Utc>>,
     /// Failed runs since the last success.
     pub consecutive_failures: i64,
     /// When it runs next.

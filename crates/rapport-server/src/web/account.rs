@@ -120,6 +120,8 @@ pub(crate) struct Item {
     pub open_task: bool,
     pub task_note: Option<String>,
     pub elsewhere: Option<(i64, String)>,
+    /// Why part of the stored event could not be read, when it could not.
+    pub unreadable: Option<String>,
 }
 
 fn family(kind: &EventKind) -> (&'static str, &'static str, &'static str) {
@@ -193,13 +195,18 @@ fn item(
         kind: event.event.kind.to_string(),
         when_iso: event.event.occurred_at.to_rfc3339(),
         when: instant(event.event.occurred_at),
-        title: event.event.title.clone(),
+        title: if event.event.title.is_empty() {
+            "(unreadable event)".to_owned()
+        } else {
+            event.event.title.clone()
+        },
         summary,
         url: event.event.url.clone(),
         actor,
         open_task,
         task_note,
         elsewhere,
+        unreadable: event.unreadable.clone(),
     }
 }
 

@@ -59,6 +59,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/team/handoff", get(team::handoff_page).post(team::handoff))
         .route("/connectors", get(ops::connectors))
         .route("/connectors/{name}/sync", post(ops::run_now))
+        .route("/connectors/{name}/check", post(ops::check_now))
         .route("/inbox", get(ops::inbox))
         .route("/inbox/{id}/place", post(ops::place))
         .route("/assets/app.css", get(stylesheet))

@@ -26,6 +26,11 @@ pub(crate) struct ConnectorRow {
     pub unmatched: i64,
     pub next_run: String,
     pub requested: bool,
+    /// The last check of its settings and credentials: when, and how it went.
+    pub check: Option<String>,
+    pub check_failed: bool,
+    /// Which node syncs it now, and until when.
+    pub holder: Option<String>,
 }
 
 #[derive(Template)]
@@ -60,10 +65,40 @@ pub(crate) async fn connectors(State(state): State<AppState>, member: Member) ->
                 || "never".to_owned(),
                 |at| format!("{} ({})", instant(at), ago(at, now)),
             ),
-            last_error: status
-                .last_error
-                .as_ref()
-                .map(|error| format!("{} — {} ({})", instant(error.at), error.message, error.kind)),
+            last_error: status.last_error.as_ref().map(|error| {
+                format!(
+                    "{} — {} ({}){}",
+                    instant(error.at),
+                    error.message,
+                    error.kind,
+                    error
+                        .source_id
+                        .as_ref()
+                        .map(|id| format!(", event {id}"))
+                        .unwrap_or_default()
+                )
+            }),
+            check: status.last_check.as_ref().map(|check| {
+                if check.ok {
+                    format!("passed {}", instant(check.at))
+                } else {
+                    format!(
+                        "failed {}: {}",
+                        instant(check.at),
+                        check.message.as_deref().unwrap_or("no reason given")
+                    )
+                }
+            }),
+            check_failed: status.last_check.as_ref().is_some_and(|check| !check.ok),
+            holder: status.lease_holder.as_ref().map(|holder| {
+                format!(
+                    "{holder}{}",
+                    status
+                        .lease_expires_at
+                        .map(|until| format!(" until {}", instant(until)))
+                        .unwrap_or_default()
+                )
+            }),
             lag: lag_words(status.lag(now)),
             events: status.events_ingested,
             unmatched: unmatched.get(&status.connector).copied().unwrap_or(0),
@@ -92,6 +127,30 @@ pub(crate) async fn run_now(
     }
     state.engine.store().request_sync(&name, Utc::now()).await?;
     Ok(Redirect::to("/connectors").into_response())
+}
+
+/// Runs the connector's own check now on this node (admins) and shows the outcome on
+/// its status.
+pub(crate) async fn check_now(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    form: Submission,
+) -> WebResult {
+    if !form.member.staff.is_admin {
+        return Err(WebError::Forbidden(
+            "checking a connector is for admins".to_owned(),
+        ));
+    }
+    match state.engine.check_now(&name).await {
+        Ok(_) => Ok(Redirect::to(&format!("/connectors#c-{name}")).into_response()),
+        Err(rapport_sync::SyncError::UnknownConnector(_)) => Err(WebError::NotFound(format!(
+            "this node runs no connector `{name}`"
+        ))),
+        Err(rapport_sync::SyncError::Store(error)) => {
+            Err(crate::api::error::ApiError::from(error).into())
+        }
+        Err(other) => Err(WebError::Conflict(other.to_string())),
+    }
 }
 
 pub(crate) struct Waiting {

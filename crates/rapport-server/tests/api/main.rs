@@ -6,5 +6,6 @@ mod auth;
 mod flows;
 mod fuzz;
 mod openapi;
+mod resilience;
 mod visibility;
 mod web;

@@ -18,14 +18,14 @@ on_both_backends!(
     the_timeline_pages_by_cursor_and_rolls_up_subsidiaries,
 );
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 /// A browser-like request: an optional session cookie, an optional form body.
-async fn send(
+pub(crate) async fn send(
     world: &World,
     method: Method,
     uri: &str,
@@ -81,7 +81,7 @@ fn location(reply: &Reply) -> &str {
 }
 
 /// A session for `person`: (cookie, csrf token).
-async fn session(world: &World, person: &str) -> (String, String) {
+pub(crate) async fn session(world: &World, person: &str) -> (String, String) {
     let now = Utc::now();
     let issued = world
         .store

@@ -100,16 +100,17 @@ async fn bad_urls_say_what_to_fix() {
         error.to_string(),
         "database URL `mysql://localhost/rapport` is not usable: it must start with `sqlite:` (e.g. `sqlite://rapport.db`) or `postgres://`"
     );
-    // Nothing listens on port 1: the error names the URL with its password hidden.
+    // Nothing listens on port 1: the error names the server, says why once, and never
+    // shows the password.
     let error = Store::connect("postgres://rapport:hunter2@127.0.0.1:1/rapport")
         .await
         .unwrap_err();
-    let message = error.to_string();
-    assert!(
-        message.starts_with(
-            "cannot open the database at `postgres://rapport:***@127.0.0.1:1/rapport`"
-        ),
-        "{message}"
+    assert_eq!(
+        error.to_string(),
+        "cannot connect to PostgreSQL at 127.0.0.1:1 (database `rapport`): connection refused"
     );
-    assert!(!message.contains("hunter2"));
+    assert!(
+        std::error::Error::source(&error).is_none(),
+        "the cause is in the message, not repeated as a source"
+    );
 }

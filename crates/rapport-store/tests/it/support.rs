@@ -8,7 +8,7 @@ use rapport_core::{AccountId, StaffId};
 use rapport_store::Store;
 
 pub use rapport_testkit::database::{TestDatabase, postgres_admin_url};
-pub(crate) use rapport_testkit::on_both_backends;
+pub(crate) use rapport_testkit::{on_both_backends, on_both_backends_with_url};
 
 /// A fixed instant to build histories from.
 pub fn t0() -> DateTime<Utc> {

@@ -12,6 +12,10 @@ on_both_backends!(
     a_lost_lease_commits_nothing,
     leases_exclude_and_expire,
     run_records_and_config_changes_drive_the_state,
+    checks_are_due_after_a_config_change_and_recorded,
+    a_dead_holders_lease_is_taken_over_only_as_it_was,
+    a_page_no_backend_could_store_alike_is_refused,
+    writes_that_fail_in_the_storage_are_remembered_until_one_succeeds,
 );
 
 const TTL: Duration = Duration::from_secs(30);
@@ -398,7 +402,8 @@ async fn run_records_and_config_changes_drive_the_state(store: Store) {
             &lease,
             &RunRecord {
                 state: ConnectorState::Stopped,
-                error: Some(("auth".into(), "the token was refused".into())),
+                error: Some(("auth".into(), "the token was refused\0".into())),
+                error_source_id: Some("evt_9".into()),
                 next_run_at: None,
             },
             hours(1),
@@ -410,6 +415,9 @@ async fn run_records_and_config_changes_drive_the_state(store: Store) {
     assert_eq!(status.consecutive_failures, 1);
     let error = status.last_error.unwrap();
     assert_eq!((error.kind.as_str(), error.at), ("auth", hours(1)));
+    assert_eq!(error.source_id.as_deref(), Some("evt_9"));
+    // A message with a control character is kept without it, on both backends.
+    assert_eq!(error.message, "the token was refused\u{FFFD}");
     assert_eq!(status.last_success_at, None);
 
     // Re-registering the same config leaves it stopped; a changed config lifts it.
@@ -448,6 +456,7 @@ async fn run_records_and_config_changes_drive_the_state(store: Store) {
             &RunRecord {
                 state: ConnectorState::Idle,
                 error: None,
+                error_source_id: None,
                 next_run_at: Some(hours(4)),
             },
             hours(3),
@@ -467,4 +476,167 @@ async fn run_records_and_config_changes_drive_the_state(store: Store) {
         "kept for the record"
     );
     assert_eq!(status.lag(hours(5)), Some(Span::hours(2)));
+}
+
+async fn checks_are_due_after_a_config_change_and_recorded(store: Store) {
+    let fresh = store.register_connector("feed", "v1", true).await.unwrap();
+    assert!(
+        fresh.check_due,
+        "a new connector checks before its first sync"
+    );
+    assert_eq!(fresh.last_check, None);
+    store
+        .record_check("feed", Err("the token was refused"), hours(1))
+        .await
+        .unwrap();
+    let checked = store.connector_status("feed").await.unwrap().unwrap();
+    assert!(!checked.check_due);
+    let check = checked.last_check.unwrap();
+    assert_eq!((check.at, check.ok), (hours(1), false));
+    assert_eq!(check.message.as_deref(), Some("the token was refused"));
+    // The same configuration again: no new check; a changed one: due again.
+    let same = store.register_connector("feed", "v1", true).await.unwrap();
+    assert!(!same.check_due);
+    let changed = store.register_connector("feed", "v2", true).await.unwrap();
+    assert!(changed.check_due);
+    store.record_check("feed", Ok(()), hours(2)).await.unwrap();
+    let passed = store.connector_status("feed").await.unwrap().unwrap();
+    assert_eq!(
+        passed.last_check.map(|check| (check.ok, check.message)),
+        Some((true, None))
+    );
+    assert!(matches!(
+        store.record_check("nope", Ok(()), hours(2)).await,
+        Err(Error::UnknownConnector(_))
+    ));
+}
+
+async fn a_dead_holders_lease_is_taken_over_only_as_it_was(store: Store) {
+    store.register_connector("feed", "v1", true).await.unwrap();
+    let now = chrono::Utc::now();
+    let crashed = store
+        .acquire_lease_as("feed", "node-a", Some("m:b:100:7"), TTL, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let status = store.connector_status("feed").await.unwrap().unwrap();
+    assert_eq!(status.lease_process.as_deref(), Some("m:b:100:7"));
+    assert_eq!(status.lease_holder.as_deref(), Some("node-a"));
+    // Another claim about who held it changes nothing.
+    assert_eq!(
+        store
+            .take_over_lease("feed", "node-a", "m:b:100:8", "node-b", None, TTL, now)
+            .await
+            .unwrap(),
+        None
+    );
+    let taken = store
+        .take_over_lease(
+            "feed",
+            "node-a",
+            "m:b:100:7",
+            "node-b",
+            Some("m:b:200:9"),
+            TTL,
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(taken.token > crashed.token, "the fence moves on");
+    // The crashed holder, had it lived, could not commit.
+    let page = PageWrite {
+        events: &[],
+        deleted: &[],
+        checkpoint: Some("x"),
+    };
+    assert!(matches!(
+        store.commit_page(&crashed, page, now).await,
+        Err(Error::LeaseLost(_))
+    ));
+    store.commit_page(&taken, page, now).await.unwrap();
+    // Once taken, the same takeover does not displace the new holder.
+    assert_eq!(
+        store
+            .take_over_lease("feed", "node-a", "m:b:100:7", "node-c", None, TTL, now)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn a_page_no_backend_could_store_alike_is_refused(store: Store) {
+    store.register_connector("feed", "v1", true).await.unwrap();
+    let lease = store
+        .acquire_lease("feed", "node-a", TTL, hours(1))
+        .await
+        .unwrap()
+        .unwrap();
+    for page in [
+        PageWrite {
+            events: &[],
+            deleted: &[],
+            checkpoint: Some("after\0here"),
+        },
+        PageWrite {
+            events: &[],
+            deleted: &["gone\0".to_owned()],
+            checkpoint: None,
+        },
+    ] {
+        let error = store.commit_page(&lease, page, hours(1)).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Domain(_)) && error.to_string().contains("NUL"),
+            "{error}"
+        );
+    }
+    let mut titled = hinted("t1", 1, by_email("a@b.example"));
+    titled.title = "Invoice\0paid".into();
+    let refused = store
+        .commit_page(
+            &lease,
+            PageWrite {
+                events: &[titled],
+                deleted: &[],
+                checkpoint: None,
+            },
+            hours(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Domain(_)), "{refused}");
+    assert_eq!(
+        store
+            .connector_status("feed")
+            .await
+            .unwrap()
+            .unwrap()
+            .checkpoint,
+        None,
+        "nothing was written"
+    );
+}
+
+async fn writes_that_fail_in_the_storage_are_remembered_until_one_succeeds(store: Store) {
+    assert_eq!(store.write_failure(), None);
+    store.probe_write().await.unwrap();
+    // A refused write (a rule, not the storage) is not a storage failure.
+    store.register_connector("feed", "v1", true).await.unwrap();
+    let lease = store
+        .acquire_lease("feed", "node-a", TTL, hours(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = store
+        .commit_page(
+            &lease,
+            PageWrite {
+                events: &[],
+                deleted: &[],
+                checkpoint: Some("\0"),
+            },
+            hours(1),
+        )
+        .await;
+    assert_eq!(store.write_failure(), None);
 }

@@ -15,6 +15,8 @@ on_both_backends!(
     large_batches_keep_one_at_a_time_meaning,
 );
 
+on_both_backends_with_url!(a_row_that_does_not_decode_is_shown_marked_never_failing_the_page);
+
 fn event(
     connector: &str,
     source_id: &str,
@@ -486,4 +488,96 @@ async fn large_batches_keep_one_at_a_time_meaning(store: Store) {
         .await
         .unwrap();
     assert_eq!(page.events.len(), 200);
+}
+
+/// Rows an older build or a person could have left: a float stored as `null` (what
+/// serde writes for NaN), an attribute of an unknown type, hints that are not an
+/// object, a kind that is no longer valid, a placed event without its reason. Each
+/// costs only its own field; the page, the feed and single reads answer.
+async fn a_row_that_does_not_decode_is_shown_marked_never_failing_the_page(
+    store: Store,
+    url: String,
+) {
+    let org = small_org(&store).await;
+    let acme = open_account(&store, "Acme", org.mia.id, None).await;
+    let mut good = event("stripe", "evt_good", "billing.invoice.paid", 1, Some(acme));
+    good.attributes.insert(
+        "plan".into(),
+        rapport_core::timeline::AttributeValue::Text("pro".into()),
+    );
+    let mut bad = event("stripe", "evt_bad", "billing.invoice.paid", 2, Some(acme));
+    bad.attributes.insert(
+        "plan".into(),
+        rapport_core::timeline::AttributeValue::Text("team".into()),
+    );
+    let worse = event("stripe", "evt_worse", "billing.invoice.paid", 3, Some(acme));
+    store
+        .upsert_events(&[good, bad, worse], hours(4))
+        .await
+        .unwrap();
+    rapport_testkit::database::execute_raw(
+        &url,
+        r#"UPDATE timeline_events
+           SET attributes = '{"ratio": {"float": null}, "plan": {"text": "team"}, "odd": {"vector": [1]}}'
+           WHERE source_id = 'evt_bad'"#,
+    )
+    .await;
+    rapport_testkit::database::execute_raw(
+        &url,
+        r#"UPDATE timeline_events
+           SET kind = 'Not A Kind', hints = '[1, 2]', match_detail = NULL
+           WHERE source_id = 'evt_worse'"#,
+    )
+    .await;
+
+    let page = store.timeline(&TimelineQuery::account(acme)).await.unwrap();
+    // The three events and the account's opening handoff.
+    assert_eq!(page.events.len(), 4, "every row is on the page");
+    let by_id = |id: &str| {
+        page.events
+            .iter()
+            .find(|event| event.event.key.source_id == id)
+            .unwrap()
+    };
+    assert_eq!(by_id("evt_good").unreadable, None);
+    let bad = by_id("evt_bad");
+    let why = bad.unreadable.as_deref().unwrap();
+    assert!(
+        why.contains("attribute `ratio`") && why.contains("attribute `odd`"),
+        "{why}"
+    );
+    assert_eq!(
+        bad.event.attributes.get("plan"),
+        Some(&rapport_core::timeline::AttributeValue::Text("team".into())),
+        "the attributes that read are kept"
+    );
+    let worse = by_id("evt_worse");
+    assert_eq!(worse.event.kind.as_str(), EventKind::UNREADABLE);
+    let why = worse.unreadable.as_deref().unwrap();
+    assert!(
+        why.contains("kind") && why.contains("hints") && why.contains("match reason"),
+        "{why}"
+    );
+    assert_eq!(
+        worse.event.placement.as_ref().map(|p| p.account),
+        Some(acme)
+    );
+
+    // Single reads and the feed answer too.
+    let one = store.event(bad.id).await.unwrap().unwrap();
+    assert!(one.unreadable.is_some());
+    let feed = store
+        .feed(&rapport_store::FeedQuery {
+            viewer: org.mia.id,
+            at: hours(5),
+            connectors: Vec::new(),
+            kind_prefix: None,
+            from: None,
+            until: None,
+            after: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    assert_eq!(feed.events.len(), 4);
 }

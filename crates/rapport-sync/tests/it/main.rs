@@ -4,5 +4,6 @@
 
 mod support;
 
+mod containment;
 mod crash;
 mod engine;

@@ -28,6 +28,7 @@ pub fn host(cache_dir: Option<&Path>) -> PluginHost {
         pooling: false,
         concurrent_calls_max: 4,
         limits: limits(),
+        ..HostConfig::default()
     })
     .expect("start the plugin host")
 }
@@ -65,6 +66,7 @@ pub fn engine_config(node: &str) -> EngineConfig {
         retry: RetryPolicy {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(60),
+            ..RetryPolicy::default()
         },
         pages_per_run_max: 1_000,
         runs_max: 16,
