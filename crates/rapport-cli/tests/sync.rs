@@ -915,3 +915,380 @@ async fn nothing_creates_a_database_before_everything_else_is_checked() {
         .await;
     database.finish().await;
 }
+
+/// One HTTP/1.1 POST over a plain socket; the status code and body.
+fn http_post(address: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Starts `rapport serve` in `dir`, logging to `log`.
+fn spawn_serve(dir: &Path, log: &Path) -> Child {
+    rapport(dir)
+        .args(["serve"])
+        .env("FEED_HOOK_TOKEN", "s3cret")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start rapport serve")
+}
+
+/// The address a server says it serves on, read from its log.
+async fn served_address(log: &Path) -> String {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(at) = text.find("address=") {
+            let rest = &text[at + "address=".len()..];
+            return rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(',')
+                .to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never served:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A small filesystem of our own, mounted for one test and gone after it (with the
+/// server it hosts stopped first).
+struct SmallDisk {
+    mount: tempfile::TempDir,
+    server: Option<Child>,
+}
+
+impl SmallDisk {
+    /// A tmpfs of `mebibytes`, or `None` (with a note) where this user cannot mount
+    /// one; under CI=true that is a failure: CI must run this test.
+    fn mount(mebibytes: u32) -> Option<SmallDisk> {
+        let mount = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mebibytes}m"), "tmpfs"])
+            .arg(mount.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true, but a tmpfs could not be mounted: the disk-full test needs root"
+            );
+            eprintln!("skipped: the disk-full test needs to mount a tmpfs (run as root)");
+            return None;
+        }
+        Some(SmallDisk {
+            mount,
+            server: None,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.mount.path()
+    }
+
+    /// Writes zeros until the filesystem is full, then gives back `spare` bytes;
+    /// returns the file, to free later.
+    fn fill_leaving(&self, spare: u64) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        // Then the last few bytes a block did not fit.
+        while file.write_all(&block[..512]).is_ok() {}
+        let size = file.metadata().unwrap().len();
+        file.set_len(size.saturating_sub(spare)).unwrap();
+        file.sync_all().unwrap();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.mount.path())
+            .status();
+    }
+}
+
+/// The disk under a SQLite database fills up mid-sync: the failure is reported on the
+/// connector's status, `/readyz` says the store cannot write, webhooks get 503 — and
+/// once space is freed the same node recovers by itself: the sync completes, webhooks
+/// are stored, `/readyz` is ready, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_reported_and_the_node_recovers_by_itself() {
+    let Some(mut disk) = SmallDisk::mount(24) else {
+        return;
+    };
+    let feed = Feed::start(20, 500).await;
+    std::fs::copy(
+        rapport_testkit::EXAMPLE_FEED,
+        disk.path().join("example-feed.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        disk.path().join("rapport.toml"),
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+database = "sqlite://rapport.db"
+
+[sync]
+poll_interval = "50ms"
+retry_base = "500ms"
+retry_cap = "1s"
+
+[[connector]]
+id = "feed"
+plugin = "example-feed.wasm"
+schedule = "every 10s"
+allowed_hosts = ["{grant}"]
+allow_private_networks = true
+[connector.settings]
+base_url = "{url}"
+[connector.secrets]
+webhook_token = {{ env = "FEED_HOOK_TOKEN" }}
+"#,
+            grant = feed.upstream.grant(),
+            url = feed.upstream.url(),
+        ),
+    )
+    .unwrap();
+    // The log lives off the small disk, so it can say what happened while it is full.
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("serve.log");
+    disk.server = Some(spawn_serve(disk.path(), &log));
+    let address = served_address(&log).await;
+    let url = format!("sqlite://{}", disk.path().join("rapport.db").display());
+    let wait_until =
+        async |what: &str, done: &dyn Fn(&rapport_store::ConnectorStatus, u16) -> bool| {
+            let store = Store::open_existing(&url).await.unwrap();
+            let started = Instant::now();
+            loop {
+                let (ready, _) = http_get(&address, "/readyz", None);
+                if let Some(status) = store.connector_status("feed").await.unwrap()
+                    && done(&status, ready)
+                {
+                    store.close().await;
+                    return status;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{what} did not happen: {:?}\n{}",
+                    store.connector_status("feed").await,
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+    wait_until("the first sync", &|status, ready| {
+        status.events_ingested == 20 && ready == 200
+    })
+    .await;
+
+    // Fill the disk but for a little room — enough for a lease or a status record at
+    // first, not for a page — then give the connector far more to write than fits.
+    let filler = disk.fill_leaving(192 * 1024);
+    feed.set_items(20_000);
+    let full = wait_until("the node saying it cannot write", &|_, ready| ready == 503).await;
+    let (ready, why) = http_get(&address, "/readyz", None);
+    assert_eq!(ready, 503);
+    assert!(
+        why.contains("cannot be written") && why.contains("full"),
+        "{why}"
+    );
+    // Where the status could still be written, it says why.
+    if let Some(error) = &full.last_error {
+        assert!(error.message.contains("full"), "{error:?}");
+    }
+    let delivery =
+        serde_json::json!({ "items": [rapport_testkit::feed::item_json(90_000)] }).to_string();
+    let (hook, answer) = http_post(
+        &address,
+        "/hooks/feed",
+        &[("x-feed-token", "s3cret")],
+        &delivery,
+    );
+    assert_eq!(hook, 503, "the sender retries later: {answer}");
+
+    // Space again: the same process recovers.
+    std::fs::remove_file(&filler).unwrap();
+    let recovered = wait_until("recovery", &|status, ready| {
+        status.checkpoint.as_deref() == Some("20000") && ready == 200
+    })
+    .await;
+    assert_eq!(recovered.events_ingested, 20_000);
+    let (hook, answer) = http_post(
+        &address,
+        "/hooks/feed",
+        &[("x-feed-token", "s3cret")],
+        &delivery,
+    );
+    assert_eq!(hook, 200, "{answer}");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !log_text.contains("non-zero transaction depth"),
+        "a connection was reused inside a failed transaction:\n{log_text}"
+    );
+}
+
+/// Sends `signal` (`STOP`, `CONT`, ...) to a child.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// Two nodes on PostgreSQL; the one syncing is frozen (SIGSTOP) in the middle of a
+/// page commit, its transaction open and the connector's state row locked. The other
+/// node still takes over within the lease's lifetime (plus a poll and some slack for a
+/// loaded machine): PostgreSQL ends the frozen session once it has idled in its
+/// transaction for half the lease. Thawed, the old holder commits nothing more, and
+/// nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_inside_a_commit_is_taken_over_within_the_lease() {
+    let Some(database) = rapport_testkit::database::TestDatabase::postgres().await else {
+        return;
+    };
+    const ITEMS: usize = 3_000;
+    const LEASE: Duration = Duration::from_secs(2);
+    let feed = Feed::start(ITEMS, 50).await;
+    {
+        // Every page after the first deletes 400 ids one statement at a time: the
+        // commit stays open long enough to be caught in it.
+        let mut state = feed.state.lock().unwrap();
+        state.deleted = (0..400).map(|n| format!("gone-{n}")).collect();
+        state.latency = Duration::from_millis(5);
+    }
+    let (dir, config) = stage(&feed, &database.url, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("lease_ttl = \"1s\"", "lease_ttl = \"2s\"");
+    std::fs::write(&config, text).unwrap();
+    let logs = dir.path().to_path_buf();
+    let url_of = |node: &str| {
+        let separator = if database.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}application_name={node}", database.url)
+    };
+    let start = |node: &str| -> Child {
+        rapport(dir.path())
+            .args(["serve"])
+            .env("RAPPORT_NODE_ID", node)
+            .env("RAPPORT_DATABASE", url_of(node))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(logs.join(format!("{node}.log"))).unwrap())
+            .spawn()
+            .expect("start rapport serve")
+    };
+    let mut nodes = [("node-a", start("node-a")), ("node-b", start("node-b"))];
+    let store = &database.store;
+
+    // Catch the holder inside a page commit: stop it, and keep it stopped only if its
+    // session is then idle inside a transaction (else let it go and try again).
+    let started = Instant::now();
+    let (victim, frozen_at) = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "never caught a node inside a commit"
+        );
+        let Some(holder) = store
+            .connector_status("feed")
+            .await
+            .unwrap()
+            .and_then(|status| status.lease_holder)
+        else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let victim = if holder == "node-a" { 0 } else { 1 };
+        let states =
+            rapport_testkit::database::postgres_sessions_in_transaction(&database.url, &holder)
+                .await;
+        if states.is_empty() {
+            continue;
+        }
+        signal(&nodes[victim].1, "STOP");
+        let frozen_at = Instant::now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let states =
+            rapport_testkit::database::postgres_sessions_in_transaction(&database.url, &holder)
+                .await;
+        if states.iter().any(|state| state == "idle in transaction") {
+            break (victim, frozen_at);
+        }
+        signal(&nodes[victim].1, "CONT");
+    };
+    let survivor = 1 - victim;
+    let mut took_over = None;
+    loop {
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(60),
+            "the survivor did not finish: {:?}\n{}",
+            store.connector_status("feed").await,
+            std::fs::read_to_string(logs.join(format!("{}.log", nodes[survivor].0)))
+                .unwrap_or_default()
+        );
+        let status = store.connector_status("feed").await.unwrap().unwrap();
+        if took_over.is_none() && status.lease_holder.as_deref() == Some(nodes[survivor].0) {
+            took_over = Some(frozen_at.elapsed());
+            // Thaw the old holder: it must not commit over its successor.
+            signal(&nodes[victim].1, "CONT");
+        }
+        if status.checkpoint == Some(ITEMS.to_string())
+            && status.state == rapport_store::ConnectorState::Idle
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took_over = took_over.expect("the survivor took the lease");
+    eprintln!("took over {took_over:?} after the freeze");
+    assert!(
+        took_over < LEASE + Duration::from_millis(50) + Duration::from_secs(2),
+        "takeover waited past the lease for the frozen node: {took_over:?}"
+    );
+    assert_eq!(stored_ids(store).await, expected_ids(ITEMS));
+    let status = store.connector_status("feed").await.unwrap().unwrap();
+    assert_eq!(
+        status.events_ingested, ITEMS as i64,
+        "nothing ingested twice"
+    );
+    for (_, child) in &mut nodes {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    database.finish().await;
+}

@@ -1,8 +1,8 @@
 //! Whether this node can write to its database: what `/readyz` reports. A write that
 //! fails because of the storage itself (a full disk, an I/O error, a read-only file or
-//! standby) is remembered until a real write succeeds again, or for
-//! [`WRITE_FAILURE_MEMORY`] without any write being tried; a small probe write tells the
-//! rest.
+//! standby) is remembered until a write of data (a page, a batch of events) succeeds
+//! again, or for [`WRITE_FAILURE_MEMORY`] without one being tried; a small probe write
+//! tells the rest.
 
 use crate::time::to_us;
 use crate::{Error, Result, Store, with_backend};
@@ -30,15 +30,19 @@ pub struct WriteFailure {
 }
 
 impl Store {
-    /// Remembers a storage failure, or clears it on success.
-    pub(crate) fn observe_write<T>(&self, result: &Result<T>) {
+    /// Remembers a storage failure of a write; a success clears it only when
+    /// `clears` — for the writes that carry data (pages, batches). A small bookkeeping
+    /// write (a lease, a status record) can succeed on a disk too full for a page, and
+    /// must not make the node look healthy.
+    pub(crate) fn observe_write<T>(&self, result: &Result<T>, clears: bool) {
         let mut failure = self
             .health
             .failure
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         match result {
-            Ok(_) => *failure = None,
+            Ok(_) if clears => *failure = None,
+            Ok(_) => {}
             Err(error) if error.is_storage_failure() => {
                 *failure = Some((Instant::now(), Utc::now(), error.to_string()));
             }

@@ -463,7 +463,7 @@ impl Store {
         let result = self
             .acquire_lease_unobserved(connector, holder, process, ttl, at)
             .await;
-        self.observe_write(&result);
+        self.observe_write(&result, false);
         result
     }
 
@@ -691,7 +691,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<PageCommit> {
         let result = self.commit_page_unobserved(lease, page, at).await;
-        self.observe_write(&result);
+        self.observe_write(&result, true);
         result
     }
 
@@ -771,7 +771,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<()> {
         let result = self.finish_run_unobserved(lease, record, at).await;
-        self.observe_write(&result);
+        self.observe_write(&result, false);
         result
     }
 

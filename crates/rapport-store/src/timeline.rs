@@ -786,7 +786,7 @@ impl Store {
         let result = self
             .write_batch_unobserved(events, at, count_for_connector)
             .await;
-        self.observe_write(&result);
+        self.observe_write(&result, true);
         result
     }
 

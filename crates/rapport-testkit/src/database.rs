@@ -115,6 +115,25 @@ pub async fn postgres_table_count(url: &str) -> i64 {
     count
 }
 
+/// The states (`active`, `idle in transaction`, ...) of the sessions connected as
+/// `application_name` that are inside a transaction now: how a test finds a node in the
+/// middle of a commit.
+pub async fn postgres_sessions_in_transaction(url: &str, application_name: &str) -> Vec<String> {
+    let mut connection = sqlx::PgConnection::connect(url)
+        .await
+        .expect("open the PostgreSQL database");
+    let states = sqlx::query_scalar(
+        "SELECT COALESCE(state, '') FROM pg_stat_activity
+         WHERE application_name = $1 AND xact_start IS NOT NULL",
+    )
+    .bind(application_name)
+    .fetch_all(&mut connection)
+    .await
+    .expect("read pg_stat_activity");
+    connection.close().await.ok();
+    states
+}
+
 /// A database that exists for one test.
 #[derive(Debug)]
 pub struct TestDatabase {
