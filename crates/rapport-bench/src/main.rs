@@ -1,14 +1,16 @@
 //! `rapport-bench`: end-to-end benchmarks at scale. Every figure is printed beside the
 //! peer it is compared with, measured in the same run, as Markdown tables for
-//! BENCHMARKS.md. Build it (and the server, for `nodes` and `memory`) in release:
+//! BENCHMARKS.md. Build it (and the server, for `nodes`, `memory` and `flood`) in release:
 //!
 //! ```text
 //! cargo build --release -p rapport-bench -p rapport-cli
 //! target/release/rapport-bench scale --accounts 10000 --events 1000000
 //! target/release/rapport-bench nodes --postgres postgres://postgres@127.0.0.1:5432/postgres
 //! target/release/rapport-bench memory --database sqlite://bench/scale.db
+//! target/release/rapport-bench flood
 //! ```
 
+mod flood;
 mod measure;
 mod memory;
 mod nodes;
@@ -86,6 +88,17 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         lease_ttl_s: u64,
     },
+    /// A webhook flood at one connector: the server's memory idle and at its peak, how
+    /// the flood is answered, and how others are served meanwhile; against the same
+    /// server without the per-connector cap and the shared memory budget.
+    Flood {
+        /// Concurrent deliveries.
+        #[arg(long, default_value_t = 64)]
+        webhooks: usize,
+        /// MiB each flooded call holds.
+        #[arg(long, default_value_t = 120)]
+        mb: usize,
+    },
     /// Peak resident memory of the server: empty vs a large database with connectors.
     Memory {
         /// The large database, e.g. the one `scale --dir bench --keep` leaves.
@@ -158,6 +171,7 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
+            Bench::Flood { webhooks, mb } => flood::run(flood::FloodOptions { webhooks, mb }).await,
             Bench::Memory {
                 database,
                 connectors,

@@ -33,12 +33,15 @@ pub struct MemoryOptions {
 
 /// One reading of a process's memory.
 #[derive(Debug, Clone, Copy)]
-struct Reading {
-    rss_kib: u64,
-    peak_kib: u64,
+pub(crate) struct Reading {
+    /// Resident now (`VmRSS`).
+    pub(crate) rss_kib: u64,
+    /// The peak so far (`VmHWM`).
+    pub(crate) peak_kib: u64,
 }
 
-fn read_memory(pid: u32) -> Result<Reading> {
+/// Reads a process's memory from `/proc`.
+pub(crate) fn read_memory(pid: u32) -> Result<Reading> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .context("reading /proc (this benchmark needs Linux)")?;
     let field = |name: &str| -> Result<u64> {

@@ -57,11 +57,22 @@ pub struct Serve(Option<Child>);
 impl Serve {
     /// Starts `rapport serve --config config` as node `node_id`.
     pub fn start(rapport: &Path, config: &Path, node_id: &str) -> Result<Serve> {
+        Serve::start_with_env(rapport, config, node_id, &[])
+    }
+
+    /// [`Serve::start`] with more environment variables (the secrets a config names).
+    pub fn start_with_env(
+        rapport: &Path,
+        config: &Path,
+        node_id: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Serve> {
         let child = Command::new(rapport)
             .args(["serve", "--config"])
             .arg(config)
             .env("RAPPORT_NODE_ID", node_id)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

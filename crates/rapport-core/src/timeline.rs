@@ -123,7 +123,10 @@ impl EventKind {
 
     /// The first segment, e.g. `billing` — the family the UI groups and colours by.
     pub fn family(&self) -> &str {
-        self.0.split('.').next().unwrap_or(&self.0)
+        match self.0.bytes().position(|b| b == b'.') {
+            Some(dot) => &self.0[..dot],
+            None => &self.0,
+        }
     }
 
     /// Whether this kind is `prefix` or lies under it (`billing` matches
@@ -138,7 +141,9 @@ impl EventKind {
     /// declare nor emit them, so nothing from outside poses as a colleague's note or
     /// an ownership change.
     pub fn is_reserved(&self) -> bool {
-        RESERVED_FAMILIES.contains(&self.family())
+        RESERVED_FAMILIES
+            .iter()
+            .any(|family| self.has_prefix(family))
     }
 }
 
@@ -223,7 +228,9 @@ impl fmt::Display for KindPattern {
 /// names, attribute text), so one malformed message shows a visible mark instead of
 /// failing its page; [`NewEvent::validate`] refuses control characters anywhere else.
 pub fn clean_text(text: String) -> String {
-    if !text.chars().any(is_forbidden_control) {
+    // The controls are all ASCII, so a byte scan finds them (no UTF-8 decoding): the
+    // common case, clean text, costs one pass over its bytes.
+    if !text.bytes().any(is_forbidden_control_byte) {
         return text;
     }
     text.chars()
@@ -242,6 +249,11 @@ pub fn clean_text(text: String) -> String {
 /// it in text and JSON, and in HTML it is a parse error.
 fn is_forbidden_control(c: char) -> bool {
     c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// [`is_forbidden_control`] on one byte of UTF-8 (a continuation byte never is one).
+fn is_forbidden_control_byte(b: u8) -> bool {
+    b.is_ascii_control() && !matches!(b, b'\t' | b'\n' | b'\r')
 }
 
 /// Validates a connector id: 1–64 lower-case letters, digits, `-` or `_`.
@@ -473,10 +485,10 @@ impl NewEvent {
                 format!("must be 1 to {SOURCE_ID_BYTES_MAX} bytes"),
             ));
         }
-        if let Some(at) = source_id.chars().position(|c| c.is_control()) {
+        if let Some(at) = source_id.bytes().position(|b| b.is_ascii_control()) {
             return Err(invalid(
                 "event source id",
-                format!("must not contain control characters (one is at character {at})"),
+                format!("must not contain control characters (one is at byte {at})"),
             ));
         }
         if self.source_version < 0 {
@@ -596,18 +608,20 @@ fn invalid(field: &'static str, reason: String) -> DomainError {
 /// Checks a display text's length in characters and that it holds no control
 /// characters but tab and line breaks, in one pass.
 fn check_text(field: &'static str, text: &str, chars_max: usize) -> Result<()> {
+    // Over bytes, not chars: a character starts at every byte that is not a UTF-8
+    // continuation byte, and the controls are all ASCII.
     let mut chars = 0;
-    for c in text.chars() {
-        if is_forbidden_control(c) {
+    for b in text.bytes() {
+        if is_forbidden_control_byte(b) {
             return Err(invalid(
                 field,
                 format!(
                     "must not contain control characters such as U+{:04X} (at character {chars})",
-                    u32::from(c)
+                    u32::from(b)
                 ),
             ));
         }
-        chars += 1;
+        chars += usize::from(b & 0xC0 != 0x80);
     }
     if chars > chars_max {
         return Err(invalid(
@@ -657,10 +671,10 @@ fn check_attribute(name: &str, value: &AttributeValue) -> Result<()> {
                     text.len()
                 )));
             }
-            if let Some(c) = text.chars().find(|c| is_forbidden_control(*c)) {
+            if let Some(b) = text.bytes().find(|b| is_forbidden_control_byte(*b)) {
                 return Err(attribute(format!(
                     "must not contain control characters such as U+{:04X}",
-                    u32::from(c)
+                    u32::from(b)
                 )));
             }
         }

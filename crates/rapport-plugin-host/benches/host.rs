@@ -93,7 +93,7 @@ fn events_returned(c: &mut Criterion) {
 
 /// The same 1,000 events the `flood` guest maps, built and validated natively.
 fn native_events(count: usize) -> Vec<NewEvent> {
-    let kind = EventKind::parse("note").unwrap();
+    let kind = EventKind::parse("hostile.probe").unwrap();
     let epoch = DateTime::from_timestamp_micros(0).unwrap();
     (0..count)
         .map(|index| {

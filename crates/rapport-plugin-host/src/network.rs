@@ -287,6 +287,15 @@ impl WasiHttpHooks for HttpHooks {
                     .permits_address(address.ip().to_canonical())
                     .map_err(deny)?;
             }
+            let mut request = request;
+            if !https {
+                // Connect to the address just checked, not to a second resolution of
+                // the name, which a DNS server could answer differently (rebinding to
+                // an internal address). The Host header keeps the name. Over TLS the
+                // certificate is verified against the name, which an internal service
+                // cannot present.
+                pin_authority(&mut request, addresses[0]);
+            }
             let timeout = Some(Duration::from_millis(limits.http_timeout_ms));
             let options = RequestOptions {
                 connect_timeout: timeout,
@@ -306,6 +315,19 @@ impl WasiHttpHooks for HttpHooks {
             });
             Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
+    }
+}
+
+/// Points a plain-HTTP request's URI at `address` (the Host header, set from the
+/// original authority, stays as it was).
+fn pin_authority(request: &mut http::Request<WasiBody>, address: SocketAddr) {
+    let mut parts = request.uri().clone().into_parts();
+    let Ok(authority) = http::uri::Authority::try_from(address.to_string()) else {
+        return;
+    };
+    parts.authority = Some(authority);
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
     }
 }
 
@@ -431,6 +453,29 @@ mod tests {
         assert!(
             error.contains("allowed_hosts: `*` would allow any host"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_sent_to_the_checked_address_under_its_name() {
+        use http_body_util::BodyExt;
+        let body: WasiBody = http_body_util::Empty::new()
+            .map_err(|never: std::convert::Infallible| match never {})
+            .boxed_unsync();
+        let mut request = http::Request::get("http://feed.example:8080/feed?after=3")
+            .header(http::header::HOST, "feed.example:8080")
+            .body(body)
+            .unwrap();
+        pin_authority(&mut request, "93.184.216.34:8080".parse().unwrap());
+        assert_eq!(
+            request.uri().to_string(),
+            "http://93.184.216.34:8080/feed?after=3"
+        );
+        assert_eq!(request.headers()[http::header::HOST], "feed.example:8080");
+        pin_authority(&mut request, "[2606:2800:220:1::1]:8080".parse().unwrap());
+        assert_eq!(
+            request.uri().authority().unwrap(),
+            "[2606:2800:220:1::1]:8080"
         );
     }
 

@@ -296,3 +296,93 @@ secrets = { webhook_token = { env = "FEED_HOOK_TOKEN" } }
     );
     server.engine.store().close().await;
 }
+
+/// A connector's own check, run by an admin from the API and from the Connectors page:
+/// its outcome (here a refused connection: nothing listens where the feed points) is
+/// recorded on the status and shown; others may not run it.
+#[tokio::test]
+async fn admins_run_a_connectors_check_and_see_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let router = app(AppState::new(server.engine.clone(), 1 << 20).await.unwrap());
+    let store = server.engine.store();
+    let hire = |name: &str, is_admin: bool| rapport_core::staff::NewStaff {
+        name: name.into(),
+        email: rapport_core::account::EmailAddress::parse(&format!("{name}@rapport.example"))
+            .unwrap(),
+        level: rapport_core::staff::Level::Vp,
+        reports_to: None,
+        is_admin,
+    };
+    let now = chrono::Utc::now();
+    let admin = store.create_staff(hire("ada", true), now).await.unwrap();
+    let vera = store.create_staff(hire("vera", false), now).await.unwrap();
+    let token = |id| async move {
+        store
+            .create_api_token(id, "test", None, now)
+            .await
+            .unwrap()
+            .secret
+    };
+    let (admin_token, vera_token) = (token(admin.id).await, token(vera.id).await);
+    let check = |token: String| {
+        Request::post("/api/v1/connectors/feed/check")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, _) = read(router.clone().oneshot(check(vera_token)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = read(router.clone().oneshot(check(admin_token)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["last_check_ok"], false);
+    assert!(
+        view["last_check_message"]
+            .as_str()
+            .is_some_and(|message| !message.is_empty()),
+        "{view}"
+    );
+
+    // The same from the web page, through its form.
+    let session = store
+        .start_web_session(admin.id, now + chrono::Duration::hours(1), now)
+        .await
+        .unwrap()
+        .unwrap();
+    let cookie = format!("rapport_session={}", session.secret);
+    let form = format!("csrf={}", session.session.csrf_token);
+    let (status, _, _) = read(
+        router
+            .clone()
+            .oneshot(
+                Request::post("/connectors/feed/check")
+                    .header("host", "rapport.test")
+                    .header("cookie", &cookie)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(form))
+                    .unwrap(),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, page) = read(
+        router
+            .oneshot(
+                Request::get("/connectors")
+                    .header("host", "rapport.test")
+                    .header("cookie", &cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Check settings"), "the admin sees the button");
+    assert!(page.contains("failed "), "the failed check is shown");
+    server.engine.store().close().await;
+}
