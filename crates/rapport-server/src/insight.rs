@@ -92,7 +92,7 @@ pub(crate) async fn weekly_activity(
     for (day, count) in days {
         let week = (day - first).num_days().div_euclid(7);
         if let Some(bucket) = usize::try_from(week).ok().and_then(|w| buckets.get_mut(w)) {
-            bucket.1 += count;
+            bucket.1 = bucket.1.saturating_add(count);
         }
     }
     Ok(buckets)

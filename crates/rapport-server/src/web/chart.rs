@@ -48,7 +48,9 @@ fn y_axis(out: &mut String, top: &str) {
 
 /// Bars, one per week, for event counts: `weeks` is (week start, count), oldest first.
 pub(crate) fn weekly_bars(id: &str, weeks: &[(NaiveDate, i64)]) -> String {
-    let total: i64 = weeks.iter().map(|(_, count)| count).sum();
+    let total = weeks
+        .iter()
+        .fold(0i64, |total, (_, count)| total.saturating_add(*count));
     let max = weeks
         .iter()
         .map(|(_, count)| *count)
