@@ -290,10 +290,12 @@ async fn webhooks_are_trusted_only_with_a_fresh_valid_signature() {
         |timestamp: &str, body: &[u8]| base64(&hmac_sha256(SECRET, &[timestamp.as_bytes(), body]));
 
     let fresh = stamp(now);
-    let events = zendesk
+    let delivered = zendesk
         .handle_webhook(deliver(Some(sign(&fresh, &body)), fresh.clone(), &body))
         .await
         .expect("a valid delivery");
+    assert!(delivered.refused.is_empty(), "{:?}", delivered.refused);
+    let events = delivered.events;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind.as_str(), "support.ticket.solved");
     assert_eq!(

@@ -37,6 +37,36 @@ pub(crate) async fn staff_by_email(store: &Store, spelled: &str) -> anyhow::Resu
     }
 }
 
+/// Puts a token change made from the command line on the audit trail. The CLI acts
+/// with the database's own rights, so there is no actor: the entry says `cli`, and
+/// the operating system's user, where known, is in the detail.
+async fn cli_audit(
+    store: &rapport_store::Store,
+    action: &str,
+    command: &str,
+    mut detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    if let (Some(object), Ok(user)) = (detail.as_object_mut(), std::env::var("USER")) {
+        object.insert("os_user".to_owned(), serde_json::Value::String(user));
+    }
+    store
+        .record_audit(
+            &rapport_store::NewAuditEntry {
+                actor: None,
+                action: action.to_owned(),
+                surface: "cli".to_owned(),
+                target: Some(command.to_owned()),
+                address: None,
+                status: None,
+                detail: Some(detail),
+            },
+            Utc::now(),
+        )
+        .await
+        .context("recording the token change on the audit trail")?;
+    Ok(())
+}
+
 async fn create(args: &TokenCreateArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     let now = Utc::now();
     let expires_at = match &args.expires_in {
@@ -52,6 +82,18 @@ async fn create(args: &TokenCreateArgs, out: &mut (dyn Write + Send)) -> anyhow:
     let issued = store
         .create_api_token(staff.id, &args.name, expires_at, now)
         .await?;
+    cli_audit(
+        &store,
+        "token.created",
+        "rapport token create",
+        serde_json::json!({
+            "token": issued.token.id,
+            "name": issued.token.name,
+            "for": staff.id.0,
+            "prefix": issued.token.display_prefix,
+        }),
+    )
+    .await?;
     writeln!(
         out,
         "Token {} for {} ({}), {}:",
@@ -136,6 +178,18 @@ async fn list(args: &TokenListArgs, out: &mut (dyn Write + Send)) -> anyhow::Res
 async fn revoke(args: &TokenRevokeArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     let store = open(&args.database.database).await?;
     let token = store.revoke_api_token(args.id, Utc::now()).await?;
+    cli_audit(
+        &store,
+        "token.revoked",
+        "rapport token revoke",
+        serde_json::json!({
+            "token": token.id,
+            "name": token.name,
+            "for": token.staff.0,
+            "prefix": token.display_prefix,
+        }),
+    )
+    .await?;
     writeln!(
         out,
         "Revoked token {} ({}…, \"{}\"); it no longer works.",

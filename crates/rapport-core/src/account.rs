@@ -469,6 +469,27 @@ pub fn check_reparent(
     Ok(())
 }
 
+/// First year a date a person gives (a renewal, a task's due date) may fall in.
+pub const DATE_YEAR_MIN: i32 = 1900;
+/// Last year a date a person gives may fall in: the same window as event instants.
+pub const DATE_YEAR_MAX: i32 = 2199;
+
+/// Refuses a calendar date outside [`DATE_YEAR_MIN`]..=[`DATE_YEAR_MAX`]: a year 0000
+/// or 9999 is a typo, and sorts and renders as nonsense.
+pub fn validate_date(field: &'static str, date: chrono::NaiveDate) -> Result<chrono::NaiveDate> {
+    use chrono::Datelike;
+    if (DATE_YEAR_MIN..=DATE_YEAR_MAX).contains(&date.year()) {
+        Ok(date)
+    } else {
+        Err(DomainError::InvalidField {
+            field,
+            reason: format!(
+                "must fall in the years {DATE_YEAR_MIN} to {DATE_YEAR_MAX}, not {date}: check the year"
+            ),
+        })
+    }
+}
+
 /// Validates an account name.
 pub fn validate_account_name(name: &str) -> Result<String> {
     crate::staff::validate_name("account name", name)
@@ -477,6 +498,24 @@ pub fn validate_account_name(name: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_people_give_are_plausible() {
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        for good in [day(1900, 1, 1), day(2026, 12, 2), day(2199, 12, 31)] {
+            assert_eq!(validate_date("due", good).unwrap(), good);
+        }
+        for bad in [
+            day(0, 1, 1),
+            day(1899, 12, 31),
+            day(2200, 1, 1),
+            day(9999, 12, 31),
+            day(-44, 3, 15),
+        ] {
+            let error = validate_date("due", bad).unwrap_err().to_string();
+            assert!(error.contains("1900 to 2199"), "{error}");
+        }
+    }
 
     #[test]
     fn domains_normalise() {

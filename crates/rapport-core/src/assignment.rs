@@ -115,7 +115,8 @@ pub fn check_support(account: AccountId, staff: &OrgNode, already_supports: bool
     Ok(())
 }
 
-fn check_assignable(staff: &OrgNode) -> Result<()> {
+/// Checks that `staff` can be given accounts at all (they are active).
+pub fn check_assignable(staff: &OrgNode) -> Result<()> {
     if !staff.active {
         return Err(DomainError::StaffInactive(staff.id));
     }

@@ -69,6 +69,17 @@ pub enum DomainError {
     #[error("{0} is deactivated: reactivate them or pick someone else")]
     StaffInactive(StaffId),
 
+    /// Someone already has as many live API tokens as one person may.
+    #[error(
+        "{staff} already has {max} live API tokens, the most one person may have: revoke one they no longer use (`rapport token list`, then `rapport token revoke`)"
+    )]
+    TooManyTokens {
+        /// Whose tokens.
+        staff: StaffId,
+        /// The cap.
+        max: usize,
+    },
+
     /// A timeline event was referenced that does not exist (or is not visible).
     #[error("{0} does not exist")]
     UnknownEvent(EventId),

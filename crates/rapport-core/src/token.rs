@@ -15,6 +15,10 @@ pub const TOKEN_PREFIX: &str = "rpt_";
 /// The length of a token: the prefix and 64 hex digits.
 pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 64;
 /// How many leading characters are kept in the clear to tell tokens apart.
+/// Most live (unrevoked, unexpired) API tokens one person may hold: enough for every
+/// script and machine they run, few enough that a leak or a runaway script is bounded.
+pub const TOKENS_PER_PERSON_MAX: usize = 25;
+/// Characters shown of a token in listings.
 pub const DISPLAY_PREFIX_LEN: usize = 12;
 
 /// A token's record (never its secret).

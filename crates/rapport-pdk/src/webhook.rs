@@ -55,10 +55,15 @@ pub fn check_freshness(
     now: Timestamp,
     tolerance_seconds: i64,
 ) -> Result<(), ConnectorError> {
-    let age = now.div_euclid(1_000_000) - signed_at;
-    if age.abs() > tolerance_seconds {
+    let age = now.div_euclid(1_000_000).saturating_sub(signed_at);
+    if age.saturating_abs() > tolerance_seconds {
+        let when = if age > 0 {
+            format!("{age} s ago")
+        } else {
+            format!("{} s in the future", age.saturating_neg())
+        };
         return Err(ConnectorError::Auth(format!(
-            "the delivery was signed {age} s from now, outside the {tolerance_seconds} s tolerance (a replay, or a clock that is off)"
+            "the delivery was signed {when}, outside the {tolerance_seconds} s tolerance (a replay, or a clock that is off)"
         )));
     }
     Ok(())
@@ -110,5 +115,27 @@ mod tests {
             check_freshness(1_000 - 301, now, 300),
             Err(ConnectorError::Auth(_))
         ));
+    }
+
+    #[test]
+    fn a_stale_delivery_is_said_to_be_old_and_an_early_one_to_be_ahead() {
+        let now = 10_000 * 1_000_000;
+        let message = |signed_at| match check_freshness(signed_at, now, 300) {
+            Err(ConnectorError::Auth(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            message(10_000 - 400).contains("signed 400 s ago"),
+            "{}",
+            message(9_600)
+        );
+        assert!(
+            message(10_000 + 400).contains("signed 400 s in the future"),
+            "{}",
+            message(10_400)
+        );
+        // Absurd stamps do not overflow.
+        assert!(message(i64::MIN).contains("ago"));
+        assert!(message(i64::MAX).contains("in the future"));
     }
 }

@@ -36,5 +36,6 @@ pub use engine::{EPOCH_TICK_MS, PluginHost};
 pub use error::{ConnectorError, PluginError, Result};
 pub use network::{HostPattern, HostTemplate};
 pub use plugin::{
-    ConfigKey, Connector, ContractVersion, Manifest, Plugin, SUPPORTED_VERSIONS, SyncPage,
+    ConfigKey, Connector, ContractVersion, Manifest, Plugin, RefusedEvent, SUPPORTED_VERSIONS,
+    SyncPage, WebhookEvents,
 };

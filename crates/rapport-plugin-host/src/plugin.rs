@@ -417,7 +417,29 @@ enum Outcome {
     Manifest(Manifest),
     Checked,
     Page(SyncPage),
-    Events(Vec<NewEvent>),
+    Events(WebhookEvents),
+}
+
+/// What a webhook delivery turned into: the events that hold to the event model, and
+/// those that do not, each refused on its own — a delivery is the sender's, so one bad
+/// event must not cost the others or make the sender retry what would fail again.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookEvents {
+    /// The valid events, in the order the plugin returned them.
+    pub events: Vec<NewEvent>,
+    /// The refused ones.
+    pub refused: Vec<RefusedEvent>,
+}
+
+/// An event a plugin returned from a webhook delivery that the host refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedEvent {
+    /// Its position in what the plugin returned.
+    pub index: usize,
+    /// Its source id (shortened and cleaned for showing).
+    pub source_id: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 impl Connector {
@@ -446,9 +468,11 @@ impl Connector {
         }
     }
 
-    /// Verifies and converts a webhook delivery.
+    /// Verifies and converts a webhook delivery. The call fails as a whole only when the
+    /// plugin fails or breaks the contract's limits; events that break the event model
+    /// are refused one by one, in [`WebhookEvents::refused`].
     #[tracing::instrument(skip(self, request), fields(connector = %self.grants.connector_id))]
-    pub async fn handle_webhook(&self, request: WebhookRequest) -> Result<Vec<NewEvent>> {
+    pub async fn handle_webhook(&self, request: WebhookRequest) -> Result<WebhookEvents> {
         match self.run(Call::Webhook(request)).await? {
             Outcome::Events(events) => Ok(events),
             _ => unreachable!("handle-webhook returns events"),
@@ -597,7 +621,11 @@ impl Connector {
                 let events = result
                     .map_err(|error| PluginError::from(v0_1_0::connector_error(error, sandbox)))?;
                 check_output(&events, &limits)?;
-                v0_1_0::events(&connector_id, kinds, events).map(Outcome::Events)
+                Ok(Outcome::Events(v0_1_0::webhook_events(
+                    &connector_id,
+                    kinds,
+                    events,
+                )))
             }
         }
     }

@@ -7,6 +7,7 @@
 //! plugin files present); [`Config::bind_connectors`] loads each enabled plugin and
 //! checks the connector against what the plugin declares (settings, secrets, hosts).
 
+use crate::listener::HttpTuning;
 use rapport_core::account::Domain;
 use rapport_plugin_host::{
     CallLimits, Grants, HostConfig, HostPattern, Plugin, PluginError, PluginHost,
@@ -60,6 +61,10 @@ struct RawServer {
     node_id: Option<Spanned<String>>,
     webhook_body_bytes_max: Option<Spanned<i64>>,
     plugin_cache_dir: Option<Spanned<String>>,
+    header_read_timeout: Option<Spanned<String>>,
+    request_body_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    connections_max: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +142,8 @@ pub struct Config {
     pub node_id: Option<String>,
     /// Most bytes a webhook body may have.
     pub webhook_body_bytes_max: usize,
+    /// How connections are bounded: timeouts for slow clients, and how many at once.
+    pub http: HttpTuning,
     /// Where compiled plugins are cached.
     pub plugin_cache_dir: PathBuf,
     /// Domains never matched on (beyond the built-in free-mail list).
@@ -260,6 +267,70 @@ fn seconds(duration: std::time::Duration) -> String {
     format!("{}s", duration.as_secs())
 }
 
+/// Reads the duration `[table] key` into `target`, if it is set and within `range`;
+/// otherwise says what is wrong with it.
+fn duration_setting(
+    problems: &mut Problems<'_>,
+    table: &str,
+    value: &Option<Spanned<String>>,
+    key: &str,
+    range: std::ops::RangeInclusive<std::time::Duration>,
+    target: &mut std::time::Duration,
+) {
+    let Some(value) = value else { return };
+    match rapport_sync::parse_duration(value.get_ref()) {
+        Ok(parsed) if range.contains(&parsed) => *target = parsed,
+        Ok(_) => problems.add(
+            &value.span(),
+            format!(
+                "[{table}] {key} must be between {} and {}",
+                seconds(*range.start()),
+                seconds(*range.end())
+            ),
+        ),
+        Err(reason) => problems.add(&value.span(), format!("[{table}] {key}: {reason}")),
+    }
+}
+
+fn check_http(raw: &RawServer, problems: &mut Problems<'_>) -> HttpTuning {
+    let mut tuning = HttpTuning::default();
+    let mut duration = |value: &Option<Spanned<String>>,
+                        key: &str,
+                        range: std::ops::RangeInclusive<std::time::Duration>,
+                        target: &mut std::time::Duration| {
+        duration_setting(problems, "server", value, key, range, target);
+    };
+    let second = std::time::Duration::from_secs(1);
+    duration(
+        &raw.header_read_timeout,
+        "header_read_timeout",
+        second..=std::time::Duration::from_secs(300),
+        &mut tuning.header_read_timeout,
+    );
+    duration(
+        &raw.request_body_timeout,
+        "request_body_timeout",
+        second..=std::time::Duration::from_secs(3600),
+        &mut tuning.request_body_timeout,
+    );
+    duration(
+        &raw.idle_timeout,
+        "idle_timeout",
+        second..=std::time::Duration::from_secs(3600),
+        &mut tuning.idle_timeout,
+    );
+    if let Some(value) = &raw.connections_max {
+        match usize::try_from(*value.get_ref()) {
+            Ok(max) if (1..=1_000_000).contains(&max) => tuning.connections_max = max,
+            _ => problems.add(
+                &value.span(),
+                "[server] connections_max must be a whole number from 1 to 1000000",
+            ),
+        }
+    }
+    tuning
+}
+
 fn check_plugins(raw: &RawPlugins, problems: &mut Problems<'_>) -> PluginTuning {
     let mut tuning = PluginTuning::default();
     let mut number = |value: &Option<Spanned<i64>>, key: &str, min: i64, max: i64| {
@@ -301,19 +372,7 @@ fn check_plugins(raw: &RawPlugins, problems: &mut Problems<'_>) -> PluginTuning 
                         key: &str,
                         range: std::ops::RangeInclusive<std::time::Duration>,
                         target: &mut std::time::Duration| {
-        let Some(value) = value else { return };
-        match rapport_sync::parse_duration(value.get_ref()) {
-            Ok(parsed) if range.contains(&parsed) => *target = parsed,
-            Ok(_) => problems.add(
-                &value.span(),
-                format!(
-                    "[plugins] {key} must be between {} and {}",
-                    seconds(*range.start()),
-                    seconds(*range.end())
-                ),
-            ),
-            Err(reason) => problems.add(&value.span(), format!("[plugins] {key}: {reason}")),
-        }
+        duration_setting(problems, "plugins", value, key, range, target);
     };
     duration(
         &raw.call_deadline,
@@ -663,6 +722,7 @@ impl Config {
             }
         }
 
+        let http = check_http(&raw.server, &mut problems);
         let sync = check_sync(&raw.sync, &mut problems);
         let plugins = check_plugins(&raw.plugins, &mut problems);
 
@@ -680,6 +740,7 @@ impl Config {
             database,
             node_id,
             webhook_body_bytes_max,
+            http,
             plugin_cache_dir,
             ignore_domains,
             sync,

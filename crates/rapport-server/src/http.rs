@@ -93,9 +93,34 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            crate::audit::record_writes,
+        ))
+        .layer(axum::middleware::from_fn(bound_query))
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::observe,
         ))
         .with_state(state)
+}
+
+/// Refuses, before routing, a query string longer than any route takes: a 422 problem
+/// for the API, a page for people. (Each API parameter is bounded again where it is
+/// parsed.)
+async fn bound_query(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let length = request.uri().query().map_or(0, str::len);
+    if length > crate::api::extract::QUERY_BYTES_MAX {
+        let detail = format!(
+            "the query string is {length} bytes; at most {}: ask for less at once",
+            crate::api::extract::QUERY_BYTES_MAX
+        );
+        return if request.uri().path().starts_with("/api") {
+            problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &detail)
+        } else {
+            crate::web::invalid_page(&detail)
+        };
+    }
+    next.run(request).await
 }
 
 /// An `application/problem+json` response (RFC 9457) with a stable `type`.
@@ -121,8 +146,31 @@ async fn webhook(
     uri: Uri,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                &format!(
+                    "the delivery is larger than this server takes ({} bytes): raise webhook_body_bytes_max in rapport.toml if the sender's deliveries are this big",
+                    state.webhook_body_bytes_max
+                ),
+            );
+        }
+        Err(rejection) => {
+            return problem(
+                rejection.status(),
+                "webhook-invalid",
+                &format!(
+                    "the delivery's body could not be read: {}",
+                    rejection.body_text()
+                ),
+            );
+        }
+    };
     let request = WebhookRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -134,7 +182,8 @@ async fn webhook(
         body: body.to_vec(),
     };
     match state.engine.handle_webhook(&connector, request).await {
-        Ok(commit) => {
+        Ok(accepted) => {
+            let commit = accepted.commit;
             state
                 .metrics
                 .webhook_events(&connector, commit.summary.inserted + commit.summary.updated);
@@ -143,8 +192,23 @@ async fn webhook(
                 inserted = commit.summary.inserted,
                 updated = commit.summary.updated,
                 unchanged = commit.summary.unchanged,
+                refused = accepted.refused.len(),
                 "webhook accepted"
             );
+            // 200 even when events were refused: the same delivery would be refused
+            // again, so the sender must not retry it; what was refused, and why, is
+            // in the answer and on the connector's status.
+            let refused: Vec<_> = accepted
+                .refused
+                .iter()
+                .map(|event| {
+                    serde_json::json!({
+                        "index": event.index,
+                        "source_id": event.source_id,
+                        "reason": event.reason,
+                    })
+                })
+                .collect();
             (
                 StatusCode::OK,
                 axum::Json(serde_json::json!({
@@ -152,6 +216,7 @@ async fn webhook(
                     "updated": commit.summary.updated,
                     "unchanged": commit.summary.unchanged,
                     "waiting": commit.waiting,
+                    "refused": refused,
                 })),
             )
                 .into_response()

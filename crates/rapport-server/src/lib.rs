@@ -10,6 +10,10 @@
 //!   intake at `POST /hooks/{connector}`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`Server::start`] / [`Server::serve`]: the process — store, plugin host, engine and
 //!   listener, with graceful shutdown.
+//! - `audit`: the audit trail — one entry per successful write through the API or the
+//!   web UI (one middleware), and sign-ins, failed ones included.
+//! - `listener`: accepting connections and serving HTTP/1.1 on them, bounded: a
+//!   connection cap and header, body and idle timeouts (`[server]`, [`HttpTuning`]).
 //!
 //! # Invariants
 //! - Only this crate accepts connections.
@@ -18,16 +22,22 @@
 //!   as pulled ones.
 
 mod api;
+mod audit;
 pub mod config;
 mod http;
 mod insight;
+mod listener;
 mod metrics;
 mod web;
 
 pub use api::openapi;
 pub use config::{Config, ConfigError, ConnectorConfig, Problem, SyncTuning};
 pub use http::{AppState, REQUEST_TIMEOUT, app};
-pub use web::{SESSION_COOKIE, SESSION_HOURS, SIGN_IN_LINK_MINUTES};
+pub use listener::HttpTuning;
+pub use web::{
+    SESSION_COOKIE, SESSION_HOURS, SIGN_IN_FAILURES_PER_ACCOUNT_MAX,
+    SIGN_IN_FAILURES_PER_ADDRESS_MAX, SIGN_IN_LINK_MINUTES, SIGN_IN_WINDOW_MINUTES,
+};
 
 use anyhow::Context;
 use rapport_plugin_host::PluginHost;
@@ -105,12 +115,7 @@ impl Server {
             AppState::new(Arc::clone(&self.engine), self.config.webhook_body_bytes_max).await?;
         let address = listener.local_addr()?;
         tracing::info!(%address, node = self.engine.node_id(), "rapport is serving");
-        let mut stopped = stopping.clone();
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await?;
+        listener::serve(listener, app(state), self.config.http, stopping.clone()).await;
         scheduler.await?;
         signals.abort();
         self.engine.store().close().await;

@@ -60,6 +60,11 @@ macro_rules! ancestors {
     }};
 }
 
+/// Most characters of text an account search takes: far more than any name or domain,
+/// and far less than what makes a `LIKE` pattern costly (SQLite refuses patterns over
+/// 50,000 bytes).
+pub const SEARCH_TEXT_CHARS_MAX: usize = 200;
+
 impl Store {
     /// Opens an account with its owner, domains, external ids and contacts, and records
     /// the first owner on its timeline — all in one transaction.
@@ -70,6 +75,9 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<Account> {
         let name = validate_account_name(&new.name)?;
+        if let Some(renewal) = new.renewal_date {
+            rapport_core::account::validate_date("renewal_date", renewal)?;
+        }
         let at_us = to_us(at);
         let mut domains = new.domains.clone();
         domains.sort();
@@ -356,6 +364,16 @@ impl Store {
         text: &str,
         within: &[AccountId],
     ) -> Result<Vec<AccountId>> {
+        let length = text.chars().count();
+        if length > SEARCH_TEXT_CHARS_MAX {
+            return Err(DomainError::InvalidField {
+                field: "search text",
+                reason: format!(
+                    "is {length} characters; at most {SEARCH_TEXT_CHARS_MAX}: search for part of the name or domain"
+                ),
+            }
+            .into());
+        }
         let pattern = format!(
             "%{}%",
             text.trim()
@@ -406,6 +424,9 @@ impl Store {
             .as_deref()
             .map(validate_account_name)
             .transpose()?;
+        if let Some(Some(renewal)) = update.renewal_date {
+            rapport_core::account::validate_date("renewal_date", renewal)?;
+        }
         let changed = with_backend!(self, |pool, dialect| {
             sqlx::query(
                 "UPDATE accounts SET

@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`Store`]: opens a database from a URL, applies migrations, and carries every
 //!   repository method; one module per concern: `staff`, `accounts`, `assignments`,
-//!   `timeline`, `visibility`.
+//!   `timeline`, `visibility`, `audit` (the audit trail).
 //! - Every method is written once. The `with_backend!` macro expands its body for each
 //!   backend, so the same code is compiled against `SqlitePool` and `PgPool` with
 //!   concrete types, and the few statements that differ choose through [`Dialect`].
@@ -20,6 +20,7 @@
 
 mod accounts;
 mod assignments;
+mod audit;
 mod error;
 mod health;
 mod identity;
@@ -36,7 +37,11 @@ mod tokens;
 mod tx;
 mod visibility;
 
-pub use accounts::AccountUpdate;
+pub use accounts::{AccountUpdate, SEARCH_TEXT_CHARS_MAX};
+pub use audit::{
+    AUDIT_DETAIL_BYTES_MAX, AUDIT_PAGE_MAX, AUDIT_TEXT_CHARS_MAX, AuditEntry, AuditQuery,
+    NewAuditEntry,
+};
 pub use error::{Error, Result};
 pub use health::{WRITE_FAILURE_MEMORY, WriteFailure};
 pub use inbox::Learn;
@@ -107,6 +112,16 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
             Dialect::Postgres => "BEGIN",
+        }
+    }
+
+    /// What follows a `SELECT` of one row to hold it until the transaction ends, so
+    /// writers that check-then-insert under it take turns. SQLite's `IMMEDIATE`
+    /// transaction already holds the one write lock.
+    fn lock_rows(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
         }
     }
 

@@ -172,6 +172,17 @@ pub struct PageCommit {
     pub waiting: u64,
 }
 
+impl PageCommit {
+    /// Adds `other`'s totals to these.
+    pub fn add(&mut self, other: &PageCommit) {
+        self.summary.inserted += other.summary.inserted;
+        self.summary.updated += other.summary.updated;
+        self.summary.unchanged += other.summary.unchanged;
+        self.deleted += other.deleted;
+        self.waiting += other.waiting;
+    }
+}
+
 /// How a run ended, for the status record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {

@@ -44,6 +44,9 @@ impl Store {
             }
             .into());
         }
+        if let Some(due) = task.due {
+            rapport_core::account::validate_date("due", due)?;
+        }
         let author_record = self.active_author(author).await?;
         let assignee = match task.assignee {
             Some(assignee) => self.active_author(assignee).await?.id,

@@ -5,7 +5,9 @@ use crate::time::{from_us, to_us};
 use crate::{Result, Store, with_backend};
 use chrono::{DateTime, Utc};
 use rapport_core::staff::{Staff, validate_name};
-use rapport_core::token::{ApiToken, TOKEN_PREFIX, display_prefix, looks_like_token, token_hash};
+use rapport_core::token::{
+    ApiToken, TOKEN_PREFIX, TOKENS_PER_PERSON_MAX, display_prefix, looks_like_token, token_hash,
+};
 use rapport_core::{DomainError, StaffId};
 
 const SELECT_TOKEN: &str = "SELECT id, staff_id, name, display_prefix, created_at_us, expires_at_us, last_used_at_us, revoked_at_us FROM api_tokens";
@@ -80,8 +82,35 @@ impl Store {
             uuid::Uuid::new_v4().simple()
         );
         let prefix = display_prefix(&secret);
+        let at_us = to_us(at);
         let id: i64 = with_backend!(self, |pool, dialect| {
-            sqlx::query_scalar(
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            // The person's row is held while their tokens are counted, so two
+            // requests racing for the last slot cannot both get it.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM staff WHERE id = $1{}",
+                dialect.lock_rows()
+            )))
+            .bind(staff.0)
+            .execute(&mut *tx)
+            .await?;
+            let live: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_tokens
+                 WHERE staff_id = $1 AND revoked_at_us IS NULL
+                   AND (expires_at_us IS NULL OR expires_at_us > $2)",
+            )
+            .bind(staff.0)
+            .bind(at_us)
+            .fetch_one(&mut *tx)
+            .await?;
+            if usize::try_from(live).unwrap_or(usize::MAX) >= TOKENS_PER_PERSON_MAX {
+                return Err(DomainError::TooManyTokens {
+                    staff,
+                    max: TOKENS_PER_PERSON_MAX,
+                }
+                .into());
+            }
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO api_tokens (staff_id, name, token_hash, display_prefix, created_at_us, expires_at_us)
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
@@ -89,10 +118,12 @@ impl Store {
             .bind(&name)
             .bind(token_hash(&secret))
             .bind(&prefix)
-            .bind(to_us(at))
+            .bind(at_us)
             .bind(expires_at.map(to_us))
-            .fetch_one(pool)
-            .await?
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            id
         });
         Ok(IssuedToken {
             token: ApiToken {

@@ -5,7 +5,7 @@ use crate::process::{Liveness, ProcessIdentity};
 use crate::retry::{FailureKind, Next, RetryPolicy};
 use crate::schedule::Schedule;
 use chrono::{DateTime, SubsecRound, Utc};
-use rapport_plugin_host::{Connector, PluginError, WebhookRequest};
+use rapport_plugin_host::{Connector, PluginError, RefusedEvent, WebhookRequest};
 use rapport_store::{ConnectorState, Lease, PageCommit, PageWrite, RunRecord, Store};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -221,6 +221,16 @@ pub enum WebhookError {
         /// How long to wait.
         retry_after_ms: u64,
     },
+}
+
+/// A webhook delivery that was taken: what was stored, and the events refused one by
+/// one (recorded on the connector's status). The sender should not send it again.
+#[derive(Debug, Clone)]
+pub struct WebhookAccepted {
+    /// What the valid events did.
+    pub commit: PageCommit,
+    /// Events the host or the store refused, each with its reason.
+    pub refused: Vec<RefusedEvent>,
 }
 
 /// Runs the configured connectors against one store. Cheap to share (`Arc`).
@@ -687,14 +697,14 @@ impl Engine {
         &self,
         connector: &str,
         request: WebhookRequest,
-    ) -> Result<PageCommit, WebhookError> {
+    ) -> Result<WebhookAccepted, WebhookError> {
         let spec = self
             .connectors
             .get(connector)
             .filter(|spec| spec.enabled)
             .ok_or_else(|| WebhookError::NotFound(connector.to_owned()))?;
-        let events = match spec.connector.handle_webhook(request).await {
-            Ok(events) => events,
+        let delivery = match spec.connector.handle_webhook(request).await {
+            Ok(delivery) => delivery,
             Err(PluginError::Busy { retry_after_ms, .. }) => {
                 return Err(WebhookError::Busy {
                     message: format!(
@@ -722,15 +732,50 @@ impl Engine {
                 });
             }
         };
-        match self.store.ingest_pushed(connector, &events, now()).await {
-            Ok(commit) => Ok(commit),
-            Err(rapport_store::Error::Domain(error)) => {
-                let message = format!("the plugin returned events the store refused: {error}");
-                self.record_webhook_failure(connector, &message, None).await;
-                Err(WebhookError::Invalid(message))
+        let mut refused = delivery.refused;
+        let events = delivery.events;
+        let returned = events.len() + refused.len();
+        let at = now();
+        let commit = match self.store.ingest_pushed(connector, &events, at).await {
+            Ok(commit) => commit,
+            // The store refused something in the batch: take the events one by one,
+            // so the good ones are kept and each bad one is refused with its reason.
+            Err(rapport_store::Error::Domain(_)) => {
+                let mut total = PageCommit::default();
+                for (index, event) in events.iter().enumerate() {
+                    match self
+                        .store
+                        .ingest_pushed(connector, std::slice::from_ref(event), at)
+                        .await
+                    {
+                        Ok(commit) => total.add(&commit),
+                        Err(rapport_store::Error::Domain(error)) => refused.push(RefusedEvent {
+                            index,
+                            source_id: rapport_core::timeline::clean_text(
+                                event.key.source_id.clone(),
+                            ),
+                            reason: format!("the store refused it: {error}"),
+                        }),
+                        Err(other) => return Err(WebhookError::Failed(other.to_string())),
+                    }
+                }
+                total
             }
-            Err(other) => Err(WebhookError::Failed(other.to_string())),
+            Err(other) => return Err(WebhookError::Failed(other.to_string())),
+        };
+        if let Some(first) = refused.first() {
+            let message = format!(
+                "{} of {returned} events were refused; the first, event {} ({}): {}",
+                refused.len(),
+                first.index,
+                first.source_id,
+                first.reason
+            );
+            let source = (!first.source_id.is_empty()).then_some(first.source_id.as_str());
+            self.record_webhook_failure(connector, &message, source)
+                .await;
         }
+        Ok(WebhookAccepted { commit, refused })
     }
 
     /// Puts a delivery the plugin could not turn into valid events on the status.

@@ -29,7 +29,7 @@ mod schedule;
 
 pub use engine::{
     ConnectorSpec, Engine, EngineConfig, PageProgress, RunOutcome, RunReport, SyncError, SyncTally,
-    WebhookError, default_node_id,
+    WebhookAccepted, WebhookError, default_node_id,
 };
 pub use retry::{FailureKind, Next, RetryPolicy};
 pub use schedule::{INTERVAL_MIN, Schedule, ScheduleError, parse_duration};

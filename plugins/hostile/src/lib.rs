@@ -87,7 +87,12 @@ impl Connector for Hostile {
     fn handle_webhook(config: Config, _: WebhookRequest) -> Result<Vec<Event>, ConnectorError> {
         match config.get("webhook_attack") {
             None | Some("none") => Ok(vec![probe("hook", "delivered")]),
-            Some(attack) => misbehave(&config, attack).map(|page| page.events),
+            // A good event first, so a test sees the bad one refused alone.
+            Some(attack) => misbehave(&config, attack).map(|page| {
+                let mut events = vec![probe("hook", "delivered")];
+                events.extend(page.events);
+                events
+            }),
         }
     }
 }

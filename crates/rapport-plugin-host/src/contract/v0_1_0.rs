@@ -175,6 +175,36 @@ pub(crate) fn events(
         .collect()
 }
 
+/// Converts a webhook delivery's events as [`events`] does, but refuses each invalid
+/// event on its own instead of failing the call.
+pub(crate) fn webhook_events(
+    connector_id: &str,
+    kinds: &[KindPattern],
+    events: Vec<wit::Event>,
+) -> crate::plugin::WebhookEvents {
+    let mut delivery = crate::plugin::WebhookEvents::default();
+    for (index, event) in events.into_iter().enumerate() {
+        match convert_event(connector_id, kinds, index, event) {
+            Ok(event) => delivery.events.push(event),
+            Err(PluginError::InvalidEvent {
+                index,
+                source_id,
+                reason,
+            }) => delivery.refused.push(crate::plugin::RefusedEvent {
+                index,
+                source_id,
+                reason,
+            }),
+            Err(other) => delivery.refused.push(crate::plugin::RefusedEvent {
+                index,
+                source_id: String::new(),
+                reason: other.to_string(),
+            }),
+        }
+    }
+    delivery
+}
+
 fn convert_event(
     connector_id: &str,
     kinds: &[KindPattern],

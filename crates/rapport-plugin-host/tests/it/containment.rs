@@ -254,11 +254,11 @@ async fn a_webhook_flood_at_one_connector_leaves_the_others_alone() {
     tokio::task::yield_now().await;
     let page = healthy.sync(None).await.expect("another connector syncs");
     assert_eq!(page.events[0].title, "all good");
-    let events = healthy
+    let delivered = healthy
         .handle_webhook(delivery())
         .await
         .expect("another connector takes its webhooks");
-    assert_eq!(events[0].title, "delivered");
+    assert_eq!(delivered.events[0].title, "delivered");
     assert!(
         flood.iter().any(|task| !task.is_finished()),
         "the healthy calls finished while the flood was still running"

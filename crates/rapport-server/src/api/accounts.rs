@@ -2,11 +2,11 @@
 //! its subsidiaries, and its domains, external ids and contacts.
 
 use crate::api::auth::Viewer;
-use crate::api::clamp_limit;
-use crate::api::error::{ApiError, ApiResult, Problem};
+use crate::api::error::{ApiResult, Problem};
 use crate::api::extract::{Body, Params, Segments};
 use crate::api::model::{AccountPage, AccountTreeNode, AccountView, LifecycleName};
-use crate::api::policy::{require_visible, team};
+use crate::api::page_limit;
+use crate::api::policy::{Action, authorize};
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -55,16 +55,21 @@ pub(crate) enum BookScope {
 pub(crate) struct BookParams {
     /// `all` (default), `owned`, `supported` or `reports`.
     #[serde(default)]
+    #[param(inline)]
     scope: BookScope,
     /// Only accounts this staff member owns or supports (within what the viewer sees).
     staff: Option<i64>,
     /// Name contains, or a domain starts with, this text (case-insensitive).
+    #[param(max_length = 200)]
     q: Option<String>,
     /// Only this lifecycle status.
+    #[param(inline)]
     lifecycle: Option<LifecycleName>,
     /// Page size (default 100, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// The previous page's `next`.
+    #[param(max_length = 512)]
     cursor: Option<String>,
 }
 
@@ -84,7 +89,7 @@ async fn book(
         .as_deref()
         .map(|cursor| state.cursors.verify(&listing, cursor))
         .transpose()?;
-    let limit = clamp_limit(params.limit, 100, BOOK_PAGE_MAX) as usize;
+    let limit = page_limit(params.limit, 100, BOOK_PAGE_MAX)? as usize;
     let mut visible: Vec<AccountId> = store
         .visible_account_ids(viewer.id, Utc::now())
         .await?
@@ -95,7 +100,7 @@ async fn book(
     }
     let reports = match params.scope {
         BookScope::Reports => {
-            let mut team = team(&state, &viewer).await?;
+            let mut team = crate::api::policy::team(&state, &viewer).await?;
             team.remove(&viewer.id);
             team
         }
@@ -203,18 +208,8 @@ async fn create_account(
     Body(body): Body<NewAccountBody>,
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
     let owner = StaffId(body.owner);
-    if !viewer.is_admin && !team(&state, &viewer).await?.contains(&owner) {
-        return Err(ApiError::Forbidden(format!(
-            "staff {} is not in your reporting line: open accounts for yourself or your reports (an admin can for anyone)",
-            owner.0
-        )));
-    }
     let parent = body.parent.map(AccountId);
-    if let Some(parent) = parent
-        && !viewer.is_admin
-    {
-        require_visible(&state, &viewer, parent).await?;
-    }
+    authorize(&state, &viewer, Action::Open { owner, parent }).await?;
     let new = NewAccount {
         name: body.name,
         parent,
@@ -242,6 +237,8 @@ async fn create_account(
         .store()
         .create_account(new, Some(viewer.id), Utc::now())
         .await?;
+    crate::audit::action("account.created");
+    crate::audit::change(serde_json::json!({ "after": crate::audit::account_shape(&account) }));
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
@@ -255,7 +252,7 @@ async fn get_account(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<AccountView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::See(account)).await?;
     Ok(Json(state.engine.store().account(account).await?.into()))
 }
 
@@ -279,11 +276,13 @@ pub(crate) struct AccountPatch {
     parent: Option<Option<i64>>,
 }
 
-/// Changes an account's name, status, renewal date or parent.
+/// Changes an account's name, status, renewal date or parent. Renaming, changing the
+/// status and re-parenting are for managers and above (associates: 403); the renewal
+/// date is anyone's who sees the account.
 #[utoipa::path(patch, path = "/accounts/{id}", tag = "accounts", security(("bearer" = [])), request_body = AccountPatch,
     params(("id" = i64, Path, description = "Account id")),
-    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem)))]
+    responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_account(
     State(state): State<AppState>,
     Viewer(viewer): Viewer,
@@ -291,12 +290,21 @@ async fn update_account(
     Body(body): Body<AccountPatch>,
 ) -> ApiResult<Json<AccountView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    // Renaming, churning or moving an account reshapes the book; the renewal date
+    // is working detail.
+    let restructures = body.name.is_some() || body.lifecycle.is_some() || body.parent.is_some();
+    let action = if restructures {
+        Action::Restructure {
+            account,
+            parent: body.parent.flatten().map(AccountId),
+        }
+    } else {
+        Action::Work(account)
+    };
+    authorize(&state, &viewer, action).await?;
     let store = state.engine.store();
     let now = Utc::now();
-    if let Some(Some(parent)) = body.parent {
-        require_visible(&state, &viewer, AccountId(parent)).await?;
-    }
+    let before = store.account(account).await?;
     let mut updated = store
         .update_account(
             account,
@@ -313,6 +321,15 @@ async fn update_account(
             .set_account_parent(account, parent.map(AccountId), now)
             .await?;
     }
+    crate::audit::action(if restructures {
+        "account.restructured"
+    } else {
+        "account.updated"
+    });
+    crate::audit::change(serde_json::json!({
+        "before": crate::audit::account_shape(&before),
+        "after": crate::audit::account_shape(&updated),
+    }));
     Ok(Json(updated.into()))
 }
 
@@ -327,7 +344,7 @@ async fn account_tree(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<AccountTreeNode>> {
     let root = AccountId(id);
-    require_visible(&state, &viewer, root).await?;
+    authorize(&state, &viewer, Action::See(root)).await?;
     let store = state.engine.store();
     let forest = rapport_core::account::AccountForest::new(store.account_tree().await?);
     let ids: Vec<AccountId> = forest.subtree(root).into_iter().collect();
@@ -378,7 +395,7 @@ async fn add_domain(
     Segments((id, domain)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::Work(account)).await?;
     let store = state.engine.store();
     store.add_domain(account, &Domain::parse(&domain)?).await?;
     Ok(Json(store.account(account).await?.into()))
@@ -395,7 +412,7 @@ async fn remove_domain(
     Segments((id, domain)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::Work(account)).await?;
     let store = state.engine.store();
     store
         .remove_domain(account, &Domain::parse(&domain)?)
@@ -415,7 +432,7 @@ async fn add_external_id(
     Segments((id, external_id)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::Work(account)).await?;
     let store = state.engine.store();
     store
         .add_external_id(account, &external_id.parse::<ExternalId>()?)
@@ -434,7 +451,7 @@ async fn remove_external_id(
     Segments((id, external_id)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::Work(account)).await?;
     let store = state.engine.store();
     store
         .remove_external_id(account, &external_id.parse::<ExternalId>()?)
@@ -467,7 +484,7 @@ async fn put_contact(
     Body(details): Body<ContactDetails>,
 ) -> ApiResult<Json<AccountView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::Work(account)).await?;
     let store = state.engine.store();
     let contact = ContactBody {
         email,
@@ -490,7 +507,7 @@ async fn remove_contact(
     Segments((id, email)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::Work(account)).await?;
     let store = state.engine.store();
     store
         .remove_contact(account, &EmailAddress::parse(&email)?)

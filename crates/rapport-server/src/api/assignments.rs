@@ -6,7 +6,7 @@ use crate::api::auth::Viewer;
 use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{Body, Segments};
 use crate::api::model::AssignmentView;
-use crate::api::policy::{require_may_assign_to, require_visible, team};
+use crate::api::policy::{Action, authorize, visible_of};
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -42,7 +42,7 @@ async fn history(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<Vec<AssignmentView>>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::See(account)).await?;
     let rows = state.engine.store().assignment_history(account).await?;
     Ok(Json(rows.into_iter().map(AssignmentView::from).collect()))
 }
@@ -83,13 +83,15 @@ async fn add_supporter(
     Body(body): Body<StaffRef>,
 ) -> ApiResult<(StatusCode, Json<AssignmentView>)> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
-    require_may_assign_to(&state, &viewer, StaffId(body.staff)).await?;
+    let to = StaffId(body.staff);
+    authorize(&state, &viewer, Action::Assign { account, to }).await?;
     let assignment = state
         .engine
         .store()
         .add_support(account, StaffId(body.staff), Some(viewer.id), Utc::now())
         .await?;
+    crate::audit::action("supporter.added");
+    crate::audit::change(serde_json::json!({ "account": account.0, "supporter": to.0 }));
     Ok((StatusCode::CREATED, Json(assignment.into())))
 }
 
@@ -104,13 +106,15 @@ async fn end_support(
     Segments((id, staff)): Segments<(i64, i64)>,
 ) -> ApiResult<Json<AssignmentView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
-    require_may_assign_to(&state, &viewer, StaffId(staff)).await?;
+    let to = StaffId(staff);
+    authorize(&state, &viewer, Action::Assign { account, to }).await?;
     let assignment = state
         .engine
         .store()
         .end_support(account, StaffId(staff), Some(viewer.id), Utc::now())
         .await?;
+    crate::audit::action("supporter.ended");
+    crate::audit::change(serde_json::json!({ "account": account.0, "supporter": to.0 }));
     Ok(Json(assignment.into()))
 }
 
@@ -160,14 +164,16 @@ pub(crate) async fn hand_off(
 ) -> ApiResult<Vec<Assignment>> {
     let store = state.engine.store();
     store.staff(from).await?;
-    if !viewer.is_admin && !team(state, viewer).await?.contains(&from) {
-        return Err(ApiError::Forbidden(format!(
-            "staff {} is not in your reporting line: only their managers (or an admin) can hand their accounts on",
-            from.0
-        )));
+    authorize(state, viewer, Action::HandOff { from, to }).await?;
+    // Refused for who `to` is, even when nothing would move.
+    let recipient = store.staff(to).await?;
+    rapport_core::assignment::check_assignable(&recipient.org_node())?;
+    if recipient.level == rapport_core::staff::Level::Associate {
+        return Err(rapport_core::DomainError::AssociateCannotOwn(to).into());
     }
-    require_may_assign_to(state, viewer, to).await?;
-    let owned = store.owned_accounts(from).await?;
+    // Only what the viewer sees moves, and only that is named: an admin out of an
+    // account's line of sight cannot move it or learn that it exists.
+    let owned = visible_of(state, viewer, store.owned_accounts(from).await?).await?;
     let accounts = match chosen {
         None => owned,
         Some(chosen) => {
@@ -189,12 +195,18 @@ pub(crate) async fn hand_off(
             accounts.len()
         )));
     }
+    crate::audit::action("handoff");
     if accounts.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(store
+    let moved = store
         .reassign_owners(&accounts, to, Some(viewer.id), Utc::now())
-        .await?)
+        .await?;
+    crate::audit::change(serde_json::json!({
+        "owner": { "before": from.0, "after": to.0 },
+        "accounts": accounts.iter().map(|account| account.0).collect::<Vec<_>>(),
+    }));
+    Ok(moved)
 }
 
 /// Makes `owner` the owner of a visible account, if `viewer` may hand it to them.
@@ -204,11 +216,16 @@ pub(crate) async fn change_owner(
     account: AccountId,
     owner: StaffId,
 ) -> ApiResult<Assignment> {
-    require_visible(state, viewer, account).await?;
-    require_may_assign_to(state, viewer, owner).await?;
-    Ok(state
-        .engine
-        .store()
+    authorize(state, viewer, Action::Assign { account, to: owner }).await?;
+    let store = state.engine.store();
+    let before = store.account(account).await?.owner;
+    let assignment = store
         .reassign_owner(account, owner, Some(viewer.id), Utc::now())
-        .await?)
+        .await?;
+    crate::audit::action("owner.changed");
+    crate::audit::change(serde_json::json!({
+        "account": account.0,
+        "owner": { "before": before.map(|staff| staff.0), "after": owner.0 },
+    }));
+    Ok(assignment)
 }

@@ -48,7 +48,10 @@ impl FromRequestParts<AppState> for Viewer {
             .authenticate_api_token(presented, Utc::now())
             .await?
         {
-            Some(staff) => Ok(Viewer(staff)),
+            Some(staff) => {
+                crate::audit::actor(staff.id);
+                Ok(Viewer(staff))
+            }
             None => Err(ApiError::Unauthenticated(
                 "invalid-token",
                 "the token is unknown, expired or revoked, or its owner has left: make a new one with `rapport token create`"
@@ -63,13 +66,8 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Viewer(staff) = Viewer::from_request_parts(parts, state).await?;
-        if staff.is_admin {
-            Ok(Admin(staff))
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "this needs an admin, and {} is not one (an admin can grant it: `PATCH /api/v1/staff/{}` with `is_admin`)",
-                staff.email, staff.id.0
-            )))
-        }
+        crate::api::policy::authorize(state, &staff, crate::api::policy::Action::Administer)
+            .await?;
+        Ok(Admin(staff))
     }
 }

@@ -81,6 +81,7 @@ async fn request_sync(
 ) -> ApiResult<(StatusCode, Json<ConnectorView>)> {
     let store = state.engine.store();
     store.request_sync(&id, Utc::now()).await?;
+    crate::audit::action("connector.sync.requested");
     let unmatched: BTreeMap<String, i64> = store.unmatched_counts().await?.into_iter().collect();
     let status = store
         .connector_status(&id)
@@ -102,6 +103,7 @@ async fn run_check(
     _: Admin,
     Segments(id): Segments<String>,
 ) -> ApiResult<Json<ConnectorView>> {
+    crate::audit::action("connector.checked");
     match state.engine.check_now(&id).await {
         Ok(_) => {}
         Err(rapport_sync::SyncError::UnknownConnector(_)) => {

@@ -100,7 +100,8 @@ impl From<DomainError> for ApiError {
             | StillOwnsAccounts { .. }
             | StillHasReports { .. }
             | EventNotChangeable { .. }
-            | StaffInactive(_) => ApiError::Conflict(detail),
+            | StaffInactive(_)
+            | TooManyTokens { .. } => ApiError::Conflict(detail),
             _ => ApiError::Invalid(detail),
         }
     }

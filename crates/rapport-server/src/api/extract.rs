@@ -25,10 +25,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        // Every body is a JSON object. serde would also read a struct from an array
+        // of its fields in order (`[null, null]`), which the document does not allow.
+        let value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if !value.is_object() {
+            return Err(ApiError::Invalid(
+                "the JSON body must be an object (`{...}`) with the fields this operation documents"
+                    .to_owned(),
+            ));
         }
+        serde_json::from_value(value)
+            .map(Body)
+            .map_err(|error| ApiError::Invalid(format!("the JSON body is not usable: {error}")))
     }
 }
 
@@ -49,10 +60,40 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     ))
 }
 
+/// Most bytes a query string may have, as sent (percent-encoded).
+pub const QUERY_BYTES_MAX: usize = 4096;
+/// Most characters one query parameter's value may have, decoded. Parameters with a
+/// tighter bound (search text) say so in the document and check it themselves.
+pub const PARAM_CHARS_MAX: usize = 512;
+
+/// Refuses a query string over [`QUERY_BYTES_MAX`], or with a value over
+/// [`PARAM_CHARS_MAX`], before anything parses or searches it.
+pub(crate) fn check_query_bounds(query: Option<&str>) -> Result<(), ApiError> {
+    let Some(query) = query else {
+        return Ok(());
+    };
+    if query.len() > QUERY_BYTES_MAX {
+        return Err(ApiError::Invalid(format!(
+            "the query string is {} bytes; at most {QUERY_BYTES_MAX}: ask for less at once",
+            query.len()
+        )));
+    }
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let length = value.chars().count();
+        if length > PARAM_CHARS_MAX {
+            return Err(ApiError::Invalid(format!(
+                "the query parameter `{name}` is {length} characters; at most {PARAM_CHARS_MAX}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        check_query_bounds(parts.uri.query())?;
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Params(value)),
             Err(rejection) => Err(query_rejection(rejection)),

@@ -1,13 +1,13 @@
 //! Health, needs-attention and revenue, as `crate::insight` computes them.
 
 use crate::api::auth::Viewer;
-use crate::api::clamp_limit;
 use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{Params, Segments};
 use crate::api::model::{
     AccountView, HealthView, MrrView, ReasonView, RevenuePointView, RevenueView,
 };
-use crate::api::policy::require_visible;
+use crate::api::page_limit;
+use crate::api::policy::{Action, authorize};
 use crate::http::AppState;
 use crate::insight::{by_attention, health_of, revenue_of};
 use axum::Json;
@@ -58,7 +58,7 @@ async fn account_health(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<HealthView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::See(account)).await?;
     let now = Utc::now();
     let health = health_of(state.engine.store(), account, now).await?;
     Ok(Json(health_view(health, now)))
@@ -84,7 +84,7 @@ async fn account_revenue(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<RevenueView>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::See(account)).await?;
     let store = state.engine.store();
     let revenue = revenue_of(store, account).await?;
     let renewal_date = store.account(account).await?.renewal_date;
@@ -111,6 +111,7 @@ pub(crate) struct AttentionParams {
     /// Only accounts this staff member owns or supports (within what you see).
     staff: Option<i64>,
     /// How many (default 20, at most 200), lowest score first.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
@@ -152,7 +153,7 @@ async fn attention(
         )));
     }
     let mut scored = by_attention(store, accounts, now).await?;
-    scored.truncate(clamp_limit(params.limit, 20, 200) as usize);
+    scored.truncate(page_limit(params.limit, 20, 200)? as usize);
     Ok(Json(
         scored
             .into_iter()

@@ -2,11 +2,11 @@
 //! teaching the account the domain, contact or external id that would have matched.
 
 use crate::api::auth::Viewer;
-use crate::api::clamp_limit;
 use crate::api::error::{ApiResult, Problem};
 use crate::api::extract::{Body, Params, Segments};
 use crate::api::model::{EventPage, EventView};
-use crate::api::policy::{require_may_triage, require_visible};
+use crate::api::page_limit;
+use crate::api::policy::{Action, authorize};
 use crate::api::timeline::visible_event;
 use crate::http::AppState;
 use axum::Json;
@@ -55,10 +55,13 @@ pub(crate) async fn visible_candidates(
 #[into_params(parameter_in = Query)]
 pub(crate) struct InboxParams {
     /// Only this connector's events.
+    #[param(pattern = r"^[a-z0-9_-]{0,64}$")]
     source: Option<String>,
     /// Page size (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// The previous page's `next`.
+    #[param(max_length = 512)]
     cursor: Option<String>,
 }
 
@@ -72,7 +75,7 @@ async fn list_inbox(
     Viewer(viewer): Viewer,
     Params(params): Params<InboxParams>,
 ) -> ApiResult<Json<EventPage>> {
-    require_may_triage(&viewer)?;
+    authorize(&state, &viewer, Action::Triage).await?;
     let listing = format!("inbox:{}", viewer.id.0);
     let after: Option<TimelineCursor> = params
         .cursor
@@ -89,7 +92,7 @@ async fn list_inbox(
         .unmatched_events(
             source,
             after,
-            clamp_limit(params.limit, 50, TIMELINE_PAGE_MAX),
+            page_limit(params.limit, 50, TIMELINE_PAGE_MAX)?,
         )
         .await?;
     for event in &mut page.events {
@@ -157,16 +160,18 @@ pub(crate) async fn place_event(
     account: AccountId,
     learn: Option<LearnBody>,
 ) -> ApiResult<TimelineEvent> {
-    require_may_triage(viewer)?;
+    authorize(state, viewer, Action::Triage).await?;
     // A placed event on a hidden account must look missing, not "already placed".
     visible_event(state, viewer, event).await?;
-    require_visible(state, viewer, account).await?;
+    authorize(state, viewer, Action::Work(account)).await?;
     let learn = match learn {
         None => None,
         Some(LearnBody::Domain(domain)) => Some(Learn::Domain(Domain::parse(&domain)?)),
         Some(LearnBody::Contact(email)) => Some(Learn::Contact(EmailAddress::parse(&email)?)),
         Some(LearnBody::ExternalId(id)) => Some(Learn::ExternalId(id.parse::<ExternalId>()?)),
     };
+    crate::audit::action("event.placed");
+    crate::audit::change(serde_json::json!({ "event": event.0, "account": account.0 }));
     Ok(state
         .engine
         .store()

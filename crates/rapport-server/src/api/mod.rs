@@ -9,7 +9,7 @@
 //! - `policy`: who may see and change what — visibility (from core, in SQL) on every
 //!   account-scoped route, and the assignment rules.
 //! - one module per resource: `staff`, `accounts`, `assignments`, `timeline`, `inbox`,
-//!   `health` (health, needs-attention, revenue), `connectors`, `tokens`.
+//!   `health` (health, needs-attention, revenue), `connectors`, `tokens`, `audit`.
 //!
 //! # Invariants
 //! - Every route but the document itself authenticates.
@@ -27,6 +27,7 @@ pub(crate) mod policy;
 
 pub(crate) mod accounts;
 pub(crate) mod assignments;
+pub(crate) mod audit;
 pub(crate) mod connectors;
 pub(crate) mod health;
 pub(crate) mod inbox;
@@ -34,6 +35,7 @@ mod staff;
 pub(crate) mod timeline;
 mod tokens;
 
+use crate::api::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -60,6 +62,7 @@ pub const API_BODY_BYTES_MAX: usize = 64 * 1024;
         (name = "inbox", description = "Events no account claims yet"),
         (name = "connectors", description = "Connector status and syncs"),
         (name = "tokens", description = "API tokens"),
+        (name = "audit", description = "The audit trail (admins)"),
     )
 )]
 struct ApiDoc;
@@ -182,7 +185,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
             .merge(health::router())
             .merge(inbox::router())
             .merge(connectors::router())
-            .merge(tokens::router()),
+            .merge(tokens::router())
+            .merge(audit::router()),
     )
 }
 
@@ -191,7 +195,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     router().into_openapi()
 }
 
-/// A page size from a request: absent → `default`, otherwise clamped to 1..=`max`.
-pub(crate) fn clamp_limit(requested: Option<u32>, default: u32, max: u32) -> u32 {
-    requested.unwrap_or(default).clamp(1, max)
+/// A page size from a request: absent → `default`; outside 1..=`max` (what the
+/// document declares) → a 422 that says the bounds.
+pub(crate) fn page_limit(requested: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+    match requested {
+        None => Ok(default),
+        Some(limit) if (1..=max).contains(&limit) => Ok(limit),
+        Some(limit) => Err(ApiError::Invalid(format!(
+            "limit must be from 1 to {max}, not {limit}"
+        ))),
+    }
 }

@@ -80,6 +80,8 @@ async fn create_staff(
         is_admin: body.is_admin,
     };
     let staff = state.engine.store().create_staff(new, Utc::now()).await?;
+    crate::audit::action("staff.created");
+    crate::audit::change(serde_json::json!({ "after": crate::audit::staff_shape(&staff) }));
     Ok((StatusCode::CREATED, Json(staff.into())))
 }
 
@@ -137,11 +139,14 @@ async fn update_staff(
         reports_to: body.reports_to.map(|manager| manager.map(StaffId)),
         is_admin: body.is_admin,
     };
-    let staff = state
-        .engine
-        .store()
-        .update_staff(StaffId(id), update, Utc::now())
-        .await?;
+    let store = state.engine.store();
+    let before = store.staff(StaffId(id)).await?;
+    let staff = store.update_staff(StaffId(id), update, Utc::now()).await?;
+    crate::audit::action("staff.updated");
+    crate::audit::change(serde_json::json!({
+        "before": crate::audit::staff_shape(&before),
+        "after": crate::audit::staff_shape(&staff),
+    }));
     Ok(Json(staff.into()))
 }
 
@@ -162,6 +167,8 @@ async fn deactivate_staff(
         .store()
         .deactivate_staff(StaffId(id), Some(admin.id), Utc::now())
         .await?;
+    crate::audit::action("staff.deactivated");
+    crate::audit::change(serde_json::json!({ "after": crate::audit::staff_shape(&staff) }));
     Ok(Json(staff.into()))
 }
 

@@ -2,11 +2,11 @@
 //! across a viewer's whole book, and what staff write on it — notes and tasks.
 
 use crate::api::auth::Viewer;
-use crate::api::clamp_limit;
 use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{Body, Params, Segments};
 use crate::api::model::{EventPage, EventView};
-use crate::api::policy::{require_may_triage, require_visible};
+use crate::api::page_limit;
+use crate::api::policy::{Action, authorize};
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -36,8 +36,13 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 pub(crate) struct TimelineParams {
     /// Only these connectors, comma-separated (e.g. `stripe,zendesk`; `rapport` for
     /// notes, tasks and handoffs).
+    #[param(
+        max_length = 512,
+        pattern = r"^([a-z0-9_-]{1,64}(,[a-z0-9_-]{1,64})*)?$"
+    )]
     source: Option<String>,
     /// Only kinds equal to or under this prefix (e.g. `billing`, `support.ticket`).
+    #[param(max_length = 128, pattern = r"^([a-z0-9_]+(\.[a-z0-9_]+)*)?$")]
     kind: Option<String>,
     /// Only events at or after this instant (RFC 3339).
     from: Option<DateTime<Utc>>,
@@ -47,20 +52,27 @@ pub(crate) struct TimelineParams {
     #[serde(default)]
     children: bool,
     /// Page size (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// The previous page's `next`.
+    #[param(max_length = 512)]
     cursor: Option<String>,
 }
 
 impl TimelineParams {
-    fn connectors(&self) -> Vec<String> {
-        self.source
-            .as_deref()
-            .unwrap_or_default()
+    /// The connectors asked for, each a well-formed connector id (exactly what the
+    /// document's pattern allows).
+    fn connectors(&self) -> ApiResult<Vec<String>> {
+        let source = self.source.as_deref().unwrap_or_default();
+        if source.is_empty() {
+            return Ok(Vec::new());
+        }
+        source
             .split(',')
-            .map(str::trim)
-            .filter(|source| !source.is_empty())
-            .map(str::to_owned)
+            .map(|id| {
+                rapport_core::timeline::validate_connector_id(id)?;
+                Ok(id.to_owned())
+            })
             .collect()
     }
 
@@ -71,12 +83,15 @@ impl TimelineParams {
             .transpose()
     }
 
-    fn kind(&self) -> Option<String> {
-        self.kind
-            .as_deref()
-            .map(str::trim)
-            .filter(|kind| !kind.is_empty())
-            .map(str::to_owned)
+    fn kind(&self) -> ApiResult<Option<String>> {
+        match self.kind.as_deref() {
+            None | Some("") => Ok(None),
+            Some(kind) => Ok(Some(
+                rapport_core::timeline::EventKind::parse(kind)?
+                    .as_str()
+                    .to_owned(),
+            )),
+        }
     }
 }
 
@@ -100,17 +115,17 @@ async fn account_timeline(
     Params(params): Params<TimelineParams>,
 ) -> ApiResult<Json<EventPage>> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::See(account)).await?;
     let listing = format!("timeline:{}:{}:{}", account.0, params.children, viewer.id.0);
     let query = TimelineQuery {
         account,
         include_children: params.children,
-        connectors: params.connectors(),
-        kind_prefix: params.kind(),
+        connectors: params.connectors()?,
+        kind_prefix: params.kind()?,
         from: params.from,
         until: params.until,
         after: params.after(&state, &listing)?,
-        limit: clamp_limit(params.limit, 50, TIMELINE_PAGE_MAX),
+        limit: page_limit(params.limit, 50, TIMELINE_PAGE_MAX)?,
     };
     let page = state.engine.store().timeline(&query).await?;
     Ok(Json(page_view(&state, &listing, page)))
@@ -129,12 +144,12 @@ async fn feed(
     let query = FeedQuery {
         viewer: viewer.id,
         at: Utc::now(),
-        connectors: params.connectors(),
-        kind_prefix: params.kind(),
+        connectors: params.connectors()?,
+        kind_prefix: params.kind()?,
         from: params.from,
         until: params.until,
         after: params.after(&state, &listing)?,
-        limit: clamp_limit(params.limit, 50, TIMELINE_PAGE_MAX),
+        limit: page_limit(params.limit, 50, TIMELINE_PAGE_MAX)?,
     };
     let page = state.engine.store().feed(&query).await?;
     Ok(Json(page_view(&state, &listing, page)))
@@ -155,10 +170,12 @@ pub(crate) async fn visible_event(
         .await?
         .ok_or_else(not_found)?;
     match &event.event.placement {
-        Some(placement) => require_visible(state, viewer, placement.account)
+        Some(placement) => authorize(state, viewer, Action::See(placement.account))
             .await
             .map_err(|_| not_found())?,
-        None => require_may_triage(viewer).map_err(|_| not_found())?,
+        None => authorize(state, viewer, Action::Triage)
+            .await
+            .map_err(|_| not_found())?,
     }
     Ok(event)
 }
@@ -197,12 +214,13 @@ async fn add_note(
     Body(body): Body<NoteBody>,
 ) -> ApiResult<(StatusCode, Json<EventView>)> {
     let account = AccountId(id);
-    require_visible(&state, &viewer, account).await?;
+    authorize(&state, &viewer, Action::Work(account)).await?;
     let note = state
         .engine
         .store()
         .add_note(account, viewer.id, &body.text, Utc::now())
         .await?;
+    crate::audit::action("note.added");
     Ok((StatusCode::CREATED, Json(note.into())))
 }
 
@@ -253,7 +271,7 @@ pub(crate) async fn set_task(
     account: AccountId,
     task: NewTask,
 ) -> ApiResult<TimelineEvent> {
-    require_visible(state, viewer, account).await?;
+    authorize(state, viewer, Action::Work(account)).await?;
     let store = state.engine.store();
     if let Some(assignee) = task.assignee {
         store.staff(assignee).await?;
@@ -264,6 +282,7 @@ pub(crate) async fn set_task(
             )));
         }
     }
+    crate::audit::action("task.added");
     Ok(store.add_task(account, viewer.id, task, Utc::now()).await?)
 }
 
@@ -284,5 +303,6 @@ async fn complete_task(
         .store()
         .complete_task(task, viewer.id, Utc::now())
         .await?;
+    crate::audit::action("task.done");
     Ok(Json(done.into()))
 }

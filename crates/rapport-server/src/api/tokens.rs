@@ -5,6 +5,7 @@ use crate::api::auth::Viewer;
 use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{Body, Params, Segments};
 use crate::api::model::{IssuedTokenView, TokenView};
+use crate::api::policy::{Action, authorize, may_administer};
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -42,10 +43,8 @@ async fn list_tokens(
     Params(params): Params<TokenParams>,
 ) -> ApiResult<Json<Vec<TokenView>>> {
     let staff = StaffId(params.staff.unwrap_or(viewer.id.0));
-    if staff != viewer.id && !viewer.is_admin {
-        return Err(ApiError::Forbidden(
-            "only admins can list other people's tokens".to_owned(),
-        ));
+    if staff != viewer.id {
+        authorize(&state, &viewer, Action::Administer).await?;
     }
     let tokens = state.engine.store().api_tokens(Some(staff)).await?;
     Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
@@ -75,10 +74,8 @@ async fn create_token(
     Body(body): Body<NewTokenBody>,
 ) -> ApiResult<(StatusCode, Json<IssuedTokenView>)> {
     let staff = StaffId(body.staff.unwrap_or(viewer.id.0));
-    if staff != viewer.id && !viewer.is_admin {
-        return Err(ApiError::Forbidden(
-            "only admins can make tokens for other people".to_owned(),
-        ));
+    if staff != viewer.id {
+        authorize(&state, &viewer, Action::Administer).await?;
     }
     let days = body.expires_in_days.unwrap_or(90);
     if !(1..=TOKEN_DAYS_MAX).contains(&days) {
@@ -97,6 +94,13 @@ async fn create_token(
             now,
         )
         .await?;
+    crate::audit::action("token.created");
+    crate::audit::change(serde_json::json!({
+        "token": issued.token.id,
+        "name": issued.token.name,
+        "for": staff.0,
+        "prefix": issued.token.display_prefix,
+    }));
     Ok((
         StatusCode::CREATED,
         Json(IssuedTokenView {
@@ -116,7 +120,7 @@ async fn revoke_token(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<TokenView>> {
     let store = state.engine.store();
-    if !viewer.is_admin {
+    if !may_administer(&viewer) {
         // Someone else's token looks like no token.
         let own = store.api_tokens(Some(viewer.id)).await?;
         if !own.iter().any(|token| token.id == id) {
@@ -124,5 +128,12 @@ async fn revoke_token(
         }
     }
     let token = store.revoke_api_token(id, Utc::now()).await?;
+    crate::audit::action("token.revoked");
+    crate::audit::change(serde_json::json!({
+        "token": token.id,
+        "name": token.name,
+        "for": token.staff.0,
+        "prefix": token.display_prefix,
+    }));
     Ok(Json(token.into()))
 }

@@ -2,7 +2,7 @@
 //! unified timeline with filters, roll-up, keyset paging, notes and tasks.
 
 use crate::api::assignments::change_owner;
-use crate::api::policy::{require_visible, team};
+use crate::api::policy::{Action, authorize, team};
 use crate::api::timeline::{set_task, visible_event};
 use crate::http::AppState;
 use crate::insight::{health_of, revenue_of, weekly_activity};
@@ -274,7 +274,7 @@ pub(crate) async fn owner_choices(
     staff: &BTreeMap<StaffId, Staff>,
     current: Option<StaffId>,
 ) -> WebResult<Vec<Choice>> {
-    if !viewer.is_admin && viewer.level == Level::Associate {
+    if !crate::api::policy::may_reassign(viewer) {
         return Ok(Vec::new());
     }
     let line = team(state, viewer).await?;
@@ -304,7 +304,7 @@ pub(crate) async fn page(
 ) -> WebResult {
     let id = AccountId(path_id(&raw, "account")?);
     let viewer = &member.staff;
-    require_visible(&state, viewer, id).await?;
+    authorize(&state, viewer, Action::See(id)).await?;
     let store = state.engine.store();
     let now = Utc::now();
     let account = store.account(id).await?;
@@ -541,13 +541,14 @@ pub(crate) async fn add_note(
 ) -> WebResult {
     let account = AccountId(path_id(&raw, "account")?);
     let viewer = &form.member.staff;
-    require_visible(&state, viewer, account).await?;
+    authorize(&state, viewer, Action::Work(account)).await?;
     let text = form.fields.require("text", "The note")?;
     state
         .engine
         .store()
         .add_note(account, viewer.id, text, Utc::now())
         .await?;
+    crate::audit::action("note.added");
     Ok(back_to(account))
 }
 
@@ -593,6 +594,7 @@ pub(crate) async fn complete_task(
         .store()
         .complete_task(task, viewer.id, Utc::now())
         .await?;
+    crate::audit::action("task.done");
     match event.event.placement {
         Some(placement) => Ok(back_to(placement.account)),
         None => Ok(Redirect::to("/").into_response()),

@@ -7,7 +7,8 @@
 //!   extractors every page and form goes through.
 //! - `page`: the shared layout, HTML error pages and formatting.
 //! - `chart`: inline SVG charts, drawn on the server.
-//! - one module per page: `book`, `account`, `team`, `ops` (connectors and inbox).
+//! - one module per page: `book`, `account`, `team`, `ops` (connectors and inbox),
+//!   `audit` (the audit trail, for admins).
 //! - templates in `crates/rapport-server/templates` (askama: compiled in and escaped
 //!   by default); the one stylesheet in `assets/app.css`. No JavaScript, no build step.
 //!
@@ -19,6 +20,7 @@
 //!   gets the same not-found page as a missing one.
 
 mod account;
+mod audit;
 mod book;
 mod chart;
 mod ops;
@@ -30,12 +32,15 @@ use crate::http::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-pub(crate) use page::not_found_page;
-pub use session::{SESSION_COOKIE, SESSION_HOURS, SIGN_IN_LINK_MINUTES};
+pub(crate) use page::{invalid_page, not_found_page};
+pub use session::{
+    SESSION_COOKIE, SESSION_HOURS, SIGN_IN_FAILURES_PER_ACCOUNT_MAX,
+    SIGN_IN_FAILURES_PER_ADDRESS_MAX, SIGN_IN_LINK_MINUTES, SIGN_IN_WINDOW_MINUTES,
+};
 
 /// Most bytes a submitted form may have.
 pub const FORM_BYTES_MAX: usize = 64 * 1024;
@@ -62,9 +67,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/connectors/{name}/check", post(ops::check_now))
         .route("/inbox", get(ops::inbox))
         .route("/inbox/{id}/place", post(ops::place))
+        .route("/audit", get(audit::page))
         .route("/assets/app.css", get(stylesheet))
         .layer(DefaultBodyLimit::max(FORM_BYTES_MAX))
-        .layer(middleware::from_fn(security_headers))
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -77,9 +82,11 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-/// What every page is sent with: no scripts, no framing, no sniffing, no referrer
-/// leaving the site (a sign-in link is in a URL), and no caching of private pages.
-async fn security_headers(request: Request, next: Next) -> Response {
+/// What every response is sent with — pages, API JSON, problems and the 404 for paths
+/// nothing serves alike: no scripts, no framing, no sniffing, no referrer leaving the
+/// site (a sign-in link is in a URL), and no caching (everything but the stylesheet is
+/// private to whoever asked).
+pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let set = [

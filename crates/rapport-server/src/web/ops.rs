@@ -2,7 +2,7 @@
 //! and the unmatched inbox, where managers place events no account claimed.
 
 use crate::api::inbox::{LearnBody, place_event, visible_candidates};
-use crate::api::policy::require_may_triage;
+use crate::api::policy::{Action, authorize};
 use crate::http::AppState;
 use crate::web::account::Choice;
 use crate::web::page::{Layout, WebError, WebResult, ago, instant, path_id, render};
@@ -120,12 +120,9 @@ pub(crate) async fn run_now(
     Path(name): Path<String>,
     form: Submission,
 ) -> WebResult {
-    if !form.member.staff.is_admin {
-        return Err(WebError::Forbidden(
-            "running a sync is for admins: ask one, or wait for its schedule".to_owned(),
-        ));
-    }
+    authorize(&state, &form.member.staff, Action::Administer).await?;
     state.engine.store().request_sync(&name, Utc::now()).await?;
+    crate::audit::action("connector.sync.requested");
     Ok(Redirect::to("/connectors").into_response())
 }
 
@@ -136,11 +133,8 @@ pub(crate) async fn check_now(
     Path(name): Path<String>,
     form: Submission,
 ) -> WebResult {
-    if !form.member.staff.is_admin {
-        return Err(WebError::Forbidden(
-            "checking a connector is for admins".to_owned(),
-        ));
-    }
+    authorize(&state, &form.member.staff, Action::Administer).await?;
+    crate::audit::action("connector.checked");
     match state.engine.check_now(&name).await {
         Ok(_) => Ok(Redirect::to(&format!("/connectors#c-{name}")).into_response()),
         Err(rapport_sync::SyncError::UnknownConnector(_)) => Err(WebError::NotFound(format!(
@@ -185,7 +179,7 @@ pub(crate) async fn inbox(
     member: Member,
     Query(query): Query<InboxQuery>,
 ) -> WebResult {
-    require_may_triage(&member.staff)?;
+    authorize(&state, &member.staff, Action::Triage).await?;
     let store = state.engine.store();
     let now = Utc::now();
     let listing = format!("web-inbox:{}", member.staff.id.0);

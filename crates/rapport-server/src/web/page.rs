@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use rapport_core::revenue::Mrr;
-use rapport_core::staff::Level;
 
 /// The frame around every signed-in page.
 #[derive(Debug, Clone)]
@@ -23,6 +22,8 @@ pub(crate) struct Layout {
     pub csrf: String,
     /// Whether the inbox tab shows.
     pub can_triage: bool,
+    /// Whether the audit tab shows.
+    pub can_administer: bool,
 }
 
 impl Layout {
@@ -32,7 +33,8 @@ impl Layout {
             section,
             member_name: member.staff.name.clone(),
             csrf: member.csrf.clone(),
-            can_triage: member.staff.is_admin || member.staff.level != Level::Associate,
+            can_triage: crate::api::policy::may_triage(&member.staff),
+            can_administer: crate::api::policy::may_administer(&member.staff),
         }
     }
 
@@ -62,6 +64,13 @@ pub(crate) enum WebError {
     Forbidden(String),
     NotFound(String),
     Invalid(String),
+    /// Too many failed attempts lately: wait this long.
+    TooManyAttempts {
+        detail: String,
+        retry_after_seconds: i64,
+    },
+    /// A body of a kind the form does not send.
+    Unsupported(String),
     Conflict(String),
     Unavailable(String),
     Internal(String),
@@ -115,6 +124,11 @@ fn error_page(status: StatusCode, heading: &str, detail: &str) -> Response {
     }
 }
 
+/// The page for a request that breaks a rule before any page handles it.
+pub(crate) fn invalid_page(detail: &str) -> Response {
+    WebError::Invalid(detail.to_owned()).into_response()
+}
+
 /// The page for a path nothing serves.
 pub(crate) fn not_found_page(path: &str) -> Response {
     error_page(
@@ -144,6 +158,22 @@ impl IntoResponse for WebError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "That did not work",
                 &format!("{detail}. Go back, fix it and try again."),
+            ),
+            WebError::TooManyAttempts {
+                detail,
+                retry_after_seconds,
+            } => {
+                let mut page = error_page(StatusCode::TOO_MANY_REQUESTS, "Wait a while", &detail);
+                page.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after_seconds),
+                );
+                page
+            }
+            WebError::Unsupported(detail) => error_page(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "That did not work",
+                &format!("{detail}."),
             ),
             WebError::Conflict(detail) => error_page(
                 StatusCode::CONFLICT,

@@ -29,6 +29,89 @@ pub const SESSION_HOURS: i64 = 12;
 /// How long a sign-in link works (once).
 pub const SIGN_IN_LINK_MINUTES: i64 = 15;
 
+/// How far back failed sign-ins count against an address or an account.
+pub const SIGN_IN_WINDOW_MINUTES: i64 = 15;
+/// Failed sign-ins (passwords and links) from one address within the window before
+/// that address must wait.
+pub const SIGN_IN_FAILURES_PER_ADDRESS_MAX: u64 = 20;
+/// Failed password sign-ins for one account within the window before password
+/// sign-ins for it must wait (a sign-in link from an admin still works).
+pub const SIGN_IN_FAILURES_PER_ACCOUNT_MAX: u64 = 10;
+
+const FAILED_PASSWORD: &str = "signin.failed";
+const FAILED_LINK: &str = "signin.link.failed";
+
+/// Refuses a sign-in attempt while its address, or the account it names, has failed
+/// too often lately; counted from the audit trail, so every node agrees.
+async fn check_sign_in_rate(
+    state: &AppState,
+    address: Option<&str>,
+    account: Option<&str>,
+) -> WebResult<()> {
+    let store = state.engine.store();
+    let now = Utc::now();
+    let since = now - Duration::minutes(SIGN_IN_WINDOW_MINUTES);
+    let wait = |oldest: Option<chrono::DateTime<Utc>>| {
+        let free_at = oldest.unwrap_or(now) + Duration::minutes(SIGN_IN_WINDOW_MINUTES);
+        (free_at - now).num_seconds().max(1)
+    };
+    if let Some(address) = address {
+        let (passwords, oldest_password) = store
+            .count_recent_audit(FAILED_PASSWORD, Some(address), None, since)
+            .await?;
+        let (links, oldest_link) = store
+            .count_recent_audit(FAILED_LINK, Some(address), None, since)
+            .await?;
+        if passwords + links >= SIGN_IN_FAILURES_PER_ADDRESS_MAX {
+            let oldest = oldest_password.into_iter().chain(oldest_link).min();
+            let seconds = wait(oldest);
+            tracing::warn!(target: "rapport::signin", address, "sign-ins from an address are paused");
+            return Err(WebError::TooManyAttempts {
+                detail: format!(
+                    "Too many failed sign-ins from your address in the last {SIGN_IN_WINDOW_MINUTES} minutes. Try again in {} minutes.",
+                    (seconds + 59) / 60
+                ),
+                retry_after_seconds: seconds,
+            });
+        }
+    }
+    if let Some(account) = account {
+        let (failures, oldest) = store
+            .count_recent_audit(FAILED_PASSWORD, None, Some(account), since)
+            .await?;
+        if failures >= SIGN_IN_FAILURES_PER_ACCOUNT_MAX {
+            let seconds = wait(oldest);
+            tracing::warn!(target: "rapport::signin", "password sign-ins for an account are paused");
+            return Err(WebError::TooManyAttempts {
+                detail: format!(
+                    "Too many failed sign-ins for this account in the last {SIGN_IN_WINDOW_MINUTES} minutes. Try again in {} minutes, or ask an admin for a sign-in link.",
+                    (seconds + 59) / 60
+                ),
+                retry_after_seconds: seconds,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn sign_in_entry(
+    action: &str,
+    actor: Option<rapport_core::StaffId>,
+    target: Option<String>,
+    address: Option<String>,
+    status: StatusCode,
+) -> rapport_store::NewAuditEntry {
+    rapport_store::NewAuditEntry {
+        actor,
+        action: action.to_owned(),
+        surface: "web".to_owned(),
+        target,
+        address,
+        status: Some(status.as_u16()),
+        detail: None,
+    }
+}
+
 /// A signed-in member of staff.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
@@ -57,9 +140,12 @@ async fn member_of(parts: &Parts, state: &AppState) -> WebResult<Option<Member>>
         .store()
         .web_session(secret, Utc::now())
         .await?
-        .map(|session| Member {
-            staff: session.staff,
-            csrf: session.csrf_token,
+        .map(|session| {
+            crate::audit::actor(session.staff.id);
+            Member {
+                staff: session.staff,
+                csrf: session.csrf_token,
+            }
         }))
 }
 
@@ -128,28 +214,70 @@ pub(crate) struct Submission {
     pub fields: Fields,
 }
 
-/// Refuses a request whose `Origin` is another site's. Browsers send `Origin` on every
-/// POST; the CSRF token is the main defence, this the second.
+/// This site's origin as the browser sees it: the scheme (`https` when a TLS-terminating
+/// proxy says so with `X-Forwarded-Proto`), and the host and port of `Host`.
+fn site_origin(headers: &HeaderMap) -> Option<url::Origin> {
+    let scheme = match headers.get("x-forwarded-proto") {
+        Some(proto) if proto.as_bytes().eq_ignore_ascii_case(b"https") => "https",
+        _ => "http",
+    };
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
+        return None;
+    }
+    let url = url::Url::parse(&format!("{scheme}://{host}/")).ok()?;
+    Some(url.origin())
+}
+
+/// Refuses a request whose `Origin` is not this site: scheme, host and port must all
+/// match (`https://host` is not `http://host`; `null` is no site). Browsers send
+/// `Origin` on every POST; the CSRF token is the main defence, this the second.
 fn check_origin(headers: &HeaderMap) -> WebResult<()> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok());
-    let origin_host = origin
+    // Exactly a serialized origin (`scheme://host[:port]`): nothing a browser would
+    // not send, such as a path or credentials.
+    let theirs = origin
         .to_str()
         .ok()
-        .and_then(|origin| origin.split_once("://").map(|(_, rest)| rest));
-    match (origin_host, host) {
-        (Some(origin), Some(host)) if origin.eq_ignore_ascii_case(host) => Ok(()),
+        .and_then(|origin| {
+            let parsed = url::Url::parse(origin).ok()?.origin();
+            parsed
+                .ascii_serialization()
+                .eq_ignore_ascii_case(origin)
+                .then_some(parsed)
+        })
+        .filter(url::Origin::is_tuple);
+    match (theirs, site_origin(headers)) {
+        (Some(theirs), Some(ours)) if theirs == ours => Ok(()),
         _ => Err(WebError::Forbidden(
             "this form was sent from another site, so it was not accepted".to_owned(),
         )),
     }
 }
 
+/// Refuses a body that is not `application/x-www-form-urlencoded`, which is what
+/// every form of ours sends: `text/plain` is how another site posts a "form" without
+/// a CORS preflight.
+fn check_form_type(headers: &HeaderMap) -> WebResult<()> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::trim);
+    match essence {
+        Some(kind) if kind.eq_ignore_ascii_case("application/x-www-form-urlencoded") => Ok(()),
+        _ => Err(WebError::Unsupported(
+            "send the form as application/x-www-form-urlencoded, as the page's own form does"
+                .to_owned(),
+        )),
+    }
+}
+
 async fn read_fields(request: Request) -> WebResult<(Parts, Fields)> {
+    check_origin(request.headers())?;
+    check_form_type(request.headers())?;
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, FORM_BYTES_MAX)
         .await
@@ -175,7 +303,6 @@ impl FromRequest<AppState> for Submission {
     type Rejection = WebError;
 
     async fn from_request(request: Request, state: &AppState) -> WebResult<Submission> {
-        check_origin(request.headers())?;
         let (mut parts, fields) = read_fields(request).await?;
         let member = Member::from_request_parts(&mut parts, state)
             .await
@@ -190,11 +317,48 @@ impl FromRequest<AppState> for Submission {
     }
 }
 
+/// The origin every `next` is resolved against. Only its scheme, host and port matter:
+/// a `next` that resolves to any other origin is not ours.
+const NEXT_BASE: &str = "http://rapport.invalid/";
+
 /// Where to go after signing in: only a path on this site.
+///
+/// `next` is resolved as a URL reference against this site exactly as a browser would
+/// (the WHATWG URL rules: tabs and newlines anywhere are dropped, leading and trailing
+/// spaces and C0 controls are trimmed, `\` counts as `/`, and `//` starts a host), and
+/// it is followed only if it lands on the same origin. What is followed is the
+/// resolved path, query and fragment as the parser wrote them back out — percent-encoded,
+/// so always a valid `Location` header.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
+    let Some(next) = next else {
+        return "/".to_owned();
+    };
+    // Only references that start with a path: `accounts` (relative to /signin) or
+    // `?x` would resolve on this site too, but nothing we link to looks like that.
+    let lead = next.trim_start_matches(|c: char| c <= ' ');
+    if !lead.starts_with('/') {
+        return "/".to_owned();
+    }
+    let base = url::Url::parse(NEXT_BASE).expect("the base is a URL");
+    match base.join(next) {
+        Ok(target) if target.origin() == base.origin() && target.username().is_empty() => {
+            let mut path = target.path().to_owned();
+            if let Some(query) = target.query() {
+                path.push('?');
+                path.push_str(query);
+            }
+            if let Some(fragment) = target.fragment() {
+                path.push('#');
+                path.push_str(fragment);
+            }
+            // The parser never writes `//` at the start of a same-origin path
+            // unless the path really has an empty first segment; a browser would
+            // read that as a host, so it is refused too.
+            if path.starts_with("//") {
+                "/".to_owned()
+            } else {
+                path
+            }
         }
         _ => "/".to_owned(),
     }
@@ -255,7 +419,6 @@ pub(crate) async fn sign_in_with_password(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: Request,
 ) -> WebResult {
-    check_origin(request.headers())?;
     let (parts, fields) = read_fields(request).await?;
     let next = safe_next(fields.get("next"));
     let email = fields.get("email").unwrap_or_default().to_owned();
@@ -265,8 +428,16 @@ pub(crate) async fn sign_in_with_password(
         .find(|(name, _)| name == "password")
         .map(|(_, value)| value.clone())
         .unwrap_or_default();
+    let address = crate::audit::address_of(&parts.extensions);
+    // The account as the trail names it: the address as parsed, else as typed.
+    let parsed = EmailAddress::parse(&email);
+    let account = match &parsed {
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => email.trim().to_lowercase(),
+    };
+    check_sign_in_rate(&state, address.as_deref(), Some(&account)).await?;
     let store = state.engine.store();
-    let staff = match EmailAddress::parse(&email) {
+    let staff = match parsed {
         Ok(address) => store.staff_by_email(&address).await?,
         Err(_) => None,
     };
@@ -284,7 +455,7 @@ pub(crate) async fn sign_in_with_password(
     })
     .await
     .map_err(|error| WebError::Internal(format!("checking a password: {error}")))?;
-    let issued = match (matches, staff) {
+    let issued = match (matches, &staff) {
         (true, Some(staff)) => {
             let now = Utc::now();
             store
@@ -294,9 +465,27 @@ pub(crate) async fn sign_in_with_password(
         _ => None,
     };
     match issued {
-        Some(issued) => Ok(with_cookie(&issued, &parts.headers, &next)),
+        Some(issued) => {
+            let entry = sign_in_entry(
+                "signin.password",
+                staff.map(|staff| staff.id),
+                Some(account),
+                address,
+                StatusCode::SEE_OTHER,
+            );
+            crate::audit::sign_in(&state, entry).await;
+            Ok(with_cookie(&issued, &parts.headers, &next))
+        }
         None => {
             tracing::info!(target: "rapport::signin", "a password sign-in failed");
+            let entry = sign_in_entry(
+                FAILED_PASSWORD,
+                None,
+                Some(account),
+                address,
+                StatusCode::UNAUTHORIZED,
+            );
+            crate::audit::sign_in(&state, entry).await;
             let page = SignInPage {
                 next: &next,
                 email: &email,
@@ -320,8 +509,11 @@ struct LinkUsedPage;
 pub(crate) async fn sign_in_with_link(
     axum::extract::State(state): axum::extract::State<AppState>,
     Path(secret): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> WebResult {
+    let (parts, _) = request.into_parts();
+    let address = crate::audit::address_of(&parts.extensions);
+    check_sign_in_rate(&state, address.as_deref(), None).await?;
     let now = Utc::now();
     match state
         .engine
@@ -329,8 +521,20 @@ pub(crate) async fn sign_in_with_link(
         .redeem_sign_in_link(&secret, now + Duration::hours(SESSION_HOURS), now)
         .await?
     {
-        Some(issued) => Ok(with_cookie(&issued, &headers, "/")),
+        Some(issued) => {
+            let entry = sign_in_entry(
+                "signin.link",
+                Some(issued.session.staff.id),
+                Some(issued.session.staff.email.to_string()),
+                address,
+                StatusCode::SEE_OTHER,
+            );
+            crate::audit::sign_in(&state, entry).await;
+            Ok(with_cookie(&issued, &parts.headers, "/"))
+        }
         None => {
+            let entry = sign_in_entry(FAILED_LINK, None, None, address, StatusCode::GONE);
+            crate::audit::sign_in(&state, entry).await;
             let html = LinkUsedPage
                 .render()
                 .map_err(|error| WebError::Internal(error.to_string()))?;
@@ -345,6 +549,7 @@ pub(crate) async fn sign_out(
     headers: HeaderMap,
     _: Submission,
 ) -> WebResult {
+    crate::audit::action("signout");
     if let Some(secret) = session_cookie(&headers) {
         state
             .engine
@@ -366,19 +571,65 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {
-        assert_eq!(
-            safe_next(Some("/accounts/3?source=stripe")),
-            "/accounts/3?source=stripe"
-        );
-        for bad in [
-            "//evil.example",
-            "https://evil.example",
-            "/\\evil",
-            "accounts",
+        for (given, followed) in [
+            ("/accounts/3?source=stripe", "/accounts/3?source=stripe"),
+            ("/accounts/3#timeline", "/accounts/3#timeline"),
+            ("/", "/"),
+            ("/team/../accounts/2", "/accounts/2"),
+            // Control characters are percent-encoded or dropped, never sent raw.
+            ("/a\u{7f}b", "/a%7Fb"),
+            ("/caf\u{e9}", "/caf%C3%A9"),
         ] {
-            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+            assert_eq!(safe_next(Some(given)), followed, "{given:?}");
         }
         assert_eq!(safe_next(None), "/");
+    }
+
+    /// Every form a browser would read as another host, or that is not a path.
+    #[test]
+    fn hostile_next_values_go_home() {
+        for hostile in [
+            "//evil.example",
+            "///evil.example",
+            "https://evil.example",
+            "http://rapport.invalid@evil.example/",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example/",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\t\n\r/evil.example",
+            "\t//evil.example",
+            " //evil.example",
+            "\u{0}//evil.example",
+            "\u{1f}//evil.example",
+            "/\t\\evil.example",
+            "/\\\tevil.example",
+            "/%09/evil.example",
+            "accounts",
+            "evil.example",
+            "?next=//evil.example",
+            "",
+            "   ",
+        ] {
+            let followed = safe_next(Some(hostile));
+            let resolved = url::Url::parse(NEXT_BASE).unwrap().join(&followed).unwrap();
+            assert_eq!(
+                resolved.host_str(),
+                Some("rapport.invalid"),
+                "{hostile:?} led to {followed:?}"
+            );
+            assert!(
+                followed.starts_with('/') && !followed.starts_with("//"),
+                "{hostile:?} led to {followed:?}"
+            );
+            assert!(
+                HeaderValue::from_str(&followed).is_ok(),
+                "{hostile:?} led to {followed:?}, which is no header value"
+            );
+        }
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub(crate) async fn page(
             }
         }
     }
-    let may_hand_off = viewer.is_admin || viewer.level != rapport_core::staff::Level::Associate;
+    let may_hand_off = crate::api::policy::may_reassign(viewer);
     let people = org_below(viewer.id, &staff)
         .into_iter()
         .filter_map(|(depth, id)| staff.get(&id).map(|person| (depth, person)))
@@ -174,15 +174,9 @@ pub(crate) async fn handoff_page(
         })?;
     let person = store.staff(from).await?;
     // Only what the viewer sees: a handoff must not reveal hidden accounts.
-    let visible = store
-        .visible_account_ids(member.staff.id, Utc::now())
-        .await?;
-    let owned: Vec<AccountId> = store
-        .owned_accounts(from)
-        .await?
-        .into_iter()
-        .filter(|account| visible.contains(account))
-        .collect();
+    let owned =
+        crate::api::policy::visible_of(&state, &member.staff, store.owned_accounts(from).await?)
+            .await?;
     let mut accounts: Vec<Owned> = store
         .accounts(&owned)
         .await?

@@ -2,10 +2,13 @@
 
 mod support;
 
+mod audit;
 mod auth;
 mod flows;
 mod fuzz;
 mod openapi;
+mod permissions;
 mod resilience;
+mod surface;
 mod visibility;
 mod web;

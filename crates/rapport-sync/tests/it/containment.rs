@@ -6,14 +6,14 @@
 use crate::support::{engine_config, host};
 use rapport_plugin_host::{Grants, Plugin, WebhookRequest};
 use rapport_store::{ConnectorState, Store};
-use rapport_sync::{ConnectorSpec, Engine, FailureKind, Next, RunOutcome, WebhookError};
+use rapport_sync::{ConnectorSpec, Engine, FailureKind, Next, RunOutcome};
 use rapport_testkit::on_both_backends;
 use std::collections::BTreeMap;
 
 on_both_backends!(
     a_plugin_fault_stops_its_connector_after_bounded_tries_naming_the_event,
     the_check_runs_first_after_a_configuration_change,
-    a_webhook_delivery_the_plugin_turns_into_invalid_events_is_refused_once,
+    a_webhook_delivery_keeps_its_good_events_and_refuses_each_invalid_one,
 );
 
 const ID: &str = "hostile";
@@ -143,7 +143,7 @@ async fn the_check_runs_first_after_a_configuration_change(store: Store) {
     assert!(on_demand.last_check.unwrap().at >= again.last_check.unwrap().at);
 }
 
-async fn a_webhook_delivery_the_plugin_turns_into_invalid_events_is_refused_once(store: Store) {
+async fn a_webhook_delivery_keeps_its_good_events_and_refuses_each_invalid_one(store: Store) {
     let host = host(None);
     let plugin = hostile(&host).await;
     let engine = engine(
@@ -164,15 +164,21 @@ async fn a_webhook_delivery_the_plugin_turns_into_invalid_events_is_refused_once
         path: format!("/hooks/{ID}"),
         ..WebhookRequest::default()
     };
-    let error = engine.handle_webhook(ID, delivery).await.unwrap_err();
-    // Invalid, not failed: retrying the same delivery would fail the same way.
-    assert!(matches!(error, WebhookError::Invalid(_)), "{error}");
+    // Taken, not failed: the good event is stored, the bad one refused alone, and
+    // the sender has nothing to retry (retrying would fail the same way).
+    let accepted = engine.handle_webhook(ID, delivery).await.unwrap();
+    assert_eq!(accepted.commit.summary.inserted, 1);
+    assert_eq!(accepted.refused.len(), 1, "{:?}", accepted.refused);
+    assert_eq!(accepted.refused[0].source_id, "float");
+    assert_eq!(accepted.refused[0].index, 1);
+    assert!(accepted.refused[0].reason.contains("finite number"));
     let status = store.connector_status(ID).await.unwrap().unwrap();
     let recorded = status.last_error.unwrap();
     assert_eq!(recorded.kind, "plugin");
     assert_eq!(recorded.source_id.as_deref(), Some("float"));
     assert!(
         recorded.message.contains("webhook delivery was refused")
+            && recorded.message.contains("1 of 2 events")
             && recorded.message.contains("finite number"),
         "{}",
         recorded.message

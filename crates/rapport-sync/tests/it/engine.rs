@@ -250,13 +250,14 @@ async fn webhooks_are_verified_before_anything_is_stored(store: Store) {
         .handle_webhook(CONNECTOR, delivery("s3cret", &body))
         .await
         .unwrap();
-    assert_eq!(accepted.summary.inserted, 2);
+    assert_eq!(accepted.commit.summary.inserted, 2);
+    assert!(accepted.refused.is_empty());
     // The same delivery again (senders retry) changes nothing.
     let again = engine
         .handle_webhook(CONNECTOR, delivery("s3cret", &body))
         .await
         .unwrap();
-    assert_eq!(again.summary.unchanged, 2);
+    assert_eq!(again.commit.summary.unchanged, 2);
     let event = store
         .event_by_key(&rapport_core::timeline::DedupeKey {
             connector: CONNECTOR.into(),
