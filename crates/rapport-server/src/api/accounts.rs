@@ -2,7 +2,7 @@
 //! its subsidiaries, and its domains, external ids and contacts.
 
 use crate::api::auth::Viewer;
-use crate::api::error::{ApiResult, Problem};
+use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{Body, Params, Segments};
 use crate::api::model::{AccountPage, AccountTreeNode, AccountView, LifecycleName};
 use crate::api::page_limit;
@@ -87,6 +87,8 @@ async fn book(
     let after: Option<(String, i64)> = params
         .cursor
         .as_deref()
+        // Empty is "from the top", as leaving it out is.
+        .filter(|cursor| !cursor.is_empty())
         .map(|cursor| state.cursors.verify(&listing, cursor))
         .transpose()?;
     let limit = page_limit(params.limit, 100, BOOK_PAGE_MAX)? as usize;
@@ -151,12 +153,15 @@ async fn book(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ContactBody {
     /// Their email (the contact's identity).
+    #[schema(schema_with = crate::api::formats::email)]
     email: String,
     /// Their name.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::optional_name)]
     name: Option<String>,
     /// Their role at the client.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::optional_name)]
     title: Option<String>,
 }
 
@@ -175,6 +180,7 @@ impl ContactBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewAccountBody {
     /// Display name.
+    #[schema(schema_with = crate::api::formats::name)]
     name: String,
     /// Its owner: a manager, director or VP in your reporting line (admins: anyone).
     owner: i64,
@@ -186,15 +192,19 @@ pub(crate) struct NewAccountBody {
     lifecycle: Option<LifecycleName>,
     /// When the contract renews.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::optional_date)]
     renewal_date: Option<NaiveDate>,
     /// Its domains.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::domains)]
     domains: Vec<String>,
     /// Its ids in other systems, as `system:id`.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::external_ids)]
     external_ids: Vec<String>,
     /// People at the client.
     #[serde(default)]
+    #[schema(max_items = 100)]
     contacts: Vec<ContactBody>,
 }
 
@@ -210,6 +220,18 @@ async fn create_account(
     let owner = StaffId(body.owner);
     let parent = body.parent.map(AccountId);
     authorize(&state, &viewer, Action::Open { owner, parent }).await?;
+    let list_max = crate::api::formats::LIST_MAX;
+    for (what, count) in [
+        ("domains", body.domains.len()),
+        ("external_ids", body.external_ids.len()),
+        ("contacts", body.contacts.len()),
+    ] {
+        if count > list_max {
+            return Err(ApiError::Invalid(format!(
+                "{what} has {count} entries; at most {list_max}: add the rest afterwards"
+            )));
+        }
+    }
     let new = NewAccount {
         name: body.name,
         parent,
@@ -262,13 +284,14 @@ async fn get_account(
 pub(crate) struct AccountPatch {
     /// New display name.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::optional_name)]
     name: Option<String>,
     /// New lifecycle status.
     #[serde(default)]
     lifecycle: Option<LifecycleName>,
     /// New renewal date; `null` clears it.
     #[serde(default, deserialize_with = "crate::api::extract::present")]
-    #[schema(value_type = Option<NaiveDate>)]
+    #[schema(schema_with = crate::api::formats::optional_date)]
     renewal_date: Option<Option<NaiveDate>>,
     /// New parent account (one you can see); `null` makes it a top-level account.
     #[serde(default, deserialize_with = "crate::api::extract::present")]
@@ -282,7 +305,7 @@ pub(crate) struct AccountPatch {
 #[utoipa::path(patch, path = "/accounts/{id}", tag = "accounts", security(("bearer" = [])), request_body = AccountPatch,
     params(("id" = i64, Path, description = "Account id")),
     responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem)))]
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn update_account(
     State(state): State<AppState>,
     Viewer(viewer): Viewer,
@@ -386,7 +409,7 @@ async fn account_tree(
 /// Gives an account a domain; events from that domain then match it (waiting ones at
 /// once).
 #[utoipa::path(put, path = "/accounts/{id}/domains/{domain}", tag = "accounts", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Account id"), ("domain" = String, Path, description = "e.g. acme.example")),
+    params(("id" = i64, Path, description = "Account id"), ("domain" = String, Path, description = "e.g. acme.example", pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,46}[A-Za-z0-9])?\.){1,4}[A-Za-z]([A-Za-z0-9-]{0,46}[A-Za-z0-9])?\.?$", max_length = 253)),
     responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)))]
 async fn add_domain(
@@ -403,7 +426,7 @@ async fn add_domain(
 
 /// Removes a domain from an account (events already placed by it stay).
 #[utoipa::path(delete, path = "/accounts/{id}/domains/{domain}", tag = "accounts", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Account id"), ("domain" = String, Path, description = "e.g. acme.example")),
+    params(("id" = i64, Path, description = "Account id"), ("domain" = String, Path, description = "e.g. acme.example", pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,46}[A-Za-z0-9])?\.){1,4}[A-Za-z]([A-Za-z0-9-]{0,46}[A-Za-z0-9])?\.?$", max_length = 253)),
     responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)))]
 async fn remove_domain(
@@ -423,7 +446,7 @@ async fn remove_domain(
 /// Gives an account an id in another system (`stripe:cus_123`); refused if another
 /// account holds it.
 #[utoipa::path(put, path = "/accounts/{id}/external-ids/{external_id}", tag = "accounts", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Account id"), ("external_id" = String, Path, description = "`system:id`, e.g. stripe:cus_123")),
+    params(("id" = i64, Path, description = "Account id"), ("external_id" = String, Path, description = "`system:id`, e.g. stripe:cus_123", pattern = r"^[a-z0-9_-]{1,32}:[^\s\x00-\x1f\x7f-\x9f]{1,255}$", max_length = 288)),
     responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn add_external_id(
@@ -442,7 +465,7 @@ async fn add_external_id(
 
 /// Removes an external id from an account.
 #[utoipa::path(delete, path = "/accounts/{id}/external-ids/{external_id}", tag = "accounts", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Account id"), ("external_id" = String, Path, description = "`system:id`")),
+    params(("id" = i64, Path, description = "Account id"), ("external_id" = String, Path, description = "`system:id`", pattern = r"^[a-z0-9_-]{1,32}:[^\s\x00-\x1f\x7f-\x9f]{1,255}$", max_length = 288)),
     responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)))]
 async fn remove_external_id(
@@ -465,16 +488,18 @@ async fn remove_external_id(
 pub(crate) struct ContactDetails {
     /// Their name.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::optional_name)]
     name: Option<String>,
     /// Their role at the client.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::optional_name)]
     title: Option<String>,
 }
 
 /// Adds a contact to an account, or updates their name and title.
 #[utoipa::path(put, path = "/accounts/{id}/contacts/{email}", tag = "accounts", security(("bearer" = [])),
     request_body = ContactDetails,
-    params(("id" = i64, Path, description = "Account id"), ("email" = String, Path, description = "The contact's email")),
+    params(("id" = i64, Path, description = "Account id"), ("email" = String, Path, description = "The contact's email", pattern = r"^[A-Za-z0-9!$&'*+=^_`{|}~-]{1,32}(\.[A-Za-z0-9!$&'*+=^_`{|}~-]{1,30})?@([A-Za-z0-9]([A-Za-z0-9-]{0,46}[A-Za-z0-9])?\.){1,4}[A-Za-z]([A-Za-z0-9-]{0,46}[A-Za-z0-9])?$", max_length = 318)),
     responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)))]
 async fn put_contact(
@@ -498,7 +523,7 @@ async fn put_contact(
 
 /// Removes a contact from an account.
 #[utoipa::path(delete, path = "/accounts/{id}/contacts/{email}", tag = "accounts", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Account id"), ("email" = String, Path, description = "The contact's email")),
+    params(("id" = i64, Path, description = "Account id"), ("email" = String, Path, description = "The contact's email", pattern = r"^[A-Za-z0-9!$&'*+=^_`{|}~-]{1,32}(\.[A-Za-z0-9!$&'*+=^_`{|}~-]{1,30})?@([A-Za-z0-9]([A-Za-z0-9-]{0,46}[A-Za-z0-9])?\.){1,4}[A-Za-z]([A-Za-z0-9-]{0,46}[A-Za-z0-9])?$", max_length = 318)),
     responses((status = 200, body = AccountView), (status = 401, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)))]
 async fn remove_contact(

@@ -22,6 +22,9 @@ use utoipa_axum::routes;
 
 /// Most accounts one handoff moves.
 pub const HANDOFF_ACCOUNTS_MAX: usize = 5_000;
+/// Most accounts one handoff may list: a list of 1,000 ids fits well inside a body
+/// (`API_BODY_BYTES_MAX`); more go in batches.
+pub const HANDOFF_LISTED_MAX: usize = 1_000;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -126,8 +129,9 @@ pub(crate) struct Handoff {
     from: i64,
     /// The new owner.
     to: i64,
-    /// Only these of `from`'s accounts; absent: all of them.
+    /// Only these of `from`'s accounts (at most 1,000 at once); absent: all of them.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     accounts: Option<Vec<i64>>,
 }
 
@@ -176,6 +180,12 @@ pub(crate) async fn hand_off(
     let owned = visible_of(state, viewer, store.owned_accounts(from).await?).await?;
     let accounts = match chosen {
         None => owned,
+        Some(chosen) if chosen.len() > HANDOFF_LISTED_MAX => {
+            return Err(ApiError::Invalid(format!(
+                "{} accounts listed; at most {HANDOFF_LISTED_MAX} at once: pass `accounts` in batches",
+                chosen.len()
+            )));
+        }
         Some(chosen) => {
             for account in &chosen {
                 if !owned.contains(account) {

@@ -101,6 +101,8 @@ async fn audit_trail(
     let before: Option<i64> = params
         .cursor
         .as_deref()
+        // Empty is "from the top", as leaving it out is.
+        .filter(|cursor| !cursor.is_empty())
         .map(|cursor| state.cursors.verify(&listing, cursor))
         .transpose()?;
     let limit = crate::api::page_limit(params.limit, 100, AUDIT_PAGE_MAX)?;

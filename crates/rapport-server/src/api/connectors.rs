@@ -71,7 +71,7 @@ async fn list_connectors(
 
 /// Asks for a sync of a connector now (admins); whichever node holds its lease runs it.
 #[utoipa::path(post, path = "/connectors/{id}/sync", tag = "connectors", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Connector id from rapport.toml")),
+    params(("id" = String, Path, description = "Connector id from rapport.toml", max_length = 64)),
     responses((status = 202, body = ConnectorView), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem)))]
 async fn request_sync(
@@ -95,7 +95,7 @@ async fn request_sync(
 /// its status and returned with it; a failing check is a 200 with `last_check_ok`
 /// false.
 #[utoipa::path(post, path = "/connectors/{id}/check", tag = "connectors", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Connector id from rapport.toml")),
+    params(("id" = String, Path, description = "Connector id from rapport.toml", max_length = 64)),
     responses((status = 200, body = ConnectorView), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem)))]
 async fn run_check(

@@ -101,7 +101,18 @@ impl From<DomainError> for ApiError {
             | StillHasReports { .. }
             | EventNotChangeable { .. }
             | StaffInactive(_)
-            | TooManyTokens { .. } => ApiError::Conflict(detail),
+            | TooManyTokens { .. }
+            // The rules of the org chart and the client tree, which a request breaks
+            // only given who and what it names: well-formed, but not possible now.
+            | ReportsToNotSenior { .. }
+            | VpHasManager
+            | ReportsToSelf(_)
+            | HierarchyCycle { .. }
+            | LevelChangeStrandsReport { .. }
+            | AccountParentSelf(_)
+            | AccountCycle { .. }
+            | AccountTreeTooDeep { .. }
+            | AssociateCannotOwn(_) => ApiError::Conflict(detail),
             _ => ApiError::Invalid(detail),
         }
     }

@@ -27,10 +27,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         // Every body is a JSON object. serde would also read a struct from an array
         // of its fields in order (`[null, null]`), which the document does not allow.
-        let value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+        let mut value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
             Ok(axum::Json(value)) => value,
             Err(rejection) => return Err(json_rejection(rejection)),
         };
+        integral_numbers_as_integers(&mut value);
         if !value.is_object() {
             return Err(ApiError::Invalid(
                 "the JSON body must be an object (`{...}`) with the fields this operation documents"
@@ -40,6 +41,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         serde_json::from_value(value)
             .map(Body)
             .map_err(|error| ApiError::Invalid(format!("the JSON body is not usable: {error}")))
+    }
+}
+
+/// JSON has one number type: `2400.0` is the integer 2400 (JSON Schema says so too),
+/// but serde reads it as a float and refuses it for an integer field. Every request
+/// field is an integer or a string, so integral numbers are made integers first.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && float >= i64::MIN as f64
+                && float < i64::MAX as f64
+            {
+                *value = serde_json::Value::from(float as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(integral_numbers_as_integers);
+        }
+        _ => {}
     }
 }
 

@@ -55,7 +55,7 @@ pub(crate) async fn visible_candidates(
 #[into_params(parameter_in = Query)]
 pub(crate) struct InboxParams {
     /// Only this connector's events.
-    #[param(pattern = r"^[a-z0-9_-]{0,64}$")]
+    #[param(max_length = 64, pattern = r"^[a-z0-9_-]{0,64}$")]
     source: Option<String>,
     /// Page size (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]
@@ -80,6 +80,8 @@ async fn list_inbox(
     let after: Option<TimelineCursor> = params
         .cursor
         .as_deref()
+        // Empty is "from the top", as leaving it out is.
+        .filter(|cursor| !cursor.is_empty())
         .map(|cursor| state.cursors.verify(&listing, cursor))
         .transpose()?;
     let source = params.source.as_deref().filter(|source| !source.is_empty());
@@ -109,11 +111,11 @@ async fn list_inbox(
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum LearnBody {
     /// One of the client's domains, e.g. `acme.example`.
-    Domain(String),
+    Domain(#[schema(inline)] crate::api::formats::DomainText),
     /// A person at the client, by email.
-    Contact(String),
+    Contact(#[schema(inline)] crate::api::formats::EmailText),
     /// The client's id in another system, as `system:id`.
-    ExternalId(String),
+    ExternalId(#[schema(inline)] crate::api::formats::ExternalIdText),
 }
 
 /// Where to place an unmatched event.
@@ -166,9 +168,9 @@ pub(crate) async fn place_event(
     authorize(state, viewer, Action::Work(account)).await?;
     let learn = match learn {
         None => None,
-        Some(LearnBody::Domain(domain)) => Some(Learn::Domain(Domain::parse(&domain)?)),
-        Some(LearnBody::Contact(email)) => Some(Learn::Contact(EmailAddress::parse(&email)?)),
-        Some(LearnBody::ExternalId(id)) => Some(Learn::ExternalId(id.parse::<ExternalId>()?)),
+        Some(LearnBody::Domain(domain)) => Some(Learn::Domain(Domain::parse(&domain.0)?)),
+        Some(LearnBody::Contact(email)) => Some(Learn::Contact(EmailAddress::parse(&email.0)?)),
+        Some(LearnBody::ExternalId(id)) => Some(Learn::ExternalId(id.0.parse::<ExternalId>()?)),
     };
     crate::audit::action("event.placed");
     crate::audit::change(serde_json::json!({ "event": event.0, "account": account.0 }));

@@ -22,6 +22,7 @@ pub(crate) mod auth;
 pub(crate) mod cursor;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod formats;
 pub(crate) mod model;
 pub(crate) mod policy;
 
@@ -95,7 +96,10 @@ const PROBLEMS: [(u16, &str); 8] = [
         404,
         "Nothing there — or nothing you may see; the two are indistinguishable",
     ),
-    (409, "Conflicts with the current state"),
+    (
+        409,
+        "Well-formed, but not possible given the current state: the org chart's or the client tree's rules, something taken, someone deactivated",
+    ),
     (413, "The body is over 64 KiB"),
     (
         422,
@@ -204,5 +208,135 @@ pub(crate) fn page_limit(requested: Option<u32>, default: u32, max: u32) -> ApiR
         Some(limit) => Err(ApiError::Invalid(format!(
             "limit must be from 1 to {max}, not {limit}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::formats;
+
+    fn document() -> serde_json::Value {
+        serde_json::to_value(super::openapi()).unwrap()
+    }
+
+    /// Every `$ref` names a schema the document defines (a component the generator
+    /// did not register would leave a client nothing to resolve).
+    #[test]
+    fn every_reference_resolves() {
+        let document = document();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        let mut stack = vec![&document];
+        let mut seen = 0;
+        while let Some(value) = stack.pop() {
+            match value {
+                serde_json::Value::Object(fields) => {
+                    if let Some(serde_json::Value::String(target)) = fields.get("$ref") {
+                        let name = target
+                            .strip_prefix("#/components/schemas/")
+                            .unwrap_or_else(|| panic!("{target} is not a schema reference"));
+                        assert!(schemas.contains_key(name), "{target} is not defined");
+                        seen += 1;
+                    }
+                    stack.extend(fields.values());
+                }
+                serde_json::Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+        assert!(seen > 20, "only {seen} references: the walk is broken");
+    }
+
+    /// Path parameters spell their patterns out in the handlers' attributes; they must
+    /// be the formats' own.
+    #[test]
+    fn path_parameters_use_the_formats() {
+        let document = document();
+        let mut checked = 0;
+        for item in document["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let expected = match parameter["name"].as_str().unwrap() {
+                        "email" => formats::EMAIL,
+                        "domain" => formats::DOMAIN,
+                        "external_id" => formats::EXTERNAL_ID,
+                        _ => continue,
+                    };
+                    assert_eq!(parameter["schema"]["pattern"], expected, "{parameter}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 6);
+    }
+
+    /// Every string a client sends — a parameter or a body field, nested ones too —
+    /// declares its bounds (a length, or an enumeration or a format that fixes them),
+    /// so a generated client or a fuzzer knows what the server will take.
+    #[test]
+    fn every_string_a_client_sends_is_bounded() {
+        let document = document();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        fn resolve<'a>(
+            schema: &'a serde_json::Value,
+            schemas: &'a serde_json::Map<String, serde_json::Value>,
+        ) -> &'a serde_json::Value {
+            match schema["$ref"].as_str() {
+                Some(target) => &schemas[target.trim_start_matches("#/components/schemas/")],
+                None => schema,
+            }
+        }
+        fn check(
+            at: &str,
+            schema: &serde_json::Value,
+            schemas: &serde_json::Map<String, serde_json::Value>,
+            depth: usize,
+        ) {
+            assert!(depth < 8, "{at}: nested too deep");
+            let schema = resolve(schema, schemas);
+            let types: Vec<&str> = match &schema["type"] {
+                serde_json::Value::String(one) => vec![one.as_str()],
+                serde_json::Value::Array(many) => many.iter().filter_map(|t| t.as_str()).collect(),
+                _ => Vec::new(),
+            };
+            if types.contains(&"string") {
+                let bounded = schema.get("maxLength").is_some()
+                    || schema.get("enum").is_some()
+                    || matches!(schema["format"].as_str(), Some("date-time" | "date"));
+                assert!(bounded, "{at} is a string without bounds: {schema}");
+            }
+            if types.contains(&"array") {
+                check(&format!("{at}[]"), &schema["items"], schemas, depth + 1);
+            }
+            for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+                check(&format!("{at}.{name}"), property, schemas, depth + 1);
+            }
+            for key in ["oneOf", "anyOf", "allOf"] {
+                for (n, variant) in schema[key].as_array().into_iter().flatten().enumerate() {
+                    check(&format!("{at}|{n}"), variant, schemas, depth + 1);
+                }
+            }
+        }
+        let mut checked = 0;
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let at = format!("{method} {path} {}", parameter["name"]);
+                    check(&at, &parameter["schema"], schemas, 0);
+                    checked += 1;
+                }
+                if let Some(body) =
+                    operation["requestBody"]["content"]["application/json"]["schema"].as_object()
+                {
+                    check(
+                        &format!("{method} {path} body"),
+                        &serde_json::Value::Object(body.clone()),
+                        schemas,
+                        0,
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "only {checked} inputs: the walk is broken");
     }
 }

@@ -49,8 +49,10 @@ async fn list_staff(State(state): State<AppState>, _: Viewer) -> ApiResult<Json<
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewStaffBody {
     /// Display name.
+    #[schema(schema_with = crate::api::formats::name)]
     name: String,
     /// Work email (unique).
+    #[schema(schema_with = crate::api::formats::email)]
     email: String,
     /// Seniority.
     level: LevelName,
@@ -104,9 +106,11 @@ async fn get_staff(
 pub(crate) struct StaffPatch {
     /// New display name.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::optional_name)]
     name: Option<String>,
     /// New work email.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::optional_email)]
     email: Option<String>,
     /// New level.
     #[serde(default)]

@@ -79,6 +79,8 @@ impl TimelineParams {
     fn after(&self, state: &AppState, listing: &str) -> ApiResult<Option<TimelineCursor>> {
         self.cursor
             .as_deref()
+            // Empty is "from the top", as leaving it out is.
+            .filter(|cursor| !cursor.is_empty())
             .map(|cursor| state.cursors.verify(listing, cursor))
             .transpose()
     }
@@ -199,6 +201,7 @@ async fn get_event(
 #[serde(deny_unknown_fields)]
 pub(crate) struct NoteBody {
     /// The text; its first line is the title.
+    #[schema(schema_with = crate::api::formats::text)]
     text: String,
 }
 
@@ -229,9 +232,11 @@ async fn add_note(
 #[serde(deny_unknown_fields)]
 pub(crate) struct TaskBody {
     /// What is to be done; its first line is the title.
+    #[schema(schema_with = crate::api::formats::text)]
     text: String,
     /// When it is due.
     #[serde(default)]
+    #[schema(schema_with = crate::api::formats::optional_date)]
     due: Option<NaiveDate>,
     /// Who is to do it (someone who can see the account); default: you.
     #[serde(default)]
@@ -242,7 +247,7 @@ pub(crate) struct TaskBody {
 #[utoipa::path(post, path = "/accounts/{id}/tasks", tag = "timeline", security(("bearer" = [])), request_body = TaskBody,
     params(("id" = i64, Path, description = "Account id")),
     responses((status = 201, body = EventView), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem)))]
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn add_task(
     State(state): State<AppState>,
     Viewer(viewer): Viewer,
@@ -276,7 +281,7 @@ pub(crate) async fn set_task(
     if let Some(assignee) = task.assignee {
         store.staff(assignee).await?;
         if !store.can_see(assignee, account, Utc::now()).await? {
-            return Err(ApiError::Invalid(format!(
+            return Err(ApiError::Conflict(format!(
                 "staff {} cannot see this account, so cannot do its task: assign it to someone on the account",
                 assignee.0
             )));

@@ -55,9 +55,11 @@ async fn list_tokens(
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTokenBody {
     /// What it is for, e.g. `laptop` or `weekly report script`.
+    #[schema(schema_with = crate::api::formats::name)]
     name: String,
     /// Days until it stops working (1..=366; default 90).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 366)]
     expires_in_days: Option<u32>,
     /// Make it for someone else (admins only).
     #[serde(default)]

@@ -292,9 +292,15 @@ pub(crate) async fn place(
         .and_then(|value| value.split_once(':'))
     {
         None => None,
-        Some(("domain", value)) => Some(LearnBody::Domain(value.to_owned())),
-        Some(("contact", value)) => Some(LearnBody::Contact(value.to_owned())),
-        Some(("external_id", value)) => Some(LearnBody::ExternalId(value.to_owned())),
+        Some(("domain", value)) => Some(LearnBody::Domain(crate::api::formats::DomainText(
+            value.to_owned(),
+        ))),
+        Some(("contact", value)) => Some(LearnBody::Contact(crate::api::formats::EmailText(
+            value.to_owned(),
+        ))),
+        Some(("external_id", value)) => Some(LearnBody::ExternalId(
+            crate::api::formats::ExternalIdText(value.to_owned()),
+        )),
         Some((other, _)) => {
             return Err(WebError::Invalid(format!(
                 "{other:?} is not something an account can learn: choose a domain, contact or id"

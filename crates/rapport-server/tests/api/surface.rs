@@ -392,6 +392,39 @@ async fn what_people_send_and_make_is_bounded(store: Store) {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {problem}");
     }
 
+    // A body is a JSON object: serde would read `[null, null]` as the PATCH's fields
+    // in order, which the document does not allow.
+    for body in [
+        json!([null, null]),
+        json!(["Renamed"]),
+        json!("Renamed"),
+        json!(5),
+    ] {
+        let (status, problem) = world
+            .as_(
+                "mia",
+                Method::PATCH,
+                &format!("/api/v1/accounts/{acme}"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+    }
+    // JSON has one kind of number: 2400.0 is the integer 2400.
+    let (status, answer) = world
+        .as_(
+            "dan",
+            Method::PUT,
+            &format!("/api/v1/accounts/{acme}/owner"),
+            Some(json!({"staff": world.id("max").0 as f64})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
     // Tokens: at most 25 live ones a person; revoking one frees a place.
     let mut last = None;
     for n in 1..rapport_core::token::TOKENS_PER_PERSON_MAX {
