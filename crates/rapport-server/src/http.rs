@@ -108,12 +108,7 @@ pub fn app(state: AppState) -> Router {
 /// for the API, a page for people. (Each API parameter is bounded again where it is
 /// parsed.)
 async fn bound_query(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let length = request.uri().query().map_or(0, str::len);
-    if length > crate::api::extract::QUERY_BYTES_MAX {
-        let detail = format!(
-            "the query string is {length} bytes; at most {}: ask for less at once",
-            crate::api::extract::QUERY_BYTES_MAX
-        );
+    if let Some(detail) = crate::api::extract::query_too_long(request.uri().query()) {
         return if request.uri().path().starts_with("/api") {
             problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &detail)
         } else {

@@ -89,18 +89,23 @@ pub const QUERY_BYTES_MAX: usize = 4096;
 /// tighter bound (search text) say so in the document and check it themselves.
 pub const PARAM_CHARS_MAX: usize = 512;
 
-/// Refuses a query string over [`QUERY_BYTES_MAX`], or with a value over
-/// [`PARAM_CHARS_MAX`], before anything parses or searches it.
+/// What is wrong with a query string over [`QUERY_BYTES_MAX`], if it is. The router
+/// checks this once, before routing, for every path (`http::bound_query`).
+pub(crate) fn query_too_long(query: Option<&str>) -> Option<String> {
+    let length = query.map_or(0, str::len);
+    (length > QUERY_BYTES_MAX).then(|| {
+        format!(
+            "the query string is {length} bytes; at most {QUERY_BYTES_MAX}: ask for less at once"
+        )
+    })
+}
+
+/// Refuses a query parameter whose value is over [`PARAM_CHARS_MAX`], before anything
+/// parses or searches it. (The whole string's length was checked before routing.)
 pub(crate) fn check_query_bounds(query: Option<&str>) -> Result<(), ApiError> {
     let Some(query) = query else {
         return Ok(());
     };
-    if query.len() > QUERY_BYTES_MAX {
-        return Err(ApiError::Invalid(format!(
-            "the query string is {} bytes; at most {QUERY_BYTES_MAX}: ask for less at once",
-            query.len()
-        )));
-    }
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
         let length = value.chars().count();
         if length > PARAM_CHARS_MAX {
