@@ -372,22 +372,11 @@ pub(crate) async fn run(args: &DemoArgs, out: &mut (dyn Write + Send)) -> anyhow
     serve(args, &secret, out).await
 }
 
-/// Starts the sample upstreams, syncs the three reference connectors from them, then
-/// serves the demo database (the connectors keep syncing on schedule) until ctrl-c or
-/// SIGTERM.
+/// Starts the sample upstreams, writes the `rapport.toml` that describes what it
+/// started, starts a node from that file exactly as `rapport serve --config` would,
+/// syncs the three reference connectors once, then serves the demo database (the
+/// connectors keep syncing on schedule) until ctrl-c or SIGTERM.
 async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    // A relative database path means relative to here, as everywhere in the CLI.
-    let directory = std::env::current_dir()?;
-    let source = format!(
-        "[server]\nlisten = \"{}\"\ndatabase = \"{}\"\n",
-        args.listen, args.database
-    );
-    let config = rapport_server::Config::parse(
-        &source,
-        &directory.join("rapport-demo").join("rapport.toml"),
-        &|_| None,
-    )
-    .map_err(|error| anyhow::anyhow!("{error}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -396,22 +385,21 @@ async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> a
                 args.listen
             )
         })?;
+    let (directory, database) = config_home(&args.database)?;
     let upstreams = crate::sample_activity::start(Utc::now()).await?;
-    let host = rapport_plugin_host::PluginHost::new(rapport_plugin_host::HostConfig {
-        cache_dir: Some(config.plugin_cache_dir.clone()),
-        ..rapport_plugin_host::HostConfig::default()
-    })
-    .context("starting the plugin host")?;
-    let specs = crate::sample_activity::connectors(&host, &upstreams).await?;
-    let store = Store::connect(&args.database).await?;
-    let engine = rapport_sync::Engine::new(store, config.sync.engine_config(None), specs).await?;
+    let path =
+        crate::sample_activity::write_config(&directory, &upstreams, args.listen, &database)?;
+    let config = rapport_server::Config::load(&path)
+        .with_context(|| format!("the demo's own {} is refused", path.display()))?;
+    let server = rapport_server::Server::start(config).await?;
     writeln!(out)?;
     writeln!(
         out,
         "Syncing the three reference connectors from sample upstreams on loopback:"
     )?;
     for id in ["stripe", "zendesk", "mail"] {
-        let report = engine
+        let report = server
+            .engine
             .run_now(id, &|_| {})
             .await
             .with_context(|| format!("syncing {id}"))?;
@@ -424,11 +412,8 @@ async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> a
             report.outcome.label()
         )?;
     }
-    let server = rapport_server::Server {
-        config,
-        engine: std::sync::Arc::new(engine),
-    };
     let base = format!("http://{}", args.listen);
+    let shown = shown_path(&path);
     writeln!(out)?;
     writeln!(out, "The web UI and the API are at {base}/")?;
     writeln!(
@@ -436,10 +421,20 @@ async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> a
         "Sign in as Priya Raman (a manager) with this one-time link (15 minutes):"
     )?;
     writeln!(out, "  {base}/signin/{secret}")?;
+    writeln!(out)?;
     writeln!(
         out,
-        "Anyone else: rapport signin victoria.hale@rapport-demo.example --database {}",
-        args.database
+        "What the demo started is an ordinary deployment, described by {shown}; while it runs:"
+    )?;
+    writeln!(
+        out,
+        "  rapport signin victoria.hale@rapport-demo.example --config {shown}   # anyone else"
+    )?;
+    writeln!(out, "  rapport status --config {shown}")?;
+    writeln!(out, "  rapport sync stripe --config {shown}")?;
+    writeln!(
+        out,
+        "  RAPPORT_LISTEN=127.0.0.1:8081 rapport serve --config {shown}   # a second node"
     )?;
     writeln!(out, "Stop with ctrl-c.")?;
     out.flush()?;
@@ -447,6 +442,39 @@ async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> a
     let served = server.serve_on(listener, shutdown).await;
     drop(upstreams);
     served
+}
+
+/// Where the demo's `rapport.toml` goes, and the database URL to write in it: next to
+/// a SQLite file (its path made absolute, so the file works from anywhere), else in
+/// `./rapport-demo`.
+fn config_home(database: &str) -> anyhow::Result<(PathBuf, String)> {
+    let here = std::env::current_dir()?;
+    if let Some(file) = sqlite_path(database) {
+        let file = here.join(file);
+        let directory = file
+            .parent()
+            .map_or_else(|| here.clone(), std::path::Path::to_path_buf);
+        return Ok((directory, format!("sqlite://{}", file.display())));
+    }
+    let directory = here.join("rapport-demo");
+    std::fs::create_dir_all(&directory)
+        .with_context(|| format!("cannot create {}", directory.display()))?;
+    Ok((directory, database.to_owned()))
+}
+
+/// `path` as a person would type it from here: relative when it is below the current
+/// directory.
+fn shown_path(path: &std::path::Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|here| {
+            path.strip_prefix(here)
+                .ok()
+                .map(std::path::Path::to_path_buf)
+        })
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 pub(crate) fn demo_email(name: &str) -> EmailAddress {
@@ -648,6 +676,7 @@ pub async fn report(
     Ok(())
 }
 
+/// The file path of a `sqlite:` URL, without its query.
 fn sqlite_path(database: &str) -> Option<PathBuf> {
     let rest = database
         .strip_prefix("sqlite://")

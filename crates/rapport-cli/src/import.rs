@@ -227,7 +227,7 @@ async fn staff(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Resul
         &["name", "email", "level"],
         &["manager_email", "admin"],
     )?;
-    let store = open(&args.database.database).await?;
+    let store = open(&args.database.url()?).await?;
     let existing: BTreeMap<EmailAddress, Staff> = store
         .list_staff()
         .await?
@@ -398,7 +398,7 @@ async fn accounts(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Re
             "renewal_date",
         ],
     )?;
-    let store = open(&args.database.database).await?;
+    let store = open(&args.database.url()?).await?;
     let staff: BTreeMap<EmailAddress, Staff> = store
         .list_staff()
         .await?
@@ -608,7 +608,7 @@ async fn accounts(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Re
 
 async fn contacts(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     let (rows, mut problems) = read(args, &["account", "email"], &["name", "title"])?;
-    let store = open(&args.database.database).await?;
+    let store = open(&args.database.url()?).await?;
     let accounts: BTreeMap<String, Account> = all_accounts(&store)
         .await?
         .into_iter()

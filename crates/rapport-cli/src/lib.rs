@@ -107,6 +107,20 @@ pub enum PluginCommand {
     /// Run a connector against recorded HTTP responses (a fixtures directory) instead of
     /// its real upstream, page by page, and print the events it emits.
     Test(PluginTestArgs),
+    /// List the connectors that ship inside rapport (`plugin = "builtin:<name>"`).
+    List,
+    /// Write a built-in connector out as a `.wasm` file, to inspect or adapt.
+    Export(PluginExportArgs),
+}
+
+/// Options of `rapport plugin export`.
+#[derive(Debug, Args)]
+pub struct PluginExportArgs {
+    /// The built-in connector, e.g. `billing-stripe` (or `builtin:billing-stripe`).
+    pub name: String,
+    /// Where to write it (default: `./<name>.wasm`); must not exist yet.
+    #[arg(long)]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// Options of `rapport plugin new`.
@@ -127,8 +141,8 @@ pub struct PluginNewArgs {
 /// Options of `rapport plugin test`.
 #[derive(Debug, Args)]
 pub struct PluginTestArgs {
-    /// The component to run.
-    pub file: std::path::PathBuf,
+    /// The component to run: a `.wasm` file, or `builtin:<name>`.
+    pub plugin: String,
     /// A directory of recorded responses, one JSON file each:
     /// `{"request": {"method", "path", "query"}, "response": {"status", "headers", "body"}}`.
     #[arg(long)]
@@ -154,8 +168,9 @@ pub struct PluginTestArgs {
 /// Options of `rapport plugin check`.
 #[derive(Debug, Args)]
 pub struct PluginCheckArgs {
-    /// The component, e.g. `plugins/billing-stripe.wasm`.
-    pub file: std::path::PathBuf,
+    /// The component: a `.wasm` file (e.g. `acme-crm.wasm`), or a connector rapport
+    /// ships (e.g. `builtin:billing-stripe`; see `rapport plugin list`).
+    pub plugin: String,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -194,9 +209,10 @@ pub struct ImportArgs {
 pub struct SigninArgs {
     /// Their work email.
     pub email: String,
-    /// Where people reach the server (the link starts with it).
-    #[arg(long, env = "RAPPORT_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// Where people reach the server (the link starts with it). Default: the
+    /// configuration's listen address, else `http://127.0.0.1:8080`.
+    #[arg(long, env = "RAPPORT_URL")]
+    pub url: Option<String>,
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -333,7 +349,38 @@ pub struct DatabaseArgs {
     /// Database URL: `sqlite://path/to/rapport.db` (created if missing) or
     /// `postgres://user@host/db`.
     #[arg(long, env = "RAPPORT_DATABASE")]
-    pub database: String,
+    pub database: Option<String>,
+    /// Or the deployment's configuration, whose `[server] database` is used when
+    /// --database is not given (default: `rapport.toml` here, if there is one).
+    #[arg(long = "config", env = "RAPPORT_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// The database these options name.
+    pub fn url(&self) -> anyhow::Result<String> {
+        match (&self.database, self.config_file()?) {
+            (Some(database), _) => Ok(database.clone()),
+            (None, Some(config)) => Ok(Config::essentials(config)?.database),
+            (None, None) => anyhow::bail!(
+                "which database? Pass --database sqlite://rapport.db (or postgres://...), or --config with the deployment's rapport.toml"
+            ),
+        }
+    }
+
+    /// The configuration file in play: --config, else `rapport.toml` here if there is
+    /// one, unless --database names the database directly.
+    pub fn config_file(&self) -> anyhow::Result<Option<&std::path::Path>> {
+        if self.database.is_some() && self.config.is_none() {
+            return Ok(None);
+        }
+        let here = std::path::Path::new("rapport.toml");
+        Ok(match &self.config {
+            Some(config) => Some(config.as_path()),
+            None if here.is_file() => Some(here),
+            None => None,
+        })
+    }
 }
 
 /// Options of `rapport timeline`.
@@ -401,6 +448,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
             PluginCommand::Check(args) => plugins::check(&args, out).await,
             PluginCommand::New(args) => scaffold::new_connector(&args, out),
             PluginCommand::Test(args) => plugins::test(&args, out).await,
+            PluginCommand::List => plugins::list(out),
+            PluginCommand::Export(args) => plugins::export(&args, out),
         },
         Command::Token { command } => tokens::run(command, out).await,
         Command::Import { command } => import::run(command, out).await,
@@ -713,7 +762,8 @@ fn redact(url: &str) -> String {
 }
 
 async fn migrate(args: &DatabaseArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let store = Store::connect(&args.database)
+    let database = args.url()?;
+    let store = Store::connect(&database)
         .await
         .context("failed to open and migrate the database")?;
     let info = store

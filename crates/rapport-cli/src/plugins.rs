@@ -1,33 +1,130 @@
 //! `rapport plugin check`: load a connector plugin exactly as the server does and say
-//! what it is and what it asks for — before an operator enables it.
+//! what it is and what it asks for — before an operator enables it. `rapport plugin
+//! list` and `export`: the connectors that ship inside rapport. `rapport plugin test`:
+//! run one against recorded responses.
 
 use crate::PluginCheckArgs;
 use anyhow::Context;
 use rapport_plugin_host::{HostConfig, PluginHost, SUPPORTED_VERSIONS};
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Instant;
+
+/// A plugin named on the command line: a `.wasm` file, or `builtin:<name>`.
+struct NamedPlugin {
+    shown: String,
+    bytes: Cow<'static, [u8]>,
+}
+
+impl NamedPlugin {
+    fn read(spelled: &str) -> anyhow::Result<NamedPlugin> {
+        if let Some(builtin) = rapport_connectors::resolve(spelled) {
+            let builtin = builtin?;
+            return Ok(NamedPlugin {
+                shown: builtin.reference(),
+                bytes: Cow::Borrowed(builtin.wasm),
+            });
+        }
+        let bytes = std::fs::read(spelled).with_context(|| {
+            format!("cannot read {spelled} (a .wasm file, or a built-in connector: `rapport plugin list`)")
+        })?;
+        Ok(NamedPlugin {
+            shown: spelled.to_owned(),
+            bytes: Cow::Owned(bytes),
+        })
+    }
+
+    async fn load(&self, host: &PluginHost) -> anyhow::Result<rapport_plugin_host::Plugin> {
+        host.load_bytes(&self.shown, &self.bytes)
+            .await
+            .with_context(|| {
+                format!(
+                    "{} is not a plugin this rapport can run (it supports contract {})",
+                    self.shown,
+                    SUPPORTED_VERSIONS.join(", ")
+                )
+            })
+    }
+}
+
+/// `rapport plugin list`: the connectors rapport ships, with what each reads.
+pub(crate) fn list(out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let width = rapport_connectors::BUILTINS
+        .iter()
+        .map(|builtin| builtin.reference().len())
+        .max()
+        .unwrap_or(0);
+    for builtin in rapport_connectors::BUILTINS {
+        writeln!(
+            out,
+            "{:<width$}  {:>6.1} MB  {}",
+            builtin.reference(),
+            builtin.wasm.len() as f64 / 1_048_576.0,
+            builtin.summary
+        )?;
+    }
+    writeln!(
+        out,
+        "Use one with `plugin = \"builtin:<name>\"` in a [[connector]]; `rapport plugin check builtin:<name>` shows its settings."
+    )?;
+    Ok(())
+}
+
+/// `rapport plugin export NAME`: writes a built-in connector out as a `.wasm` file.
+pub(crate) fn export(
+    args: &crate::PluginExportArgs,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let name = args
+        .name
+        .strip_prefix(rapport_connectors::SCHEME)
+        .unwrap_or(&args.name);
+    let builtin =
+        rapport_connectors::find(name).ok_or_else(|| rapport_connectors::UnknownBuiltin {
+            name: name.to_owned(),
+        })?;
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(format!("{}.wasm", builtin.name)));
+    // Never overwrite: the file may be someone's own build of the connector.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| {
+            format!(
+                "cannot create {} (it must not exist yet; pick another with --output)",
+                path.display()
+            )
+        })?;
+    file.write_all(builtin.wasm)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(
+        out,
+        "Wrote {} ({} bytes) to {}.",
+        builtin.reference(),
+        builtin.wasm.len(),
+        path.display()
+    )?;
+    Ok(())
+}
 
 pub(crate) async fn check(
     args: &PluginCheckArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    let size = std::fs::metadata(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?
-        .len();
+    let named = NamedPlugin::read(&args.plugin)?;
+    let size = named.bytes.len() as u64;
     let host = PluginHost::new(HostConfig::default()).context("starting the plugin host")?;
     let started = Instant::now();
-    let plugin = host.load(&args.file).await.with_context(|| {
-        format!(
-            "{} is not a plugin this rapport can run (it supports contract {})",
-            args.file.display(),
-            SUPPORTED_VERSIONS.join(", ")
-        )
-    })?;
+    let plugin = named.load(&host).await?;
     let compiled = started.elapsed();
     let manifest = plugin.manifest();
     if args.json {
         let report = serde_json::json!({
-            "file": args.file.display().to_string(),
+            "file": named.shown,
             "bytes": size,
             "contract": format!("rapport:connector@{}", plugin.contract_version().as_str()),
             "name": manifest.name,
@@ -197,12 +294,7 @@ pub(crate) async fn test(
 
     let fixtures = Arc::new(load_fixtures(&args.fixtures)?);
     let host = PluginHost::new(HostConfig::default()).context("starting the plugin host")?;
-    let plugin = host.load(&args.file).await.with_context(|| {
-        format!(
-            "{} is not a plugin this rapport can run",
-            args.file.display()
-        )
-    })?;
+    let plugin = NamedPlugin::read(&args.plugin)?.load(&host).await?;
     let manifest = plugin.manifest().clone();
 
     // The recorded upstream, on a loopback port of its own.

@@ -1,20 +1,17 @@
 //! What `rapport demo --serve` feeds its connectors: a month of billing, support and
 //! mail for some of the demo's clients, served by sample upstreams on loopback (a
 //! Stripe-style API, a Zendesk-style API and an IMAP mailbox, from `rapport-samples`),
-//! and the three reference connectors bound to them exactly as `rapport.toml` would
-//! bind them to the real services.
+//! and the `rapport.toml` that binds the three reference connectors to them exactly as
+//! a deployment binds them to the real services.
 
 use crate::demo::{CLIENTS, demo_email, slug};
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
-use rapport_plugin_host::{Grants, PluginHost};
 use rapport_samples::mailbox::{Message, SampleMailbox};
 use rapport_samples::stripe::{self, FakeStripe};
 use rapport_samples::zendesk::{self, FakeZendesk};
-use rapport_sync::ConnectorSpec;
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const STRIPE_KEY: &str = "rk_demo";
 const ZENDESK_AGENT: &str = "support@rapport-demo.example";
@@ -261,79 +258,113 @@ pub(crate) async fn start(now: DateTime<Utc>) -> anyhow::Result<Upstreams> {
     })
 }
 
-fn spec(
-    plugin: &rapport_plugin_host::Plugin,
-    id: &str,
-    grant: String,
-    settings: &[(&str, String)],
-    secrets: &[(&str, &str)],
-) -> anyhow::Result<ConnectorSpec> {
-    let connector = plugin.connector(Grants {
-        connector_id: id.into(),
-        settings: settings
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone()))
-            .collect(),
-        secrets: secrets
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect::<BTreeMap<_, _>>(),
-        allowed_hosts: vec![grant],
-        // The sample upstreams are on loopback.
-        allow_private_networks: true,
-    })?;
-    Ok(ConnectorSpec {
-        connector,
-        schedule: "every 5m".parse()?,
-        enabled: true,
-        fingerprint: format!("demo-{id}"),
-    })
+/// The demo's configuration, as a `rapport.toml` for what `rapport demo --serve` started:
+/// the three reference connectors (built into rapport) bound to the sample upstreams,
+/// with their secrets in files under `secrets/` next to it. `database` is written as
+/// given, so make a SQLite path absolute first.
+pub(crate) fn write_config(
+    directory: &Path,
+    upstreams: &Upstreams,
+    listen: std::net::SocketAddr,
+    database: &str,
+) -> anyhow::Result<PathBuf> {
+    let secrets = directory.join("secrets");
+    std::fs::create_dir_all(&secrets)
+        .with_context(|| format!("cannot create {}", secrets.display()))?;
+    for (name, value) in [
+        ("stripe-api-key", STRIPE_KEY),
+        ("zendesk-api-token", ZENDESK_TOKEN),
+        ("mail-password", MAIL_PASSWORD),
+    ] {
+        write_private(&secrets.join(name), value)?;
+    }
+    let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
+    let source = format!(
+        r#"# Written by `rapport demo --serve` for what it started: the demo database, the
+# three reference connectors (built into rapport) and the sample upstreams that the
+# demo serves on loopback while it runs. It is an ordinary rapport.toml (every key is
+# in rapport.example.toml); while the demo runs, try:
+#   rapport status --config {shown}
+#   rapport sync stripe --config {shown}
+#   rapport signin victoria.hale@rapport-demo.example --config {shown}
+#   RAPPORT_LISTEN=127.0.0.1:8081 rapport serve --config {shown}   # a second node
+
+[server]
+listen = {listen}
+database = {database}
+
+[matching]
+# The demo company's own mail domain never places mail on a client.
+ignore_domains = ["rapport-demo.example"]
+
+[[connector]]
+id = "stripe"
+plugin = "builtin:billing-stripe"
+schedule = "every 5m"
+allowed_hosts = [{stripe_grant}]
+# The sample upstreams are on loopback.
+allow_private_networks = true
+[connector.settings]
+base_url = {stripe_url}
+[connector.secrets]
+api_key = {{ file = "secrets/stripe-api-key" }}
+
+[[connector]]
+id = "zendesk"
+plugin = "builtin:support-zendesk"
+schedule = "every 5m"
+allowed_hosts = [{zendesk_grant}]
+allow_private_networks = true
+[connector.settings]
+base_url = {zendesk_url}
+email = {zendesk_agent}
+[connector.secrets]
+api_token = {{ file = "secrets/zendesk-api-token" }}
+
+[[connector]]
+id = "mail"
+plugin = "builtin:email-imap"
+schedule = "every 5m"
+allowed_hosts = [{mail_grant}]
+allow_private_networks = true
+[connector.settings]
+host = "127.0.0.1"
+port = {mail_port}
+# The sample mailbox speaks plain IMAP on loopback; a real server takes tls.
+security = "plaintext"
+username = {mail_user}
+folders = "INBOX"
+own_domains = "rapport-demo.example"
+[connector.secrets]
+password = {{ file = "secrets/mail-password" }}
+"#,
+        shown = directory.join("rapport.toml").display(),
+        listen = quote(&listen.to_string()),
+        database = quote(database),
+        stripe_grant = quote(&upstreams.stripe.upstream.grant()),
+        stripe_url = quote(&upstreams.stripe.upstream.url()),
+        zendesk_grant = quote(&upstreams.zendesk.upstream.grant()),
+        zendesk_url = quote(&upstreams.zendesk.upstream.url()),
+        zendesk_agent = quote(ZENDESK_AGENT),
+        mail_grant = quote(&upstreams.mailbox.grant()),
+        mail_port = upstreams.mailbox.port(),
+        mail_user = quote(MAIL_USER),
+    );
+    let path = directory.join("rapport.toml");
+    std::fs::write(&path, source).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
-/// The three reference connectors, bound to the sample upstreams.
-pub(crate) async fn connectors(
-    host: &PluginHost,
-    upstreams: &Upstreams,
-) -> anyhow::Result<Vec<ConnectorSpec>> {
-    let load = |path: &'static str| async move {
-        host.load(Path::new(path))
-            .await
-            .with_context(|| format!("loading the bundled connector {path}"))
-    };
-    let stripe = load(rapport_samples::BILLING_STRIPE).await?;
-    let zendesk = load(rapport_samples::SUPPORT_ZENDESK).await?;
-    let mail = load(rapport_samples::EMAIL_IMAP).await?;
-    Ok(vec![
-        spec(
-            &stripe,
-            "stripe",
-            upstreams.stripe.upstream.grant(),
-            &[("base_url", upstreams.stripe.upstream.url())],
-            &[("api_key", STRIPE_KEY)],
-        )?,
-        spec(
-            &zendesk,
-            "zendesk",
-            upstreams.zendesk.upstream.grant(),
-            &[
-                ("base_url", upstreams.zendesk.upstream.url()),
-                ("email", ZENDESK_AGENT.into()),
-            ],
-            &[("api_token", ZENDESK_TOKEN)],
-        )?,
-        spec(
-            &mail,
-            "mail",
-            upstreams.mailbox.grant(),
-            &[
-                ("host", "127.0.0.1".into()),
-                ("port", upstreams.mailbox.port().to_string()),
-                ("security", "plaintext".into()),
-                ("username", MAIL_USER.into()),
-                ("folders", "INBOX".into()),
-                ("own_domains", "rapport-demo.example".into()),
-            ],
-            &[("password", MAIL_PASSWORD)],
-        )?,
-    ])
+/// Writes a secret readable by its owner only.
+fn write_private(path: &Path, value: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, value.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }

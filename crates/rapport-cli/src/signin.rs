@@ -10,13 +10,18 @@ use std::io::{BufRead, Write};
 
 /// Prints a one-time sign-in link.
 pub(crate) async fn link(args: &SigninArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let base = args.url.trim_end_matches('/');
+    let base = match (&args.url, args.database.config_file()?) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(config)) => served_at(rapport_server::Config::essentials(config)?.listen),
+        (None, None) => "http://127.0.0.1:8080".to_owned(),
+    };
+    let base = base.as_str();
     let parsed = url::Url::parse(base)
         .with_context(|| format!("--url `{base}` is not a URL like http://rapport.example.com"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         bail!("--url `{base}` must start with http:// or https://");
     }
-    let store = open(&args.database.database).await?;
+    let store = open(&args.database.url()?).await?;
     let staff = staff_by_email(&store, &args.email).await?;
     if !staff.active {
         bail!("{} has been deactivated, so cannot sign in", staff.email);
@@ -35,13 +40,24 @@ pub(crate) async fn link(args: &SigninArgs, out: &mut (dyn Write + Send)) -> any
     Ok(())
 }
 
+/// The URL of a server listening on `listen`, as reached from this machine: a wildcard
+/// address (`0.0.0.0`, `::`) is reached on loopback.
+fn served_at(listen: std::net::SocketAddr) -> String {
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    format!("http://{host}:{}", listen.port())
+}
+
 /// Sets (or removes) a password read from the first line of `input`.
 pub(crate) async fn password(
     args: &PasswordArgs,
     input: &mut dyn BufRead,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    let store = open(&args.database.database).await?;
+    let store = open(&args.database.url()?).await?;
     let staff = staff_by_email(&store, &args.email).await?;
     let stored = if args.remove {
         None

@@ -93,7 +93,7 @@ pub(crate) fn event_line(
 }
 
 pub(crate) async fn run(args: &TimelineArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let store = crate::tokens::open_existing(&args.database.database).await?;
+    let store = crate::tokens::open_existing(&args.database.url()?).await?;
     let account_id = resolve(&store, &args.account).await?;
     let account = store.account(account_id).await?;
     let mut query = TimelineQuery::account(account_id);

@@ -77,7 +77,7 @@ async fn create(args: &TokenCreateArgs, out: &mut (dyn Write + Send)) -> anyhow:
         }
         None => None,
     };
-    let store = open(&args.database.database).await?;
+    let store = open(&args.database.url()?).await?;
     let staff = staff_by_email(&store, &args.staff).await?;
     let issued = store
         .create_api_token(staff.id, &args.name, expires_at, now)
@@ -116,7 +116,7 @@ async fn create(args: &TokenCreateArgs, out: &mut (dyn Write + Send)) -> anyhow:
 }
 
 async fn list(args: &TokenListArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let store = open_existing(&args.database.database).await?;
+    let store = open_existing(&args.database.url()?).await?;
     let only = match &args.staff {
         Some(spelled) => Some(staff_by_email(&store, spelled).await?.id),
         None => None,
@@ -176,7 +176,7 @@ async fn list(args: &TokenListArgs, out: &mut (dyn Write + Send)) -> anyhow::Res
 }
 
 async fn revoke(args: &TokenRevokeArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let store = open(&args.database.database).await?;
+    let store = open(&args.database.url()?).await?;
     let token = store.revoke_api_token(args.id, Utc::now()).await?;
     cli_audit(
         &store,

@@ -10,6 +10,8 @@ fn rapport(args: &[&str], dir: &Path) -> Output {
         .args(args)
         .current_dir(dir)
         .env_remove("RAPPORT_DATABASE")
+        .env_remove("RAPPORT_CONFIG")
+        .env_remove("RAPPORT_LISTEN")
         .output()
         .expect("run rapport")
 }
@@ -94,8 +96,12 @@ fn migrate_reports_the_schema_and_refuses_bad_urls() {
     );
 
     let output = rapport(&["migrate"], dir.path());
-    assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("--database <DATABASE>"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("which database? Pass --database sqlite://rapport.db"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[tokio::test]
@@ -408,6 +414,123 @@ fn plugin_check_reports_what_a_plugin_is_and_asks_for() {
         let error = text(&output.stderr);
         assert!(error.contains(says), "{file}: {error}");
     }
+}
+
+#[test]
+fn built_in_connectors_are_listed_checked_and_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let listed = rapport(&["plugin", "list"], dir.path());
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let list = text(&listed.stdout);
+    for name in [
+        "billing-stripe",
+        "email-imap",
+        "example-feed",
+        "support-zendesk",
+    ] {
+        assert!(list.contains(&format!("builtin:{name} ")), "{list}");
+    }
+    assert!(!list.contains("hostile"), "test plugins never ship: {list}");
+
+    let checked = rapport(&["plugin", "check", "builtin:email-imap"], dir.path());
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let report = text(&checked.stdout);
+    assert!(
+        report.starts_with("email-imap 0.1.0: Email over IMAP"),
+        "{report}"
+    );
+    assert!(!report.contains("without TLS"), "{report}");
+
+    let exported = rapport(&["plugin", "export", "billing-stripe"], dir.path());
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let file = dir.path().join("billing-stripe.wasm");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        std::fs::read(rapport_testkit::BILLING_STRIPE).unwrap(),
+        "the exported file is the connector built from plugins/"
+    );
+    let again = rapport(&["plugin", "export", "builtin:billing-stripe"], dir.path());
+    assert!(!again.status.success(), "never overwrites");
+    assert!(
+        text(&again.stderr).contains("must not exist yet; pick another with --output"),
+        "{}",
+        text(&again.stderr)
+    );
+    let checked = rapport(&["plugin", "check", "billing-stripe.wasm"], dir.path());
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+
+    let unknown = rapport(&["plugin", "export", "stripe"], dir.path());
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("`builtin:stripe` is not a connector rapport ships; the built-in ones are `builtin:billing-stripe`"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
+
+#[tokio::test]
+async fn commands_find_the_database_in_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("deploy")).unwrap();
+    std::fs::write(
+        dir.path().join("deploy/rapport.toml"),
+        "[server]\nlisten = \"0.0.0.0:9099\"\ndatabase = \"sqlite://data.db\"\n\n[[connector]]\nid = \"feed\"\nplugin = \"builtin:example-feed\"\nsettings = { base_url = \"https://feed.example.com\" }\nsecrets = { token = { env = \"NOT_SET_ANYWHERE\" } }\n",
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("deploy/data.db").display());
+    let store = rapport_store::Store::connect(&url).await.unwrap();
+    store
+        .create_staff(
+            NewStaff {
+                name: "Vera Quinn".into(),
+                email: EmailAddress::parse("vera@rapport.example").unwrap(),
+                level: Level::Vp,
+                reports_to: None,
+                is_admin: true,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    // The connector's secret is not in the environment: commands that need only the
+    // database still work.
+    let signin = rapport(
+        &[
+            "signin",
+            "vera@rapport.example",
+            "--config",
+            "deploy/rapport.toml",
+        ],
+        dir.path(),
+    );
+    assert!(signin.status.success(), "{}", text(&signin.stderr));
+    assert!(
+        text(&signin.stdout).contains("http://127.0.0.1:9099/signin/rpl_"),
+        "the link points where the configuration listens: {}",
+        text(&signin.stdout)
+    );
+    // With no option, the rapport.toml here.
+    std::fs::copy(
+        dir.path().join("deploy/rapport.toml"),
+        dir.path().join("rapport.toml"),
+    )
+    .unwrap();
+    std::fs::rename(
+        dir.path().join("deploy/data.db"),
+        dir.path().join("data.db"),
+    )
+    .unwrap();
+    let listed = rapport(&["token", "list"], dir.path());
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    std::fs::remove_file(dir.path().join("rapport.toml")).unwrap();
+    let lost = rapport(&["token", "list"], dir.path());
+    assert!(!lost.status.success());
+    assert!(
+        text(&lost.stderr).contains("which database? Pass --database"),
+        "{}",
+        text(&lost.stderr)
+    );
 }
 
 #[tokio::test]
@@ -837,8 +960,12 @@ fn plugin_new_scaffolds_a_connector_that_builds_loads_and_runs_on_its_fixtures()
             "broken.json is not a fixture",
         ),
         (
-            vec!["plugin", "test", "Cargo.toml", "--fixtures", clean],
-            "not a plugin this rapport can run",
+            vec!["plugin", "test", "notes.txt", "--fixtures", clean],
+            "notes.txt is not a plugin this rapport can run",
+        ),
+        (
+            vec!["plugin", "test", "missing.wasm", "--fixtures", clean],
+            "cannot read missing.wasm",
         ),
         (
             vec![
@@ -853,6 +980,7 @@ fn plugin_new_scaffolds_a_connector_that_builds_loads_and_runs_on_its_fixtures()
             "must be NAME=VALUE",
         ),
     ] {
+        std::fs::write(dir.path().join("notes.txt"), "not a component").unwrap();
         let output = rapport(&args, dir.path());
         assert!(!output.status.success(), "{args:?}");
         assert!(

@@ -648,6 +648,17 @@ fn demo_serve_syncs_three_connectors_and_prints_a_working_sign_in_link() {
             break line[at..].trim().to_owned();
         }
     };
+    // Then how to use the deployment it wrote down, up to the last line it prints.
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the demo stopped printing: {printed:?}"))
+            .unwrap();
+        printed.push(line.clone());
+        if line == "Stop with ctrl-c." {
+            break;
+        }
+    }
     let signed_in = raw_get(&address, &link, None);
     assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
     let cookie = signed_in
@@ -731,6 +742,55 @@ fn demo_serve_syncs_three_connectors_and_prints_a_working_sign_in_link() {
     // What no account claims waits in the inbox.
     let (_, inbox) = http_get(&address, "/api/v1/inbox", Some(&token));
     assert!(inbox.contains("BrightPath would like a pilot"), "{inbox}");
+
+    // The rapport.toml it wrote works with the commands it printed, as printed.
+    let printed_commands: Vec<Vec<String>> = printed
+        .iter()
+        .filter_map(|line| line.trim().strip_prefix("rapport "))
+        .map(|command| {
+            let command = command.split("   #").next().unwrap();
+            command.split_whitespace().map(str::to_owned).collect()
+        })
+        .collect();
+    let run_printed = |name: &str| -> String {
+        let args = printed_commands
+            .iter()
+            .find(|args| args[0] == name)
+            .unwrap_or_else(|| panic!("the demo printed no `rapport {name}`: {printed:?}"));
+        let output = rapport(dir.path()).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "rapport {}: {}",
+            args.join(" "),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    assert!(
+        dir.path().join("rapport-demo/rapport.toml").is_file(),
+        "{printed:?}"
+    );
+    let status = run_printed("status");
+    for connector in ["stripe", "zendesk", "mail"] {
+        assert!(
+            status
+                .lines()
+                .any(|line| line.starts_with(connector) && line.contains("idle")),
+            "{status}"
+        );
+    }
+    assert!(
+        run_printed("sync").contains("stripe: 1 pages"),
+        "a sync from the written file reaches the sample upstream"
+    );
+    let victoria = run_printed("signin");
+    let link = victoria
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("http://{address}")))
+        .unwrap_or_else(|| panic!("a link to this demo's address: {victoria}"))
+        .to_owned();
+    let signed_in = raw_get(&address, &link, None);
+    assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
 
     terminate(&child);
     assert!(child.wait().unwrap().success(), "stops cleanly on SIGTERM");

@@ -1,13 +1,9 @@
-//! What `rapport demo` runs and the tests replay:
-//! - the paths of the connectors in `plugins/`, built for wasm32-wasip2 by this crate's
-//!   build script: the reference connectors `BILLING_STRIPE`, `SUPPORT_ZENDESK` and
-//!   `EMAIL_IMAP`, `EXAMPLE_FEED` (small and well-behaved) and `HOSTILE` (misbehaves on
-//!   purpose, to prove containment);
-//! - sample upstreams on loopback, each serving recorded data the way the real service
-//!   does: [`stripe::FakeStripe`] and [`zendesk::FakeZendesk`] (replaying the objects in
-//!   `tests/fixtures`), on [`upstream::Upstream`], an HTTP server that can also
-//!   misbehave the way real APIs do; and [`mailbox::SampleMailbox`], a small read-only
-//!   IMAP server holding a list of messages.
+//! What `rapport demo` connects to and the tests replay: sample upstreams on loopback,
+//! each serving recorded data the way the real service does: [`stripe::FakeStripe`] and
+//! [`zendesk::FakeZendesk`] (replaying the objects in `tests/fixtures`), on
+//! [`upstream::Upstream`], an HTTP server that can also misbehave the way real APIs
+//! do; and [`mailbox::SampleMailbox`], a small read-only IMAP server holding a list of
+//! messages.
 //!
 //! They stand in for someone else's service, never for rapport's own code.
 
@@ -15,5 +11,3 @@ pub mod mailbox;
 pub mod stripe;
 pub mod upstream;
 pub mod zendesk;
-
-include!(concat!(env!("OUT_DIR"), "/plugins.rs"));

@@ -122,10 +122,14 @@ fn enabled_by_default() -> bool {
     true
 }
 
+/// `{ env = "NAME" }` or `{ file = "path" }`: exactly one of them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSecret {
-    env: String,
+    #[serde(default)]
+    env: Option<String>,
+    #[serde(default)]
+    file: Option<String>,
 }
 
 /// A checked configuration.
@@ -491,13 +495,22 @@ fn check_sync(raw: &RawSync, problems: &mut Problems<'_>) -> SyncTuning {
     tuning
 }
 
+/// Where a deployment keeps its data and serves: what [`Config::essentials`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Essentials {
+    /// The database URL (a relative SQLite path resolved against the file).
+    pub database: String,
+    /// Where the server listens.
+    pub listen: SocketAddr,
+}
+
 /// One `[[connector]]` entry, checked.
 #[derive(Clone)]
 pub struct ConnectorConfig {
     /// Its id (also its webhook path: `/hooks/{id}`).
     pub id: String,
-    /// The plugin file, resolved.
-    pub plugin: PathBuf,
+    /// Where its plugin comes from.
+    pub plugin: PluginSource,
     /// When it runs.
     pub schedule: Schedule,
     /// Whether it runs.
@@ -613,6 +626,91 @@ impl<'a> Problems<'a> {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
+fn read_source(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError {
+        path: path.to_path_buf(),
+        problems: vec![Problem {
+            line: 1,
+            column: 1,
+            message: format!(
+                "cannot read the configuration: {error}; pass the right file with --config, or copy rapport.example.toml"
+            ),
+        }],
+    })
+}
+
+fn parse_raw(source: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    toml::from_str(source).map_err(|error| {
+        let span = error.span().unwrap_or(0..0);
+        let mut problems = Problems::new(source);
+        problems.add(&span, explain_toml_error(error.message()));
+        problems.finish(path).expect_err("one problem was added")
+    })
+}
+
+/// The directory relative paths resolve against: the file's, made absolute so a
+/// process that changes directory (and wasmtime's cache, which insists) sees the same
+/// files.
+fn base_dir(path: &Path) -> PathBuf {
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
+}
+
+/// The listen address: `RAPPORT_LISTEN`, else the file's, else the default.
+fn check_listen(
+    server: &RawServer,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Problems<'_>,
+) -> SocketAddr {
+    let listen = env("RAPPORT_LISTEN")
+        .or_else(|| {
+            server
+                .listen
+                .as_ref()
+                .map(|listen| listen.get_ref().clone())
+        })
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen_span = server.listen.as_ref().map_or(0..0, Spanned::span);
+    listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        problems.add(
+            &listen_span,
+            format!(
+                "listen address `{listen}` is not an IP address and port, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`"
+            ),
+        );
+        DEFAULT_LISTEN.parse().expect("valid default")
+    })
+}
+
+/// The database URL: `RAPPORT_DATABASE`, else the file's, else the default; a
+/// relative SQLite path resolved against `base`.
+fn check_database(
+    server: &RawServer,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> String {
+    let database = env("RAPPORT_DATABASE")
+        .or_else(|| server.database.as_ref().map(|d| d.get_ref().clone()))
+        .unwrap_or_else(|| DEFAULT_DATABASE.into());
+    if !(database.starts_with("sqlite:")
+        || database.starts_with("postgres:")
+        || database.starts_with("postgresql:"))
+    {
+        let span = server.database.as_ref().map_or(0..0, Spanned::span);
+        problems.add(
+            &span,
+            format!(
+                "database `{database}` must start with `sqlite:` (e.g. `sqlite://rapport.db`) or `postgres://`"
+            ),
+        );
+    }
+    resolve_sqlite(&database, base)
+}
+
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
     let before = &source[..offset];
@@ -625,17 +723,23 @@ impl Config {
     /// Reads and checks `path`, with overrides and secrets from the process
     /// environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let source = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            path: path.to_path_buf(),
-            problems: vec![Problem {
-                line: 1,
-                column: 1,
-                message: format!(
-                    "cannot read the configuration: {error}; pass the right file with --config, or copy rapport.example.toml"
-                ),
-            }],
-        })?;
+        let source = read_source(path)?;
         Config::parse(&source, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Just where `path`'s deployment keeps its data and serves (after
+    /// `RAPPORT_DATABASE` and `RAPPORT_LISTEN`), for commands that need nothing else:
+    /// they work without the connectors' secrets in the environment.
+    pub fn essentials(path: &Path) -> Result<Essentials, ConfigError> {
+        let source = read_source(path)?;
+        let raw = parse_raw(&source, path)?;
+        let base_dir = base_dir(path);
+        let mut problems = Problems::new(&source);
+        let env = |name: &str| std::env::var(name).ok();
+        let database = check_database(&raw.server, &env, &base_dir, &mut problems);
+        let listen = check_listen(&raw.server, &env, &mut problems);
+        problems.finish(path)?;
+        Ok(Essentials { database, listen })
     }
 
     /// Checks `source` (read from `path`, against which relative paths resolve), with
@@ -645,53 +749,14 @@ impl Config {
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(source).map_err(|error| {
-            let span = error.span().unwrap_or(0..0);
-            let mut problems = Problems::new(source);
-            problems.add(&span, explain_toml_error(error.message()));
-            problems.finish(path).expect_err("one problem was added")
-        })?;
-        // Paths resolve against the file's directory, made absolute so a process that
-        // changes directory (and wasmtime's cache, which insists) sees the same files.
-        let parent = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let base_dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
+        let raw = parse_raw(source, path)?;
+        let base_dir = base_dir(path);
         let base = base_dir.as_path();
         let mut problems = Problems::new(source);
 
-        let listen = match &raw.server.listen {
-            Some(listen) => env("RAPPORT_LISTEN").unwrap_or_else(|| listen.get_ref().clone()),
-            None => env("RAPPORT_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.into()),
-        };
-        let listen_span = raw.server.listen.as_ref().map_or(0..0, Spanned::span);
-        let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-            problems.add(
-                &listen_span,
-                format!(
-                    "listen address `{listen}` is not an IP address and port, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`"
-                ),
-            );
-            DEFAULT_LISTEN.parse().expect("valid default")
-        });
+        let listen = check_listen(&raw.server, env, &mut problems);
 
-        let database = env("RAPPORT_DATABASE")
-            .or_else(|| raw.server.database.as_ref().map(|d| d.get_ref().clone()))
-            .unwrap_or_else(|| DEFAULT_DATABASE.into());
-        if !(database.starts_with("sqlite:")
-            || database.starts_with("postgres:")
-            || database.starts_with("postgresql:"))
-        {
-            let span = raw.server.database.as_ref().map_or(0..0, Spanned::span);
-            problems.add(
-                &span,
-                format!(
-                    "database `{database}` must start with `sqlite:` (e.g. `sqlite://rapport.db`) or `postgres://`"
-                ),
-            );
-        }
-        let database = resolve_sqlite(&database, base);
+        let database = check_database(&raw.server, env, base, &mut problems);
 
         let node_id = env("RAPPORT_NODE_ID")
             .or_else(|| raw.server.node_id.as_ref().map(|n| n.get_ref().clone()));
@@ -761,13 +826,10 @@ impl Config {
         let mut problems = Problems::new(&self.source);
         let mut specs = Vec::new();
         for connector in &self.connectors {
-            let plugin = match host.load(&connector.plugin).await {
+            let plugin = match connector.plugin.load(host).await {
                 Ok(plugin) => plugin,
                 Err(error) => {
-                    problems.add(
-                        &connector.spans.plugin,
-                        explain_plugin_error(&connector.plugin, &error),
-                    );
+                    problems.add(&connector.spans.plugin, connector.plugin.explain(&error));
                     continue;
                 }
             };
@@ -806,8 +868,13 @@ impl ConnectorConfig {
         let mut hash = Fnv::default();
         hash.write(plugin.name().as_bytes());
         hash.write(plugin.manifest().version.as_bytes());
-        if let Ok(bytes) = std::fs::read(&self.plugin) {
-            hash.write(&bytes);
+        match &self.plugin {
+            PluginSource::File(path) => {
+                if let Ok(bytes) = std::fs::read(path) {
+                    hash.write(&bytes);
+                }
+            }
+            PluginSource::Builtin(builtin) => hash.write(builtin.wasm),
         }
         for (key, value) in self.settings.iter().chain(&self.secrets) {
             hash.write(key.as_bytes());
@@ -875,16 +942,26 @@ fn check_connector(
         seen.insert(id.clone(), id_span.start);
     }
 
-    let plugin = base.join(raw.plugin.get_ref());
-    if !plugin.is_file() {
-        problems.add(
-            &raw.plugin.span(),
-            format!(
-                "plugin file {} does not exist; build it (e.g. `cargo build --release --target wasm32-wasip2`) or fix the path, which is relative to this file",
-                plugin.display()
-            ),
-        );
-    }
+    let plugin = match rapport_connectors::resolve(raw.plugin.get_ref()) {
+        Some(Ok(builtin)) => PluginSource::Builtin(builtin),
+        Some(Err(unknown)) => {
+            problems.add(&raw.plugin.span(), unknown.to_string());
+            PluginSource::File(PathBuf::from(raw.plugin.get_ref()))
+        }
+        None => {
+            let file = base.join(raw.plugin.get_ref());
+            if !file.is_file() {
+                problems.add(
+                    &raw.plugin.span(),
+                    format!(
+                        "plugin file {} does not exist; build it (e.g. `cargo build --release --target wasm32-wasip2`) or fix the path, which is relative to this file; or name a connector rapport ships, e.g. `builtin:billing-stripe` (`rapport plugin list`)",
+                        file.display()
+                    ),
+                );
+            }
+            PluginSource::File(file)
+        }
+    };
 
     let schedule = match &raw.schedule {
         None => "every 15m".parse().expect("valid default"),
@@ -937,18 +1014,29 @@ fn check_connector(
 
     let mut secrets = BTreeMap::new();
     for (key, secret) in &raw.secrets {
-        let variable = &secret.get_ref().env;
-        match env(variable) {
-            Some(value) if !value.is_empty() => {
+        let read = match (&secret.get_ref().env, &secret.get_ref().file) {
+            (Some(variable), None) => match env(variable) {
+                Some(value) if !value.is_empty() => Ok(value),
+                _ => Err(format!(
+                    "secret `{key}` reads the environment variable `{variable}`, which is not set; export it before starting rapport, or disable this connector"
+                )),
+            },
+            (None, Some(file)) => read_secret_file(&base.join(file))
+                .map_err(|reason| format!("secret `{key}` reads the file {file}, which {reason}; write the secret there (relative paths are relative to this file), or disable this connector")),
+            _ => Err(format!(
+                "secret `{key}` must name exactly one source: `{{ env = \"VARIABLE\" }}` or `{{ file = \"path\" }}`"
+            )),
+        };
+        match read {
+            Ok(value) => {
                 secrets.insert(key.clone(), value);
             }
-            _ if !raw.enabled => {}
-            _ => problems.add(
-                &secret.span(),
-                format!(
-                    "secret `{key}` reads the environment variable `{variable}`, which is not set; export it before starting rapport, or disable this connector"
-                ),
-            ),
+            // A disabled connector needs its secrets only once someone enables it; a
+            // malformed entry is still wrong.
+            Err(_)
+                if !raw.enabled
+                    && secret.get_ref().env.is_some() != secret.get_ref().file.is_some() => {}
+            Err(problem) => problems.add(&secret.span(), problem),
         }
     }
 
@@ -979,6 +1067,32 @@ fn check_connector(
             settings: setting_spans,
         },
     })
+}
+
+/// A secret kept in a file (a Docker or Kubernetes secret, a systemd credential): its
+/// contents without the line end editors add; an empty file is no secret.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    /// A secret is a key or a password; anything larger is the wrong file.
+    const SECRET_FILE_BYTES_MAX: u64 = 64 * 1024;
+    let size = std::fs::metadata(path)
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+            _ => format!("cannot be read ({error})"),
+        })?
+        .len();
+    if size > SECRET_FILE_BYTES_MAX {
+        return Err(format!(
+            "is {size} bytes, more than a secret ({SECRET_FILE_BYTES_MAX} at most)"
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot be read as UTF-8 text ({error})"))?;
+    let value = text.strip_suffix('\n').unwrap_or(&text);
+    let value = value.strip_suffix('\r').unwrap_or(value);
+    if value.is_empty() {
+        return Err("is empty".into());
+    }
+    Ok(value.to_owned())
 }
 
 /// Checks a connector against its plugin's manifest; false if anything is wrong.
@@ -1131,21 +1245,64 @@ fn explain_toml_error(message: &str) -> String {
     format!("{message}; this is not valid TOML at this point")
 }
 
-fn explain_plugin_error(path: &Path, error: &PluginError) -> String {
-    let shown = path.display();
-    match error {
-        PluginError::Read { .. } => format!("cannot read plugin {shown}: {error}"),
-        PluginError::Compile { message, .. } => {
-            let reason = if std::fs::read(path).is_ok_and(|bytes| !bytes.starts_with(b"\0asm")) {
-                "it is not WebAssembly at all".to_owned()
-            } else {
-                message.lines().next().unwrap_or(message).to_owned()
-            };
-            format!(
-                "{shown} is not a WebAssembly component ({reason}); point `plugin` at a connector built with rapport-pdk for wasm32-wasip2"
-            )
+/// Where a connector's plugin comes from.
+#[derive(Debug, Clone)]
+pub enum PluginSource {
+    /// A `.wasm` file, resolved against the configuration's directory.
+    File(PathBuf),
+    /// A connector that ships with rapport: `plugin = "builtin:<name>"`.
+    Builtin(&'static rapport_connectors::Builtin),
+}
+
+impl PluginSource {
+    /// Compiles (or takes from the cache) and checks the plugin.
+    pub async fn load(&self, host: &PluginHost) -> Result<Plugin, PluginError> {
+        match self {
+            PluginSource::File(path) => host.load(path).await,
+            PluginSource::Builtin(builtin) => {
+                host.load_bytes(&builtin.reference(), builtin.wasm).await
+            }
         }
-        _ => format!("plugin {shown} cannot be used: {error}"),
+    }
+
+    /// A sentence for a configuration problem: what failed and what to do.
+    fn explain(&self, error: &PluginError) -> String {
+        let path = match self {
+            PluginSource::File(path) => path,
+            // A shipped connector that does not load is a broken build, not a mistake
+            // in the file.
+            PluginSource::Builtin(builtin) => {
+                return format!(
+                    "the built-in connector `{}` cannot be used by this build: {error}",
+                    builtin.reference()
+                );
+            }
+        };
+        let shown = path.display();
+        match error {
+            PluginError::Read { .. } => format!("cannot read plugin {shown}: {error}"),
+            PluginError::Compile { message, .. } => {
+                let reason = if std::fs::read(path).is_ok_and(|bytes| !bytes.starts_with(b"\0asm"))
+                {
+                    "it is not WebAssembly at all".to_owned()
+                } else {
+                    message.lines().next().unwrap_or(message).to_owned()
+                };
+                format!(
+                    "{shown} is not a WebAssembly component ({reason}); point `plugin` at a connector built with rapport-pdk for wasm32-wasip2"
+                )
+            }
+            _ => format!("plugin {shown} cannot be used: {error}"),
+        }
+    }
+}
+
+impl fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginSource::File(path) => write!(f, "{}", path.display()),
+            PluginSource::Builtin(builtin) => f.write_str(&builtin.reference()),
+        }
     }
 }
 

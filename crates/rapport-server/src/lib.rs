@@ -31,7 +31,9 @@ mod metrics;
 mod web;
 
 pub use api::openapi;
-pub use config::{Config, ConfigError, ConnectorConfig, Problem, SyncTuning};
+pub use config::{
+    Config, ConfigError, ConnectorConfig, Essentials, PluginSource, Problem, SyncTuning,
+};
 pub use http::{AppState, REQUEST_TIMEOUT, app};
 pub use listener::HttpTuning;
 pub use web::{

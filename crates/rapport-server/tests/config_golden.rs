@@ -31,6 +31,9 @@ fn stage(case: &Path) -> (tempfile::TempDir, PathBuf) {
         b"#!/bin/sh\necho hello\n",
     )
     .unwrap();
+    // Secrets kept in files: one as an editor saves it (with a line end), one empty.
+    std::fs::write(dir.path().join("feed-token.secret"), "feed-token\n").unwrap();
+    std::fs::write(dir.path().join("empty.secret"), "").unwrap();
     (dir, config)
 }
 
@@ -112,26 +115,38 @@ async fn the_example_configuration_is_valid() {
     // settings must be what the reference connectors understand. Secrets are test ones.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rapport.example.toml");
     let source = std::fs::read_to_string(&example).unwrap();
+    // Copied alone, as an operator would: every plugin it names ships inside rapport.
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("rapport.toml");
-    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
-    for (plugin, built) in [
-        ("billing-stripe", rapport_testkit::BILLING_STRIPE),
-        ("support-zendesk", rapport_testkit::SUPPORT_ZENDESK),
-        ("email-imap", rapport_testkit::EMAIL_IMAP),
-        ("example-feed", rapport_testkit::EXAMPLE_FEED),
-    ] {
-        std::fs::copy(built, dir.path().join(format!("plugins/{plugin}.wasm"))).unwrap();
-    }
     std::fs::write(&config_path, &source).unwrap();
     let everything_set = |name: &str| (!name.starts_with("RAPPORT_")).then(|| "set".to_owned());
     let config = Config::parse(&source, &config_path, &everything_set)
         .unwrap_or_else(|error| panic!("rapport.example.toml does not parse:\n{error}"));
     assert!(!config.connectors.is_empty());
+    for connector in &config.connectors {
+        assert!(
+            matches!(connector.plugin, rapport_server::PluginSource::Builtin(_)),
+            "connector `{}` names {}, which a copy of the example does not have",
+            connector.id,
+            connector.plugin
+        );
+    }
     let host = PluginHost::new(HostConfig::default()).unwrap();
     let bound = config
         .bind_connectors(&host)
         .await
         .unwrap_or_else(|error| panic!("rapport.example.toml does not bind:\n{error}"));
     assert_eq!(bound.len(), config.connectors.len());
+}
+
+#[test]
+fn a_secret_file_gives_its_contents_without_the_line_end() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/builtin.toml");
+    let (_dir, config_path) = stage(&case);
+    let config = Config::load(&config_path).unwrap();
+    assert_eq!(config.connectors[0].secrets["token"], "feed-token");
+    assert_eq!(
+        config.connectors[0].plugin.to_string(),
+        "builtin:example-feed"
+    );
 }

@@ -1,7 +1,9 @@
 //! Test support shared by the workspace's suites and benchmarks:
-//! - re-exported from `rapport-samples`: the paths of the connectors in `plugins/`
-//!   built for wasm32-wasip2 (`EXAMPLE_FEED`, `HOSTILE`, `BILLING_STRIPE`,
-//!   `SUPPORT_ZENDESK`, `EMAIL_IMAP`), [`upstream::Upstream`] (a loopback HTTP server
+//! - the paths of the connectors in `plugins/`, built for wasm32-wasip2 by this crate's
+//!   build script (`EXAMPLE_FEED`, `BILLING_STRIPE`, `SUPPORT_ZENDESK`, `EMAIL_IMAP`,
+//!   and the test-only `HOSTILE` and `HOSTILE_MANIFEST`, which misbehave on purpose to
+//!   prove containment and never ship);
+//! - re-exported from `rapport-samples`: [`upstream::Upstream`] (a loopback HTTP server
 //!   that can misbehave the way real APIs do), and [`stripe::FakeStripe`] and
 //!   [`zendesk::FakeZendesk`] (the APIs the reference connectors read, replaying the
 //!   recorded objects in `tests/fixtures`);
@@ -14,7 +16,6 @@ pub mod database;
 pub mod dovecot;
 pub mod feed;
 
-pub use rapport_samples::{
-    BILLING_STRIPE, EMAIL_IMAP, EMAIL_IMAP_TLS, EXAMPLE_FEED, HOSTILE, HOSTILE_MANIFEST,
-    SUPPORT_ZENDESK, stripe, upstream, zendesk,
-};
+pub use rapport_samples::{stripe, upstream, zendesk};
+
+include!(concat!(env!("OUT_DIR"), "/plugins.rs"));

@@ -122,13 +122,16 @@ impl Settings {
 
 struct EmailImap;
 
+/// What the manifest says this connector is; a build without TLS says so first, so
+/// `rapport plugin check` and `config check` show it before anyone relies on it.
+#[cfg(feature = "tls")]
+const DESCRIPTION: &str = "Email over IMAP: messages received from and sent to clients, threaded, with participants matched to accounts";
+#[cfg(not(feature = "tls"))]
+const DESCRIPTION: &str = "Email over IMAP, built without TLS: only `security = \"plaintext\"` works (rebuild with the `tls` feature). Messages received from and sent to clients, threaded, with participants matched to accounts";
+
 impl Connector for EmailImap {
     fn describe() -> Manifest {
-        manifest(
-            "email-imap",
-            env!("CARGO_PKG_VERSION"),
-            "Email over IMAP: messages received from and sent to clients, threaded, with participants matched to accounts",
-        )
+        manifest("email-imap", env!("CARGO_PKG_VERSION"), DESCRIPTION)
         .emits(&["email.received", "email.sent"])
         .setting("host", "The IMAP server, e.g. imap.example.com", true)
         .setting(
@@ -336,6 +339,18 @@ rapport_pdk::export_connector!(EmailImap);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `rapport plugin check` shows first: a build without TLS says so (CI builds
+    /// this crate both ways).
+    #[test]
+    fn the_manifest_says_whether_this_build_has_tls() {
+        let description = EmailImap::describe().description;
+        assert_eq!(
+            description.contains("built without TLS"),
+            cfg!(not(feature = "tls")),
+            "{description}"
+        );
+    }
 
     #[test]
     fn internal_dates_parse_with_their_offset() {

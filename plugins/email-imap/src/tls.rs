@@ -1,4 +1,4 @@
-//! TLS for IMAPS and STARTTLS: rustls (ring provider) compiled into the plugin, trusting
+//! TLS for IMAPS and STARTTLS: rustls (RustCrypto provider, pure Rust) compiled into the plugin, trusting
 //! the public web PKI roots plus, when configured, the operator's own CA.
 
 use crate::imap::Session;
@@ -31,7 +31,7 @@ fn client_config(settings: &Settings) -> Result<Arc<ClientConfig>, ConnectorErro
             ));
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls_rustcrypto::provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| ConnectorError::Fatal(format!("TLS setup failed: {error}")))?
