@@ -20,6 +20,25 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A database at `url` holding one person, a VP.
+async fn seed_vp(url: &str, name: &str, email: &str, is_admin: bool) {
+    let store = rapport_store::Store::connect(url).await.unwrap();
+    store
+        .create_staff(
+            NewStaff {
+                name: name.into(),
+                email: EmailAddress::parse(email).unwrap(),
+                level: Level::Vp,
+                reports_to: None,
+                is_admin,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+}
+
 #[test]
 fn help_lists_the_commands() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,21 +127,7 @@ fn migrate_reports_the_schema_and_refuses_bad_urls() {
 async fn demo_refuses_a_database_that_is_not_the_demo() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("other.db").display());
-    let store = rapport_store::Store::connect(&url).await.unwrap();
-    store
-        .create_staff(
-            NewStaff {
-                name: "Someone Else".into(),
-                email: EmailAddress::parse("someone@elsewhere.example").unwrap(),
-                level: Level::Vp,
-                reports_to: None,
-                is_admin: false,
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-    store.close().await;
+    seed_vp(&url, "Someone Else", "someone@elsewhere.example", false).await;
 
     let output = rapport(&["demo", "--database", &url], dir.path());
     assert_eq!(output.status.code(), Some(1));
@@ -478,21 +483,7 @@ async fn commands_find_the_database_in_the_configuration() {
     )
     .unwrap();
     let url = format!("sqlite://{}", dir.path().join("deploy/data.db").display());
-    let store = rapport_store::Store::connect(&url).await.unwrap();
-    store
-        .create_staff(
-            NewStaff {
-                name: "Vera Quinn".into(),
-                email: EmailAddress::parse("vera@rapport.example").unwrap(),
-                level: Level::Vp,
-                reports_to: None,
-                is_admin: true,
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-    store.close().await;
+    seed_vp(&url, "Vera Quinn", "vera@rapport.example", true).await;
     // The connector's secret is not in the environment: commands that need only the
     // database still work.
     let signin = rapport(

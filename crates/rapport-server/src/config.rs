@@ -1023,19 +1023,23 @@ fn check_connector(
             },
             (None, Some(file)) => read_secret_file(&base.join(file))
                 .map_err(|reason| format!("secret `{key}` reads the file {file}, which {reason}; write the secret there (relative paths are relative to this file), or disable this connector")),
-            _ => Err(format!(
-                "secret `{key}` must name exactly one source: `{{ env = \"VARIABLE\" }}` or `{{ file = \"path\" }}`"
-            )),
+            // Malformed whether or not the connector is enabled.
+            _ => {
+                problems.add(
+                    &secret.span(),
+                    format!(
+                        "secret `{key}` must name exactly one source: `{{ env = \"VARIABLE\" }}` or `{{ file = \"path\" }}`"
+                    ),
+                );
+                continue;
+            }
         };
         match read {
             Ok(value) => {
                 secrets.insert(key.clone(), value);
             }
-            // A disabled connector needs its secrets only once someone enables it; a
-            // malformed entry is still wrong.
-            Err(_)
-                if !raw.enabled
-                    && secret.get_ref().env.is_some() != secret.get_ref().file.is_some() => {}
+            // A disabled connector needs its secrets only once someone enables it.
+            Err(_) if !raw.enabled => {}
             Err(problem) => problems.add(&secret.span(), problem),
         }
     }
