@@ -13,6 +13,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use chrono::{Duration, TimeZone, Utc};
 use rapport_core::account::{Lifecycle, NewAccount};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff};
 use rapport_core::timeline::{EventKind, MatchReason, NewEvent, Placement};
 use rapport_server::{AppState, app};
@@ -147,6 +148,7 @@ async fn seed(store: &Store, events: usize) -> (rapport_core::StaffId, rapport_c
         .unwrap();
     let account = store
         .create_account(
+            Operator,
             NewAccount {
                 name: "Big Client".into(),
                 parent: None,

@@ -2,7 +2,7 @@
 //! with the RFC and malformed fixture messages: paging, resuming, a UIDVALIDITY change,
 //! TLS and STARTTLS with a private CA, and refusals.
 
-use crate::support::*;
+use crate::connectors::support::*;
 use rapport_plugin_host::{Connector, ConnectorError, PluginError, PluginHost};
 use rapport_testkit::dovecot::{self, Dovecot};
 use std::collections::BTreeSet;

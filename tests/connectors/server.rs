@@ -3,7 +3,7 @@
 //! with provider webhooks arriving at `POST /hooks/<id>` and checked before anything is
 //! stored.
 
-use crate::support::*;
+use crate::connectors::support::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;

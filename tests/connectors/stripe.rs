@@ -1,7 +1,7 @@
 //! billing-stripe through the real host against a fake Stripe serving the fixture
 //! objects: paging, resuming, errors, and webhook signatures.
 
-use crate::support::*;
+use crate::connectors::support::*;
 use rapport_core::timeline::{AttributeValue, Money};
 use rapport_plugin_host::{Connector, ConnectorError, PluginHost};
 use rapport_testkit::stripe::{self as fake, FakeStripe};

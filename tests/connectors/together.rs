@@ -3,9 +3,10 @@
 //! interleaves its email, billing and support in time order, each placed for the right
 //! reason; a second sync adds nothing.
 
-use crate::imap::fixture_messages;
+use crate::connectors::imap::fixture_messages;
 use chrono::{DateTime, Utc};
 use rapport_core::account::{Contact, Domain, EmailAddress, Lifecycle, NewAccount};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff};
 use rapport_core::timeline::MatchReason;
 use rapport_plugin_host::{Connector, Grants, Plugin, PluginHost};
@@ -144,6 +145,7 @@ async fn one_clients_timeline_interleaves_mail_billing_and_support(store: Store)
         .unwrap();
     let acme = store
         .create_account(
+            Operator,
             NewAccount {
                 name: "Acme".into(),
                 parent: None,
@@ -168,6 +170,7 @@ async fn one_clients_timeline_interleaves_mail_billing_and_support(store: Store)
         .unwrap();
     let innosoft = store
         .create_account(
+            Operator,
             NewAccount {
                 name: "Innosoft".into(),
                 parent: None,
@@ -184,7 +187,7 @@ async fn one_clients_timeline_interleaves_mail_billing_and_support(store: Store)
         .await
         .unwrap();
 
-    let host = crate::support::host();
+    let host = crate::connectors::support::host();
     let specs = vec![
         bind(
             &host,

@@ -2,7 +2,7 @@
 //! tickets, users, organizations and audits: the cursor export, audits, deletes,
 //! errors, and webhook signatures.
 
-use crate::support::*;
+use crate::connectors::support::*;
 use rapport_plugin_host::{Connector, ConnectorError, PluginHost};
 use rapport_testkit::upstream::Reply;
 use rapport_testkit::zendesk::{self as fake, FakeZendesk};

@@ -1,3 +1,6 @@
+//! The demo's data: its visibility agrees with core, and it reads the same on SQLite
+//! and PostgreSQL.
+
 use chrono::{TimeZone, Utc};
 use rapport_core::account::AccountForest;
 use rapport_core::staff::{OrgChart, Staff};

@@ -12,6 +12,7 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use rapport_core::account::{Domain, EmailAddress, ExternalId, Lifecycle, NewAccount};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff};
 use rapport_core::timeline::{
     AccountHints, AttributeValue, Attributes, EventKind, Money, NewEvent,
@@ -124,6 +125,7 @@ pub async fn create_org(store: &Store, accounts: usize, at: DateTime<Utc>) -> Re
         let parent = (1..=SUBSIDIARIES).contains(&index).then(|| ids[0]);
         let account = store
             .create_account(
+                Operator,
                 NewAccount {
                     name: format!("Client {index}"),
                     parent,

@@ -8,6 +8,7 @@ use crate::DemoArgs;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rapport_core::account::{Contact, Domain, EmailAddress, ExternalId, Lifecycle, NewAccount};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff, Staff};
 use rapport_core::{AccountId, StaffId};
 use rapport_store::{Store, TimelineQuery};
@@ -526,6 +527,7 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
             NaiveDate::from_ymd_opt(2027, 1 + (index as u32 % 12), 1 + (index as u32 * 7) % 28);
         let account = store
             .create_account(
+                Operator,
                 NewAccount {
                     name: client.name.into(),
                     parent: client.parent.map(|parent| accounts[parent]),
@@ -552,6 +554,7 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
         if let Some(supporter) = client.supporter {
             store
                 .add_support(
+                    Operator,
                     account.id,
                     staff[supporter].id,
                     Some(staff[client.owner].id),
@@ -563,6 +566,7 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
     // Marcus hands Northwind Retail to Priya, who owns the rest of the group.
     store
         .reassign_owner(
+            Operator,
             accounts["Northwind Retail"],
             staff["Priya Raman"].id,
             Some(staff["Dana Ortiz"].id),
@@ -572,6 +576,7 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
     for &(account, author, days_ago, text) in NOTES {
         store
             .add_note(
+                Operator,
                 accounts[account],
                 staff[author].id,
                 text,

@@ -13,9 +13,10 @@ use crate::{ImportArgs, ImportCommand};
 use anyhow::{Context, bail};
 use chrono::{NaiveDate, Utc};
 use rapport_core::account::{
-    Account, Contact, Domain, EmailAddress, ExternalId, Lifecycle, MAX_ACCOUNT_DEPTH, NewAccount,
+    ACCOUNT_DEPTH_MAX, Account, Contact, Domain, EmailAddress, ExternalId, Lifecycle, NewAccount,
     validate_account_name,
 };
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff, Staff, validate_name};
 use rapport_core::{AccountId, StaffId};
 use rapport_store::Store;
@@ -543,10 +544,10 @@ async fn accounts(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Re
                 break;
             }
             chain.push(name.clone());
-            if chain.len() > MAX_ACCOUNT_DEPTH {
+            if chain.len() > ACCOUNT_DEPTH_MAX {
                 problems.add(
                     account.line,
-                    format!("the group is more than {MAX_ACCOUNT_DEPTH} levels deep"),
+                    format!("the group is more than {ACCOUNT_DEPTH_MAX} levels deep"),
                 );
                 break;
             }
@@ -593,7 +594,7 @@ async fn accounts(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Re
             let mut new = account.new.clone();
             new.parent = account.parent.as_ref().map(|p| ids[&p.to_lowercase()]);
             let created = store
-                .create_account(new, None, now)
+                .create_account(Operator, new, None, now)
                 .await
                 .with_context(|| format!("line {}: adding {} (owner {}) failed; rows before it were added, so fix it and run the import again", account.line, account.new.name, account.owner))?;
             ids.insert(created.name.to_lowercase(), created.id);
@@ -669,7 +670,7 @@ async fn contacts(args: &ImportArgs, out: &mut (dyn Write + Send)) -> anyhow::Re
     let mut progress = Progress::new("contacts", planned.len() as u64);
     for (line, account, contact) in &planned {
         store
-            .upsert_contact(*account, contact)
+            .upsert_contact(Operator, *account, contact)
             .await
             .with_context(|| format!("line {line}: adding {} failed; rows before it were added, so fix it and run the import again", contact.email))?;
         progress.step();

@@ -288,8 +288,7 @@ pub(crate) async fn test(
     args: &crate::PluginTestArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
-    use axum::response::IntoResponse;
+    use rapport_samples::upstream::{Reply, Upstream};
     use std::sync::{Arc, Mutex};
 
     let fixtures = Arc::new(load_fixtures(&args.fixtures)?);
@@ -298,57 +297,53 @@ pub(crate) async fn test(
     let manifest = plugin.manifest().clone();
 
     // The recorded upstream, on a loopback port of its own.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let upstream = format!("http://{address}");
     let traffic = Arc::new(Mutex::new(Traffic::default()));
-    let app = {
+    let server = {
         let fixtures = Arc::clone(&fixtures);
         let traffic = Arc::clone(&traffic);
-        axum::Router::new().fallback(move |method: Method, uri: Uri| {
-            let fixtures = Arc::clone(&fixtures);
-            let traffic = Arc::clone(&traffic);
-            async move {
-                let asked = format!("{method} {uri}");
-                let found = fixtures.iter().find(|(_, fixture)| {
-                    fixture.request.method.eq_ignore_ascii_case(method.as_str())
-                        && fixture.request.path == uri.path()
-                        && fixture.request.query.as_deref() == uri.query()
-                });
-                let Some((file, fixture)) = found else {
-                    traffic.lock().unwrap().unmatched.push(asked.clone());
-                    return (
-                        StatusCode::NOT_FOUND,
-                        format!("rapport plugin test: no fixture answers {asked}"),
-                    )
-                        .into_response();
-                };
-                traffic
-                    .lock()
-                    .unwrap()
-                    .served
-                    .push(format!("{asked} ← {file}"));
-                let body = match &fixture.response.body {
-                    serde_json::Value::String(text) => text.clone(),
-                    serde_json::Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                let mut response = body.into_response();
-                *response.status_mut() =
-                    StatusCode::from_u16(fixture.response.status).unwrap_or(StatusCode::OK);
-                for (name, value) in &fixture.response.headers {
-                    if let (Ok(name), Ok(value)) = (
-                        HeaderName::from_bytes(name.as_bytes()),
-                        HeaderValue::from_str(value),
-                    ) {
-                        response.headers_mut().insert(name, value);
-                    }
+        Upstream::start_with_heads(move |head, target| {
+            let method = head.split_whitespace().next().unwrap_or("GET");
+            let (path, query) = match target.split_once('?') {
+                Some((path, query)) => (path, Some(query)),
+                None => (target, None),
+            };
+            let asked = format!("{method} {target}");
+            let found = fixtures.iter().find(|(_, fixture)| {
+                fixture.request.method.eq_ignore_ascii_case(method)
+                    && fixture.request.path == path
+                    && fixture.request.query.as_deref() == query
+            });
+            let Some((file, fixture)) = found else {
+                traffic.lock().unwrap().unmatched.push(asked.clone());
+                return Reply::status(
+                    404,
+                    &format!("rapport plugin test: no fixture answers {asked}"),
+                );
+            };
+            traffic
+                .lock()
+                .unwrap()
+                .served
+                .push(format!("{asked} ← {file}"));
+            let body = match &fixture.response.body {
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            let mut reply = Reply::status(fixture.response.status, &body);
+            for (name, value) in &fixture.response.headers {
+                // The server writes its own length and connection headers.
+                if !name.eq_ignore_ascii_case("content-length")
+                    && !name.eq_ignore_ascii_case("connection")
+                {
+                    reply = reply.header(name, value);
                 }
-                response
             }
+            reply
         })
+        .await
     };
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let upstream = server.url();
 
     let mut settings = std::collections::BTreeMap::new();
     for spelled in &args.settings {
@@ -384,7 +379,7 @@ pub(crate) async fn test(
         connector_id,
         settings,
         secrets,
-        allowed_hosts: vec![address.to_string()],
+        allowed_hosts: vec![server.grant()],
         allow_private_networks: true,
     })?;
 
@@ -407,7 +402,7 @@ pub(crate) async fn test(
             }
         }
     }
-    server.abort();
+    drop(server);
     let traffic = std::mem::take(&mut *traffic.lock().unwrap());
     let events: usize = pages.iter().map(|page| page.events.len()).sum();
     if args.json {

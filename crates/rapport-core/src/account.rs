@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 /// How deep the client hierarchy may go (group → subsidiary → ...). Real client groups
 /// are a few levels deep; the limit keeps every tree walk bounded.
-pub const MAX_ACCOUNT_DEPTH: usize = 16;
+pub const ACCOUNT_DEPTH_MAX: usize = 16;
 
 /// Where a client is in its life with us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -459,11 +459,11 @@ pub fn check_reparent(
     }
     // Depth counted in levels: a root is level 1.
     let depth = parent_ancestry.len() + 2 + height_below;
-    if depth > MAX_ACCOUNT_DEPTH {
+    if depth > ACCOUNT_DEPTH_MAX {
         return Err(DomainError::AccountTreeTooDeep {
             account,
             depth,
-            max: MAX_ACCOUNT_DEPTH,
+            max: ACCOUNT_DEPTH_MAX,
         });
     }
     Ok(())
@@ -636,7 +636,7 @@ mod tests {
             check_reparent(AccountId(1), Some(AccountId(1)), &[], 0),
             Err(DomainError::AccountParentSelf(AccountId(1)))
         );
-        let deep: Vec<AccountId> = (100..100 + MAX_ACCOUNT_DEPTH as i64)
+        let deep: Vec<AccountId> = (100..100 + ACCOUNT_DEPTH_MAX as i64)
             .map(AccountId)
             .collect();
         assert!(matches!(

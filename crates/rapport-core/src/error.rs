@@ -18,6 +18,21 @@ pub enum DomainError {
     #[error("{0} does not exist")]
     UnknownAccount(AccountId),
 
+    /// The person acting may not do this (see `permission`); nothing was written.
+    #[error("{0}")]
+    NotPermitted(String),
+
+    /// A task was assigned to someone who cannot see its account.
+    #[error(
+        "{staff} cannot see {account}, so cannot do its task: assign it to someone on the account"
+    )]
+    TaskAssigneeCannotSee {
+        /// The proposed assignee.
+        staff: StaffId,
+        /// The task's account.
+        account: AccountId,
+    },
+
     /// `reports_to` must point at someone of a strictly higher level.
     #[error(
         "{} cannot report to {}: reports_to must point at someone more senior (associate → manager → director → VP)",

@@ -6,6 +6,7 @@
 //! - [`account`]: client accounts, their parent/child tree, domains, external ids, contacts.
 //! - [`assignment`]: effective-dated owner/support assignments; exactly one current owner.
 //! - [`visibility`]: the one rule that decides whether a staff member may see an account.
+//! - [`permission`]: the permission table: who may do what, given what they see.
 //! - [`matching`]: identity resolution — which account an event belongs to, and why.
 //! - [`timeline`]: the event model every connector, note, task and handoff is written as.
 //!
@@ -22,6 +23,7 @@ pub mod health;
 pub mod ids;
 pub mod matching;
 pub mod password;
+pub mod permission;
 pub mod revenue;
 pub mod staff;
 pub mod timeline;

@@ -22,6 +22,7 @@
 //!   as pulled ones.
 
 mod api;
+mod app;
 mod audit;
 pub mod config;
 mod http;

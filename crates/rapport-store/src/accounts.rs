@@ -5,13 +5,15 @@ use crate::error::decode;
 use crate::time::to_us;
 use crate::timeline::{assignment_event, upsert_event};
 use crate::tx::{load_staff, require_account};
+use crate::visibility::decide;
 use crate::{Error, Result, Store, with_backend};
 use chrono::{DateTime, NaiveDate, Utc};
 use rapport_core::account::{
-    Account, Contact, Domain, EmailAddress, ExternalId, Lifecycle, MAX_ACCOUNT_DEPTH, NewAccount,
+    ACCOUNT_DEPTH_MAX, Account, Contact, Domain, EmailAddress, ExternalId, Lifecycle, NewAccount,
     check_reparent, validate_account_name,
 };
 use rapport_core::assignment::{Role, check_owner};
+use rapport_core::permission::Authority;
 use rapport_core::{AccountId, DomainError, StaffId};
 use std::collections::BTreeMap;
 
@@ -24,6 +26,9 @@ pub struct AccountUpdate {
     pub lifecycle: Option<Lifecycle>,
     /// New renewal date (`Some(None)` clears it).
     pub renewal_date: Option<Option<NaiveDate>>,
+    /// New parent (`Some(None)` makes it a top-level account), refusing cycles and trees
+    /// deeper than [`ACCOUNT_DEPTH_MAX`].
+    pub parent: Option<Option<AccountId>>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -52,7 +57,7 @@ macro_rules! ancestors {
              SELECT id FROM chain ORDER BY depth",
         )
         .bind($account.0)
-        .bind(rapport_core::account::MAX_ACCOUNT_DEPTH as i64)
+        .bind(rapport_core::account::ACCOUNT_DEPTH_MAX as i64)
         .fetch_all($conn)
         .await;
         ids.map(|ids| ids.into_iter().map(AccountId).collect::<Vec<_>>())
@@ -70,6 +75,7 @@ impl Store {
     /// the first owner on its timeline — all in one transaction.
     pub async fn create_account(
         &self,
+        authority: Authority<'_>,
         new: NewAccount,
         by: Option<StaffId>,
         at: DateTime<Utc>,
@@ -88,6 +94,7 @@ impl Store {
         let contacts = normalise_contacts(new.contacts.clone())?;
         let id = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, at).await?;
             if let Some(parent) = new.parent {
                 require_account!(&mut *tx, parent)?;
                 let parent_ancestry = ancestors!(&mut *tx, parent)?;
@@ -412,9 +419,11 @@ impl Store {
         with_backend!(self, |pool, dialect| require_account!(pool, account))
     }
 
-    /// Changes an account's name, lifecycle status or renewal date.
+    /// Changes an account's name, lifecycle status, renewal date or parent, in one
+    /// transaction: all of it, or (refused) none.
     pub async fn update_account(
         &self,
+        authority: Authority<'_>,
         id: AccountId,
         update: AccountUpdate,
         at: DateTime<Utc>,
@@ -427,54 +436,12 @@ impl Store {
         if let Some(Some(renewal)) = update.renewal_date {
             rapport_core::account::validate_date("renewal_date", renewal)?;
         }
-        let changed = with_backend!(self, |pool, dialect| {
-            sqlx::query(
-                "UPDATE accounts SET
-                     name = COALESCE($2, name),
-                     lifecycle = COALESCE($3, lifecycle),
-                     renewal_date = CASE WHEN $4 THEN $5 ELSE renewal_date END,
-                     updated_at_us = $6
-                 WHERE id = $1",
-            )
-            .bind(id.0)
-            .bind(name)
-            .bind(update.lifecycle.map(Lifecycle::as_str))
-            .bind(update.renewal_date.is_some())
-            .bind(update.renewal_date.flatten())
-            .bind(to_us(at))
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if changed == 0 {
-            return Err(DomainError::UnknownAccount(id).into());
-        }
-        self.account(id).await
-    }
-
-    /// Moves `account` under `parent` (or to the top with `None`), refusing cycles and
-    /// trees deeper than [`MAX_ACCOUNT_DEPTH`].
-    pub async fn set_account_parent(
-        &self,
-        account: AccountId,
-        parent: Option<AccountId>,
-        at: DateTime<Utc>,
-    ) -> Result<Account> {
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
-            let ids: Vec<i64> =
-                sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1 OR id = $2")
-                    .bind(account.0)
-                    .bind(parent.map_or(account.0, |parent| parent.0))
-                    .fetch_all(&mut *tx)
-                    .await?;
-            if !ids.contains(&account.0) {
-                return Err(DomainError::UnknownAccount(account).into());
-            }
-            if let Some(parent) = parent {
-                if !ids.contains(&parent.0) {
-                    return Err(DomainError::UnknownAccount(parent).into());
-                }
+            decide(&mut *tx, authority, at).await?;
+            require_account!(&mut *tx, id)?;
+            if let Some(Some(parent)) = update.parent {
+                require_account!(&mut *tx, parent)?;
                 let parent_ancestry = ancestors!(&mut *tx, parent)?;
                 let height_below: Option<i64> = sqlx::query_scalar(
                     "WITH RECURSIVE tree(id, depth) AS (
@@ -485,34 +452,70 @@ impl Store {
                      )
                      SELECT CAST(MAX(depth) AS BIGINT) FROM tree",
                 )
-                .bind(account.0)
-                .bind(MAX_ACCOUNT_DEPTH as i64)
+                .bind(id.0)
+                .bind(ACCOUNT_DEPTH_MAX as i64)
                 .fetch_one(&mut *tx)
                 .await?;
                 check_reparent(
-                    account,
+                    id,
                     Some(parent),
                     &parent_ancestry,
                     height_below.unwrap_or(0) as usize,
                 )?;
             }
-            sqlx::query("UPDATE accounts SET parent_id = $2, updated_at_us = $3 WHERE id = $1")
-                .bind(account.0)
-                .bind(parent.map(|parent| parent.0))
-                .bind(to_us(at))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE accounts SET
+                     name = COALESCE($2, name),
+                     lifecycle = COALESCE($3, lifecycle),
+                     renewal_date = CASE WHEN $4 THEN $5 ELSE renewal_date END,
+                     parent_id = CASE WHEN $6 THEN $7 ELSE parent_id END,
+                     updated_at_us = $8
+                 WHERE id = $1",
+            )
+            .bind(id.0)
+            .bind(name)
+            .bind(update.lifecycle.map(Lifecycle::as_str))
+            .bind(update.renewal_date.is_some())
+            .bind(update.renewal_date.flatten())
+            .bind(update.parent.is_some())
+            .bind(update.parent.flatten().map(|parent| parent.0))
+            .bind(to_us(at))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         });
-        self.account(account).await
+        self.account(id).await
+    }
+
+    /// Moves `account` under `parent` (or to the top with `None`): [`Store::update_account`]
+    /// of the parent alone.
+    pub async fn set_account_parent(
+        &self,
+        authority: Authority<'_>,
+        account: AccountId,
+        parent: Option<AccountId>,
+        at: DateTime<Utc>,
+    ) -> Result<Account> {
+        let update = AccountUpdate {
+            parent: Some(parent),
+            ..AccountUpdate::default()
+        };
+        self.update_account(authority, account, update, at).await
     }
 
     /// Adds a domain to an account (no-op if it already has it), and places the waiting
     /// events that now match; returns how many were placed.
-    pub async fn add_domain(&self, account: AccountId, domain: &Domain) -> Result<u64> {
-        let at_us = to_us(Utc::now());
+    pub async fn add_domain(
+        &self,
+        authority: Authority<'_>,
+        account: AccountId,
+        domain: &Domain,
+    ) -> Result<u64> {
+        let now = Utc::now();
+        let at_us = to_us(now);
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, now).await?;
             require_account!(&mut *tx, account)?;
             sqlx::query(
                 "INSERT INTO account_domains (account_id, domain) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -535,15 +538,25 @@ impl Store {
     }
 
     /// Removes a domain from an account; returns whether it had it.
-    pub async fn remove_domain(&self, account: AccountId, domain: &Domain) -> Result<bool> {
-        self.account_exists(account).await?;
+    pub async fn remove_domain(
+        &self,
+        authority: Authority<'_>,
+        account: AccountId,
+        domain: &Domain,
+    ) -> Result<bool> {
         let removed = with_backend!(self, |pool, dialect| {
-            sqlx::query("DELETE FROM account_domains WHERE account_id = $1 AND domain = $2")
-                .bind(account.0)
-                .bind(domain.as_str())
-                .execute(pool)
-                .await?
-                .rows_affected()
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, Utc::now()).await?;
+            require_account!(&mut *tx, account)?;
+            let removed =
+                sqlx::query("DELETE FROM account_domains WHERE account_id = $1 AND domain = $2")
+                    .bind(account.0)
+                    .bind(domain.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            tx.commit().await?;
+            removed
         });
         Ok(removed > 0)
     }
@@ -565,12 +578,15 @@ impl Store {
     /// returns how many were placed. Refused if another account holds the id.
     pub async fn add_external_id(
         &self,
+        authority: Authority<'_>,
         account: AccountId,
         external_id: &ExternalId,
     ) -> Result<u64> {
-        let at_us = to_us(Utc::now());
+        let now = Utc::now();
+        let at_us = to_us(now);
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, now).await?;
             require_account!(&mut *tx, account)?;
             let holder: Option<i64> = sqlx::query_scalar(
                 "SELECT account_id FROM account_external_ids WHERE system = $1 AND external_id = $2",
@@ -615,20 +631,25 @@ impl Store {
     /// Removes an external id from an account; returns whether it had it.
     pub async fn remove_external_id(
         &self,
+        authority: Authority<'_>,
         account: AccountId,
         external_id: &ExternalId,
     ) -> Result<bool> {
-        self.account_exists(account).await?;
         let removed = with_backend!(self, |pool, dialect| {
-            sqlx::query(
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, Utc::now()).await?;
+            require_account!(&mut *tx, account)?;
+            let removed = sqlx::query(
                 "DELETE FROM account_external_ids WHERE account_id = $1 AND system = $2 AND external_id = $3",
             )
             .bind(account.0)
             .bind(&external_id.system)
             .bind(&external_id.id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            tx.commit().await?;
+            removed
         });
         Ok(removed > 0)
     }
@@ -652,11 +673,18 @@ impl Store {
 
     /// Adds a contact to an account, or updates the name and title of the contact with
     /// that email; places the waiting events that now match and returns how many.
-    pub async fn upsert_contact(&self, account: AccountId, contact: &Contact) -> Result<u64> {
+    pub async fn upsert_contact(
+        &self,
+        authority: Authority<'_>,
+        account: AccountId,
+        contact: &Contact,
+    ) -> Result<u64> {
         let contact = normalise_contacts(vec![contact.clone()])?.remove(0);
-        let at_us = to_us(Utc::now());
+        let now = Utc::now();
+        let at_us = to_us(now);
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, now).await?;
             require_account!(&mut *tx, account)?;
             sqlx::query(
                 "INSERT INTO contacts (account_id, email, name, title) VALUES ($1, $2, $3, $4)
@@ -682,15 +710,24 @@ impl Store {
     }
 
     /// Removes the contact with `email` from an account; returns whether there was one.
-    pub async fn remove_contact(&self, account: AccountId, email: &EmailAddress) -> Result<bool> {
-        self.account_exists(account).await?;
+    pub async fn remove_contact(
+        &self,
+        authority: Authority<'_>,
+        account: AccountId,
+        email: &EmailAddress,
+    ) -> Result<bool> {
         let removed = with_backend!(self, |pool, dialect| {
-            sqlx::query("DELETE FROM contacts WHERE account_id = $1 AND email = $2")
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, Utc::now()).await?;
+            require_account!(&mut *tx, account)?;
+            let removed = sqlx::query("DELETE FROM contacts WHERE account_id = $1 AND email = $2")
                 .bind(account.0)
                 .bind(email.as_str())
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            tx.commit().await?;
+            removed
         });
         Ok(removed > 0)
     }

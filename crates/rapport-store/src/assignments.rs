@@ -5,9 +5,11 @@
 use crate::time::{from_us, to_us};
 use crate::timeline::{assignment_event, upsert_event};
 use crate::tx::{load_staff, require_account};
+use crate::visibility::decide;
 use crate::{Error, Result, Store, with_backend};
 use chrono::{DateTime, Utc};
 use rapport_core::assignment::{Assignment, Role, check_owner, check_support};
+use rapport_core::permission::Authority;
 use rapport_core::{AccountId, AssignmentId, DomainError, StaffId};
 
 #[derive(Debug, sqlx::FromRow)]
@@ -79,12 +81,15 @@ impl Store {
     /// `at`, and the handoff is written on the account's timeline.
     pub async fn reassign_owner(
         &self,
+        authority: Authority<'_>,
         account: AccountId,
         new_owner: StaffId,
         by: Option<StaffId>,
         at: DateTime<Utc>,
     ) -> Result<Assignment> {
-        let mut assignments = self.reassign_owners(&[account], new_owner, by, at).await?;
+        let mut assignments = self
+            .reassign_owners(authority, &[account], new_owner, by, at)
+            .await?;
         Ok(assignments.remove(0))
     }
 
@@ -92,6 +97,7 @@ impl Store {
     /// happens or none does (e.g. a departing manager's whole book).
     pub async fn reassign_owners(
         &self,
+        authority: Authority<'_>,
         accounts: &[AccountId],
         new_owner: StaffId,
         by: Option<StaffId>,
@@ -100,6 +106,7 @@ impl Store {
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, at).await?;
             let owner = load_staff!(&mut *tx, new_owner)?;
             let mut created = Vec::with_capacity(accounts.len());
             for &account in accounts {
@@ -200,6 +207,7 @@ impl Store {
     /// Adds `staff` as a supporter of `account` from `at`.
     pub async fn add_support(
         &self,
+        authority: Authority<'_>,
         account: AccountId,
         staff: StaffId,
         by: Option<StaffId>,
@@ -208,6 +216,7 @@ impl Store {
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, at).await?;
             let person = load_staff!(&mut *tx, staff)?;
             require_account!(&mut *tx, account)?;
             let already = current_row!(&mut *tx, account, support, staff)?.is_some();
@@ -264,6 +273,7 @@ impl Store {
     /// Ends `staff`'s support of `account` at `at`.
     pub async fn end_support(
         &self,
+        authority: Authority<'_>,
         account: AccountId,
         staff: StaffId,
         by: Option<StaffId>,
@@ -272,6 +282,7 @@ impl Store {
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            decide(&mut *tx, authority, at).await?;
             let person = load_staff!(&mut *tx, staff)?;
             let Some(row) = current_row!(&mut *tx, account, support, staff)? else {
                 return Err(DomainError::NotAssigned {

@@ -4,6 +4,7 @@
 use crate::tx::require_account;
 use crate::{Result, Store, with_backend};
 use rapport_core::account::{Contact, Domain, EmailAddress, ExternalId};
+use rapport_core::permission::Authority;
 use rapport_core::timeline::{MatchReason, TimelineEvent};
 use rapport_core::{AccountId, DomainError, EventId, StaffId};
 use sqlx::types::Json;
@@ -27,6 +28,7 @@ impl Store {
     /// account or the hint is invalid or held by another account.
     pub async fn place_unmatched(
         &self,
+        authority: Authority<'_>,
         event: EventId,
         account: AccountId,
         by: StaffId,
@@ -46,37 +48,40 @@ impl Store {
         self.account_exists(account).await?;
         match &learn {
             Some(Learn::Domain(domain)) => {
-                self.add_domain(account, domain).await?;
+                self.add_domain(authority, account, domain).await?;
             }
             Some(Learn::Contact(email)) => {
                 // An existing contact keeps their name and title.
                 let known = self.account(account).await?.contacts;
                 if known.iter().any(|contact| &contact.email == email) {
-                    return self.place_manually(event, account, by).await;
+                    return self.place_manually(authority, event, account, by).await;
                 }
                 let contact = Contact {
                     name: None,
                     email: email.clone(),
                     title: None,
                 };
-                self.upsert_contact(account, &contact).await?;
+                self.upsert_contact(authority, account, &contact).await?;
             }
             Some(Learn::ExternalId(external_id)) => {
-                self.add_external_id(account, external_id).await?;
+                self.add_external_id(authority, account, external_id)
+                    .await?;
             }
             None => {}
         }
-        self.place_manually(event, account, by).await
+        self.place_manually(authority, event, account, by).await
     }
 
     async fn place_manually(
         &self,
+        authority: Authority<'_>,
         event: EventId,
         account: AccountId,
         by: StaffId,
     ) -> Result<TimelineEvent> {
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            crate::visibility::decide(&mut *tx, authority, chrono::Utc::now()).await?;
             require_account!(&mut *tx, account)?;
             // Learning may already have placed it here by the new rule; the person's
             // decision is still what is recorded. Anywhere else means someone else

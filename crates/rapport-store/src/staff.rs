@@ -9,7 +9,6 @@ use rapport_core::account::EmailAddress;
 use rapport_core::assignment::Role;
 use rapport_core::staff::{Level, NewStaff, OrgChart, Staff, validate_name};
 use rapport_core::{AccountId, DomainError, StaffId};
-use std::collections::BTreeSet;
 
 /// How many accounts `$staff` owns right now, inside the given connection.
 macro_rules! owned_count {
@@ -164,25 +163,6 @@ impl Store {
         let staff = self.list_staff().await?;
         Ok(OrgChart::new(staff.iter().map(Staff::org_node)))
     }
-
-    /// `manager` and everyone who reports to them, directly or not, in SQL.
-    pub async fn reporting_subtree(&self, manager: StaffId) -> Result<BTreeSet<StaffId>> {
-        let ids: Vec<i64> = with_backend!(self, |pool, dialect| {
-            sqlx::query_scalar(
-                "WITH RECURSIVE team(id) AS (
-                     SELECT id FROM staff WHERE id = $1
-                     UNION
-                     SELECT staff.id FROM staff JOIN team ON staff.reports_to = team.id
-                 )
-                 SELECT id FROM team",
-            )
-            .bind(manager.0)
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(ids.into_iter().map(StaffId).collect())
-    }
-
     /// Changes name, email, level, manager or admin flag, keeping the hierarchy valid.
     pub async fn update_staff(
         &self,

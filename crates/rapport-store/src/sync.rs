@@ -836,7 +836,14 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<PageCommit> {
         all_from(events, connector)?;
-        let (commit, _) = self.write_batch(events, at, Some(connector)).await?;
+        let (commit, _) = self
+            .write_batch(
+                rapport_core::permission::Authority::Operator,
+                events,
+                at,
+                Some(connector),
+            )
+            .await?;
         Ok(commit)
     }
 }

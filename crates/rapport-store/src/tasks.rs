@@ -6,6 +6,7 @@
 use crate::timeline::{internal_event, one_line_title};
 use crate::{Result, Store};
 use chrono::{DateTime, NaiveDate, Utc};
+use rapport_core::permission::Authority;
 use rapport_core::timeline::{AttributeValue, EventKind, INTERNAL_CONNECTOR, TimelineEvent};
 use rapport_core::{AccountId, DomainError, EventId, StaffId};
 
@@ -31,6 +32,7 @@ impl Store {
     /// Writes an open task by `author` on `account`'s timeline.
     pub async fn add_task(
         &self,
+        authority: Authority<'_>,
         account: AccountId,
         author: StaffId,
         task: NewTask,
@@ -49,7 +51,17 @@ impl Store {
         }
         let author_record = self.active_author(author).await?;
         let assignee = match task.assignee {
-            Some(assignee) => self.active_author(assignee).await?.id,
+            Some(assignee) => {
+                let assignee = self.active_author(assignee).await?.id;
+                if !self.can_see(assignee, account, at).await? {
+                    return Err(DomainError::TaskAssigneeCannotSee {
+                        staff: assignee,
+                        account,
+                    }
+                    .into());
+                }
+                assignee
+            }
             None => author,
         };
         let mut event = internal_event(
@@ -72,13 +84,14 @@ impl Store {
                 .attributes
                 .insert(TASK_DUE.into(), AttributeValue::Text(due.to_string()));
         }
-        self.write_internal(event, at).await
+        self.write_internal(authority, event, at).await
     }
 
     /// Marks the task `task` done as `by`: the task event's status becomes `done` and a
     /// `task.done` event is written on the same account. Returns the `task.done` event.
     pub async fn complete_task(
         &self,
+        authority: Authority<'_>,
         task: EventId,
         by: StaffId,
         at: DateTime<Utc>,
@@ -132,7 +145,9 @@ impl Store {
         done.attributes
             .insert("task".into(), AttributeValue::Integer(task.0));
         // One batch, one transaction: the task is never done without its `task.done`.
-        let (_, outcomes) = self.upsert_events(&[event, done.clone()], at).await?;
+        let (_, outcomes) = self
+            .write_batch(authority, &[event, done.clone()], at, None)
+            .await?;
         match outcomes[1] {
             crate::UpsertOutcome::Inserted(id) => Ok(TimelineEvent {
                 id,

@@ -5,8 +5,9 @@ use crate::time::{from_us, to_us};
 use crate::tx::require_account;
 use crate::{Error, Result, Store, with_backend};
 use chrono::{DateTime, Utc};
-use rapport_core::account::MAX_ACCOUNT_DEPTH;
+use rapport_core::account::ACCOUNT_DEPTH_MAX;
 use rapport_core::assignment::Role;
+use rapport_core::permission::Authority;
 use rapport_core::staff::Staff;
 use rapport_core::timeline::{
     AccountHints, Actor, AttributeValue, Attributes, DedupeKey, EventKind, INTERNAL_CONNECTOR,
@@ -770,7 +771,9 @@ impl Store {
         events: &[NewEvent],
         at: DateTime<Utc>,
     ) -> Result<(UpsertSummary, Vec<UpsertOutcome>)> {
-        let (commit, outcomes) = self.write_batch(events, at, None).await?;
+        let (commit, outcomes) = self
+            .write_batch(Authority::Operator, events, at, None)
+            .await?;
         Ok((commit.summary, outcomes))
     }
 
@@ -779,12 +782,13 @@ impl Store {
     /// events, add what changed to its `events_ingested` — in one transaction.
     pub(crate) async fn write_batch(
         &self,
+        authority: Authority<'_>,
         events: &[NewEvent],
         at: DateTime<Utc>,
         count_for_connector: Option<&str>,
     ) -> Result<(crate::sync::PageCommit, Vec<UpsertOutcome>)> {
         let result = self
-            .write_batch_unobserved(events, at, count_for_connector)
+            .write_batch_unobserved(authority, events, at, count_for_connector)
             .await;
         self.observe_write(&result, true);
         result
@@ -792,6 +796,7 @@ impl Store {
 
     async fn write_batch_unobserved(
         &self,
+        authority: Authority<'_>,
         events: &[NewEvent],
         at: DateTime<Utc>,
         count_for_connector: Option<&str>,
@@ -801,6 +806,7 @@ impl Store {
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            crate::visibility::decide(&mut *tx, authority, at).await?;
             for account in &accounts {
                 require_account!(&mut *tx, AccountId(*account))?;
             }
@@ -824,6 +830,7 @@ impl Store {
     /// Writes a note by `author` on `account`'s timeline.
     pub async fn add_note(
         &self,
+        authority: Authority<'_>,
         account: AccountId,
         author: StaffId,
         text: &str,
@@ -847,7 +854,7 @@ impl Store {
             one_line_title(text),
         )?;
         event.summary = text.to_owned();
-        self.write_internal(event, at).await
+        self.write_internal(authority, event, at).await
     }
 
     /// `author`, refused if they have left: internal events are written by current staff.
@@ -859,13 +866,17 @@ impl Store {
         Ok(author_record)
     }
 
-    /// Stores one internal event (a note, a task) and returns it as stored.
+    /// Stores one internal event (a note, a task), if `authority` may, and returns it as
+    /// stored.
     pub(crate) async fn write_internal(
         &self,
+        authority: Authority<'_>,
         event: NewEvent,
         at: DateTime<Utc>,
     ) -> Result<TimelineEvent> {
-        let (_, outcomes) = self.upsert_events(std::slice::from_ref(&event), at).await?;
+        let (_, outcomes) = self
+            .write_batch(authority, std::slice::from_ref(&event), at, None)
+            .await?;
         let id = match outcomes[0] {
             UpsertOutcome::Inserted(id) | UpsertOutcome::Updated(id) => id,
             UpsertOutcome::Unchanged => {
@@ -977,37 +988,9 @@ impl Store {
             }
         }
         let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
-            let mut sql = sqlx::QueryBuilder::new(
-                "WITH RECURSIVE
-                 team(id) AS (
-                     SELECT id FROM staff WHERE id = ",
-            );
-            sql.push_bind(query.viewer.0)
-                .push(
-                    " AND active
-                     UNION
-                     SELECT staff.id FROM staff JOIN team ON staff.reports_to = team.id
-                 ),
-                 assigned(id) AS (
-                     SELECT DISTINCT assignments.account_id
-                     FROM assignments JOIN team ON assignments.staff_id = team.id
-                     WHERE assignments.valid_from_us <= ",
-                )
-                .push_bind(to_us(query.at))
-                .push(" AND (assignments.valid_to_us IS NULL OR assignments.valid_to_us > ")
-                .push_bind(to_us(query.at))
-                .push(
-                    ")
-                 ),
-                 visible(id, depth) AS (
-                     SELECT id, 1 FROM assigned
-                     UNION
-                     SELECT accounts.id, visible.depth + 1
-                     FROM accounts JOIN visible ON accounts.parent_id = visible.id
-                     WHERE visible.depth < ",
-                )
-                .push_bind(MAX_ACCOUNT_DEPTH as i64)
-                .push(") ")
+            let mut sql = sqlx::QueryBuilder::new("WITH RECURSIVE ");
+            crate::visibility::push_visible(&mut sql, query.viewer, query.at);
+            sql.push(" ")
                 .push(SELECT_EVENT)
                 .push(dialect.newest_first_index())
                 .push(dialect.visible_account_filter());
@@ -1022,17 +1005,12 @@ impl Store {
     /// soonest by walking the whole timeline newest first.
     async fn team_is_wide(&self, viewer: StaffId) -> Result<bool> {
         let (team, staff): (i64, i64) = with_backend!(self, |pool, dialect| {
-            sqlx::query_as(
-                "WITH RECURSIVE team(id) AS (
-                     SELECT id FROM staff WHERE id = $1 AND active
-                     UNION
-                     SELECT staff.id FROM staff JOIN team ON staff.reports_to = team.id
-                 )
-                 SELECT (SELECT COUNT(*) FROM team), (SELECT COUNT(*) FROM staff WHERE active)",
-            )
-            .bind(viewer.0)
-            .fetch_one(pool)
-            .await?
+            let mut sql = sqlx::QueryBuilder::new("WITH RECURSIVE ");
+            crate::visibility::push_team(&mut sql, viewer);
+            sql.push(
+                " SELECT (SELECT COUNT(*) FROM team), (SELECT COUNT(*) FROM staff WHERE active)",
+            );
+            sql.build_query_as().fetch_one(pool).await?
         });
         Ok(team * 10 >= staff)
     }
@@ -1123,7 +1101,7 @@ impl Store {
                  SELECT id FROM tree LIMIT $3",
             )
             .bind(account.0)
-            .bind(MAX_ACCOUNT_DEPTH as i64)
+            .bind(ACCOUNT_DEPTH_MAX as i64)
             .bind(ROLLUP_ACCOUNTS_MAX as i64 + 1)
             .fetch_all(pool)
             .await?

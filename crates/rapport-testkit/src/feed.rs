@@ -4,6 +4,7 @@
 
 use crate::upstream::{Reply, Upstream};
 use chrono::{Duration as Span, TimeZone, Utc};
+use rapport_core::permission::Authority::Operator;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -162,6 +163,7 @@ pub async fn seed_customers(store: &rapport_store::Store) -> Vec<rapport_core::A
     for n in 0..CUSTOMERS {
         let account = store
             .create_account(
+                Operator,
                 NewAccount {
                     name: format!("Customer {n}"),
                     parent: None,

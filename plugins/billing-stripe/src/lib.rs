@@ -22,7 +22,7 @@ pub mod signature;
 use mapping::{EventList, StripeEvent};
 
 /// Events per page; Stripe's maximum.
-const PAGE_SIZE_DEFAULT: u64 = 100;
+const PAGE_EVENTS_DEFAULT: u64 = 100;
 
 /// Where the next sync continues, stored by the host with each page.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +134,7 @@ impl Connector for Stripe {
 
     fn sync(config: Config, checkpoint: Option<String>) -> Result<Page, ConnectorError> {
         let at = Checkpoint::load(checkpoint.as_deref(), &config)?;
-        let page_size = config.number("page_size", PAGE_SIZE_DEFAULT, 1..=100)?;
+        let page_size = config.number("page_size", PAGE_EVENTS_DEFAULT, 1..=100)?;
         let list: EventList = request(&config, &at.query(page_size))?;
         let next = at.after_page(&list.data, list.has_more);
         let mut events = Vec::with_capacity(list.data.len());

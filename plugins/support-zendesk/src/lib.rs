@@ -22,7 +22,7 @@ pub mod mapping;
 use mapping::{AuditPage, Delivery, Directory, Export, TicketContext};
 
 /// Tickets per export page (Zendesk allows up to 1000; each ticket costs an audits call).
-const PAGE_SIZE_DEFAULT: u64 = 100;
+const PAGE_EVENTS_DEFAULT: u64 = 100;
 /// Audit pages read per ticket before giving up on the rest (a runaway ticket).
 const AUDIT_PAGES_MAX: usize = 50;
 
@@ -83,7 +83,7 @@ impl Connector for Zendesk {
     fn sync(config: Config, checkpoint: Option<String>) -> Result<Page, ConnectorError> {
         let at: Checkpoint = checkpoint::load(checkpoint.as_deref())?.unwrap_or_default();
         let base = base_url(&config)?;
-        let page_size = config.number("page_size", PAGE_SIZE_DEFAULT, 1..=1000)?;
+        let page_size = config.number("page_size", PAGE_EVENTS_DEFAULT, 1..=1000)?;
         let position = match &at.cursor {
             Some(cursor) => format!("cursor={}", http::encode_query_value(cursor)),
             None => format!("start_time={}", start_time(&config)?),

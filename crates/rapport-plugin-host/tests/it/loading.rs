@@ -1,3 +1,6 @@
+//! Loading connectors: what a component says about itself, refusals of what is not one
+//! (or speaks an unknown contract), and the on-disk compilation cache.
+
 use crate::support::*;
 use rapport_plugin_host::{
     ContractVersion, HostConfig, PluginError, PluginHost, SUPPORTED_VERSIONS,

@@ -1,3 +1,7 @@
+//! The network grant enforced by the host: HTTP and TCP reach only granted hosts,
+//! private and special addresses only by explicit permission, name lookups only for
+//! granted names.
+
 use crate::support::*;
 use rapport_plugin_host::PluginError;
 

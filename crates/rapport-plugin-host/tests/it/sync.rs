@@ -1,3 +1,6 @@
+//! A connector paging through a loopback upstream through the real host, and upstream
+//! failures mapped to the contract's error kinds.
+
 use crate::support::*;
 use rapport_plugin_host::{ConnectorError, PluginError};
 

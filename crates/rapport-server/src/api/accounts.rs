@@ -6,13 +6,14 @@ use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{Body, Params, Segments};
 use crate::api::model::{AccountPage, AccountTreeNode, AccountView, LifecycleName};
 use crate::api::page_limit;
-use crate::api::policy::{Action, authorize};
+use crate::app::{Identifier, authorize};
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{NaiveDate, Utc};
 use rapport_core::account::{Account, Contact, Domain, EmailAddress, ExternalId, NewAccount};
+use rapport_core::permission::Action;
 use rapport_core::{AccountId, StaffId};
 use rapport_store::AccountUpdate;
 use serde::Deserialize;
@@ -102,7 +103,7 @@ async fn book(
     }
     let reports = match params.scope {
         BookScope::Reports => {
-            let mut team = crate::api::policy::team(&state, &viewer).await?;
+            let mut team = store.reporting_subtree(viewer.id).await?;
             team.remove(&viewer.id);
             team
         }
@@ -219,7 +220,6 @@ async fn create_account(
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
     let owner = StaffId(body.owner);
     let parent = body.parent.map(AccountId);
-    authorize(&state, &viewer, Action::Open { owner, parent }).await?;
     let list_max = crate::api::formats::LIST_MAX;
     for (what, count) in [
         ("domains", body.domains.len()),
@@ -254,13 +254,7 @@ async fn create_account(
             .collect::<ApiResult<_>>()?,
         owner,
     };
-    let account = state
-        .engine
-        .store()
-        .create_account(new, Some(viewer.id), Utc::now())
-        .await?;
-    crate::audit::action("account.created");
-    crate::audit::change(serde_json::json!({ "after": crate::audit::account_shape(&account) }));
+    let account = crate::app::create_account(state.engine.store(), &viewer, new).await?;
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
@@ -273,9 +267,8 @@ async fn get_account(
     Viewer(viewer): Viewer,
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<AccountView>> {
-    let account = AccountId(id);
-    authorize(&state, &viewer, Action::See(account)).await?;
-    Ok(Json(state.engine.store().account(account).await?.into()))
+    let account = crate::app::account(state.engine.store(), &viewer, AccountId(id)).await?;
+    Ok(Json(account.into()))
 }
 
 /// Changes to an account; absent fields stay as they are.
@@ -312,47 +305,14 @@ async fn update_account(
     Segments(id): Segments<i64>,
     Body(body): Body<AccountPatch>,
 ) -> ApiResult<Json<AccountView>> {
-    let account = AccountId(id);
-    // Renaming, churning or moving an account reshapes the book; the renewal date
-    // is working detail.
-    let restructures = body.name.is_some() || body.lifecycle.is_some() || body.parent.is_some();
-    let action = if restructures {
-        Action::Restructure {
-            account,
-            parent: body.parent.flatten().map(AccountId),
-        }
-    } else {
-        Action::Work(account)
+    let update = AccountUpdate {
+        name: body.name,
+        lifecycle: body.lifecycle.map(Into::into),
+        renewal_date: body.renewal_date,
+        parent: body.parent.map(|parent| parent.map(AccountId)),
     };
-    authorize(&state, &viewer, action).await?;
-    let store = state.engine.store();
-    let now = Utc::now();
-    let before = store.account(account).await?;
-    let mut updated = store
-        .update_account(
-            account,
-            AccountUpdate {
-                name: body.name,
-                lifecycle: body.lifecycle.map(Into::into),
-                renewal_date: body.renewal_date,
-            },
-            now,
-        )
-        .await?;
-    if let Some(parent) = body.parent {
-        updated = store
-            .set_account_parent(account, parent.map(AccountId), now)
-            .await?;
-    }
-    crate::audit::action(if restructures {
-        "account.restructured"
-    } else {
-        "account.updated"
-    });
-    crate::audit::change(serde_json::json!({
-        "before": crate::audit::account_shape(&before),
-        "after": crate::audit::account_shape(&updated),
-    }));
+    let updated =
+        crate::app::update_account(state.engine.store(), &viewer, AccountId(id), update).await?;
     Ok(Json(updated.into()))
 }
 
@@ -367,7 +327,7 @@ async fn account_tree(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<AccountTreeNode>> {
     let root = AccountId(id);
-    authorize(&state, &viewer, Action::See(root)).await?;
+    authorize(state.engine.store(), &viewer, Action::See(root)).await?;
     let store = state.engine.store();
     let forest = rapport_core::account::AccountForest::new(store.account_tree().await?);
     let ids: Vec<AccountId> = forest.subtree(root).into_iter().collect();
@@ -417,11 +377,10 @@ async fn add_domain(
     Viewer(viewer): Viewer,
     Segments((id, domain)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
-    let account = AccountId(id);
-    authorize(&state, &viewer, Action::Work(account)).await?;
-    let store = state.engine.store();
-    store.add_domain(account, &Domain::parse(&domain)?).await?;
-    Ok(Json(store.account(account).await?.into()))
+    let change = Identifier::AddDomain(&Domain::parse(&domain)?);
+    let account =
+        crate::app::change_identifier(state.engine.store(), &viewer, AccountId(id), change).await?;
+    Ok(Json(account.into()))
 }
 
 /// Removes a domain from an account (events already placed by it stay).
@@ -434,13 +393,10 @@ async fn remove_domain(
     Viewer(viewer): Viewer,
     Segments((id, domain)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
-    let account = AccountId(id);
-    authorize(&state, &viewer, Action::Work(account)).await?;
-    let store = state.engine.store();
-    store
-        .remove_domain(account, &Domain::parse(&domain)?)
-        .await?;
-    Ok(Json(store.account(account).await?.into()))
+    let change = Identifier::RemoveDomain(&Domain::parse(&domain)?);
+    let account =
+        crate::app::change_identifier(state.engine.store(), &viewer, AccountId(id), change).await?;
+    Ok(Json(account.into()))
 }
 
 /// Gives an account an id in another system (`stripe:cus_123`); refused if another
@@ -454,13 +410,10 @@ async fn add_external_id(
     Viewer(viewer): Viewer,
     Segments((id, external_id)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
-    let account = AccountId(id);
-    authorize(&state, &viewer, Action::Work(account)).await?;
-    let store = state.engine.store();
-    store
-        .add_external_id(account, &external_id.parse::<ExternalId>()?)
-        .await?;
-    Ok(Json(store.account(account).await?.into()))
+    let change = Identifier::AddExternalId(&external_id.parse::<ExternalId>()?);
+    let account =
+        crate::app::change_identifier(state.engine.store(), &viewer, AccountId(id), change).await?;
+    Ok(Json(account.into()))
 }
 
 /// Removes an external id from an account.
@@ -473,13 +426,10 @@ async fn remove_external_id(
     Viewer(viewer): Viewer,
     Segments((id, external_id)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
-    let account = AccountId(id);
-    authorize(&state, &viewer, Action::Work(account)).await?;
-    let store = state.engine.store();
-    store
-        .remove_external_id(account, &external_id.parse::<ExternalId>()?)
-        .await?;
-    Ok(Json(store.account(account).await?.into()))
+    let change = Identifier::RemoveExternalId(&external_id.parse::<ExternalId>()?);
+    let account =
+        crate::app::change_identifier(state.engine.store(), &viewer, AccountId(id), change).await?;
+    Ok(Json(account.into()))
 }
 
 /// A contact's name and title.
@@ -508,17 +458,16 @@ async fn put_contact(
     Segments((id, email)): Segments<(i64, String)>,
     Body(details): Body<ContactDetails>,
 ) -> ApiResult<Json<AccountView>> {
-    let account = AccountId(id);
-    authorize(&state, &viewer, Action::Work(account)).await?;
-    let store = state.engine.store();
     let contact = ContactBody {
         email,
         name: details.name,
         title: details.title,
     }
     .into_contact()?;
-    store.upsert_contact(account, &contact).await?;
-    Ok(Json(store.account(account).await?.into()))
+    let change = Identifier::PutContact(&contact);
+    let account =
+        crate::app::change_identifier(state.engine.store(), &viewer, AccountId(id), change).await?;
+    Ok(Json(account.into()))
 }
 
 /// Removes a contact from an account.
@@ -531,11 +480,8 @@ async fn remove_contact(
     Viewer(viewer): Viewer,
     Segments((id, email)): Segments<(i64, String)>,
 ) -> ApiResult<Json<AccountView>> {
-    let account = AccountId(id);
-    authorize(&state, &viewer, Action::Work(account)).await?;
-    let store = state.engine.store();
-    store
-        .remove_contact(account, &EmailAddress::parse(&email)?)
-        .await?;
-    Ok(Json(store.account(account).await?.into()))
+    let change = Identifier::RemoveContact(&EmailAddress::parse(&email)?);
+    let account =
+        crate::app::change_identifier(state.engine.store(), &viewer, AccountId(id), change).await?;
+    Ok(Json(account.into()))
 }

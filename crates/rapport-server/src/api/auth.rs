@@ -3,20 +3,21 @@
 //! requires the admin flag.
 
 use crate::api::error::ApiError;
+use crate::app::Caller;
 use crate::http::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::Utc;
-use rapport_core::staff::Staff;
+use rapport_core::permission::Action;
 
 /// The authenticated staff member making the request.
 #[derive(Debug, Clone)]
-pub struct Viewer(pub Staff);
+pub struct Viewer(pub Caller);
 
 /// The authenticated staff member, who is an admin.
 #[derive(Debug, Clone)]
-pub struct Admin(pub Staff);
+pub struct Admin(pub Caller);
 
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = ApiError;
@@ -50,7 +51,7 @@ impl FromRequestParts<AppState> for Viewer {
         {
             Some(staff) => {
                 crate::audit::actor(staff.id);
-                Ok(Viewer(staff))
+                Ok(Viewer(Caller::new(staff)))
             }
             None => Err(ApiError::Unauthenticated(
                 "invalid-token",
@@ -65,9 +66,8 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Viewer(staff) = Viewer::from_request_parts(parts, state).await?;
-        crate::api::policy::authorize(state, &staff, crate::api::policy::Action::Administer)
-            .await?;
-        Ok(Admin(staff))
+        let Viewer(caller) = Viewer::from_request_parts(parts, state).await?;
+        crate::app::authorize(state.engine.store(), &caller, Action::Administer).await?;
+        Ok(Admin(caller))
     }
 }

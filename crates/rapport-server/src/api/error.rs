@@ -44,13 +44,6 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl ApiError {
-    /// The 404 for an account that is missing or hidden: the same words either way.
-    pub fn account_not_found(account: rapport_core::AccountId) -> ApiError {
-        ApiError::NotFound(DomainError::UnknownAccount(account).to_string())
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, detail) = match self {
@@ -91,7 +84,9 @@ impl From<DomainError> for ApiError {
             UnknownStaff(_) | UnknownAccount(_) | UnknownEvent(_) | UnknownToken(_) => {
                 ApiError::NotFound(detail)
             }
+            NotPermitted(_) => ApiError::Forbidden(detail),
             StaffEmailTaken(_)
+            | TaskAssigneeCannotSee { .. }
             | ExternalIdTaken { .. }
             | AccountAlreadyOwned { .. }
             | AlreadyOwner { .. }

@@ -1,6 +1,6 @@
 //! The API's string formats as JSON Schema: one pattern per kind of value, describing
 //! what rapport-core's parsers accept, so that the OpenAPI document and the server
-//! agree (schemathesis holds them to it in CI; `tests/api/openapi.rs` checks that the
+//! agree (schemathesis holds them to it in CI; `tests/it/openapi.rs` checks that the
 //! path parameters, which must spell their patterns out, use these).
 
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};

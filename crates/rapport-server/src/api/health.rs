@@ -7,7 +7,7 @@ use crate::api::model::{
     AccountView, HealthView, MrrView, ReasonView, RevenuePointView, RevenueView,
 };
 use crate::api::page_limit;
-use crate::api::policy::{Action, authorize};
+use crate::app::authorize;
 use crate::http::AppState;
 use crate::insight::{by_attention, health_of, revenue_of};
 use axum::Json;
@@ -15,6 +15,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use rapport_core::AccountId;
 use rapport_core::health::Health;
+use rapport_core::permission::Action;
 use rapport_core::revenue::Mrr;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -58,7 +59,7 @@ async fn account_health(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<HealthView>> {
     let account = AccountId(id);
-    authorize(&state, &viewer, Action::See(account)).await?;
+    authorize(state.engine.store(), &viewer, Action::See(account)).await?;
     let now = Utc::now();
     let health = health_of(state.engine.store(), account, now).await?;
     Ok(Json(health_view(health, now)))
@@ -84,7 +85,7 @@ async fn account_revenue(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<RevenueView>> {
     let account = AccountId(id);
-    authorize(&state, &viewer, Action::See(account)).await?;
+    authorize(state.engine.store(), &viewer, Action::See(account)).await?;
     let store = state.engine.store();
     let revenue = revenue_of(store, account).await?;
     let renewal_date = store.account(account).await?.renewal_date;

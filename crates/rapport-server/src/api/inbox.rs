@@ -6,15 +6,13 @@ use crate::api::error::{ApiResult, Problem};
 use crate::api::extract::{Body, Params, Segments};
 use crate::api::model::{EventPage, EventView};
 use crate::api::page_limit;
-use crate::api::policy::{Action, authorize};
-use crate::api::timeline::visible_event;
+use crate::app::authorize;
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
 use rapport_core::account::{Domain, EmailAddress, ExternalId};
-use rapport_core::staff::Staff;
-use rapport_core::timeline::{TimelineCursor, TimelineEvent};
+use rapport_core::permission::Action;
+use rapport_core::timeline::TimelineCursor;
 use rapport_core::{AccountId, EventId};
 use rapport_store::{Learn, TIMELINE_PAGE_MAX};
 use serde::Deserialize;
@@ -26,28 +24,6 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_inbox))
         .routes(routes!(place))
-}
-
-/// Keeps only the candidate accounts `viewer` can see: an ambiguous event must not
-/// reveal that some hidden account also fits.
-pub(crate) async fn visible_candidates(
-    state: &AppState,
-    viewer: &Staff,
-    event: &mut TimelineEvent,
-) -> ApiResult<()> {
-    let mut kept = Vec::with_capacity(event.match_candidates.len());
-    for &candidate in &event.match_candidates {
-        if state
-            .engine
-            .store()
-            .can_see(viewer.id, candidate, Utc::now())
-            .await?
-        {
-            kept.push(candidate);
-        }
-    }
-    event.match_candidates = kept;
-    Ok(())
 }
 
 /// Inbox filters and paging.
@@ -75,7 +51,7 @@ async fn list_inbox(
     Viewer(viewer): Viewer,
     Params(params): Params<InboxParams>,
 ) -> ApiResult<Json<EventPage>> {
-    authorize(&state, &viewer, Action::Triage).await?;
+    authorize(state.engine.store(), &viewer, Action::Triage).await?;
     let listing = format!("inbox:{}", viewer.id.0);
     let after: Option<TimelineCursor> = params
         .cursor
@@ -98,7 +74,7 @@ async fn list_inbox(
         )
         .await?;
     for event in &mut page.events {
-        visible_candidates(&state, &viewer, event).await?;
+        crate::app::visible_candidates(state.engine.store(), &viewer, event).await?;
     }
     Ok(Json(EventPage {
         events: page.events.into_iter().map(EventView::from).collect(),
@@ -142,41 +118,24 @@ async fn place(
     Segments(id): Segments<i64>,
     Body(body): Body<Placement>,
 ) -> ApiResult<Json<EventView>> {
-    let placed = place_event(
-        &state,
+    let placed = crate::app::place_event(
+        state.engine.store(),
         &viewer,
         EventId(id),
         AccountId(body.account),
-        body.learn,
+        body.learn.map(LearnBody::parse).transpose()?,
     )
     .await?;
     Ok(Json(placed.into()))
 }
 
-/// Places an unmatched event on a visible account as `viewer`'s decision, optionally
-/// teaching the account a hint (the API and the web UI both place through this).
-pub(crate) async fn place_event(
-    state: &AppState,
-    viewer: &Staff,
-    event: EventId,
-    account: AccountId,
-    learn: Option<LearnBody>,
-) -> ApiResult<TimelineEvent> {
-    authorize(state, viewer, Action::Triage).await?;
-    // A placed event on a hidden account must look missing, not "already placed".
-    visible_event(state, viewer, event).await?;
-    authorize(state, viewer, Action::Work(account)).await?;
-    let learn = match learn {
-        None => None,
-        Some(LearnBody::Domain(domain)) => Some(Learn::Domain(Domain::parse(&domain.0)?)),
-        Some(LearnBody::Contact(email)) => Some(Learn::Contact(EmailAddress::parse(&email.0)?)),
-        Some(LearnBody::ExternalId(id)) => Some(Learn::ExternalId(id.0.parse::<ExternalId>()?)),
-    };
-    crate::audit::action("event.placed");
-    crate::audit::change(serde_json::json!({ "event": event.0, "account": account.0 }));
-    Ok(state
-        .engine
-        .store()
-        .place_unmatched(event, account, viewer.id, learn)
-        .await?)
+impl LearnBody {
+    /// The hint, parsed.
+    pub(crate) fn parse(self) -> ApiResult<Learn> {
+        Ok(match self {
+            LearnBody::Domain(domain) => Learn::Domain(Domain::parse(&domain.0)?),
+            LearnBody::Contact(email) => Learn::Contact(EmailAddress::parse(&email.0)?),
+            LearnBody::ExternalId(id) => Learn::ExternalId(id.0.parse::<ExternalId>()?),
+        })
+    }
 }

@@ -24,7 +24,6 @@ pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod formats;
 pub(crate) mod model;
-pub(crate) mod policy;
 
 pub(crate) mod accounts;
 pub(crate) mod assignments;

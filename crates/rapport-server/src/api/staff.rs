@@ -33,7 +33,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/me", tag = "staff", security(("bearer" = [])),
     responses((status = 200, body = StaffView), (status = 401, body = crate::api::error::Problem)))]
 async fn me(Viewer(viewer): Viewer) -> Json<StaffView> {
-    Json(viewer.into())
+    Json(viewer.staff.into())
 }
 
 /// Everyone on the staff, including those who have left.

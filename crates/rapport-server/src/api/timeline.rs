@@ -2,18 +2,19 @@
 //! across a viewer's whole book, and what staff write on it — notes and tasks.
 
 use crate::api::auth::Viewer;
-use crate::api::error::{ApiError, ApiResult, Problem};
+use crate::api::error::{ApiResult, Problem};
 use crate::api::extract::{Body, Params, Segments};
 use crate::api::model::{EventPage, EventView};
 use crate::api::page_limit;
-use crate::api::policy::{Action, authorize};
+use crate::app::authorize;
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
-use rapport_core::timeline::{TimelineCursor, TimelineEvent};
-use rapport_core::{AccountId, DomainError, EventId, StaffId};
+use rapport_core::permission::Action;
+use rapport_core::timeline::TimelineCursor;
+use rapport_core::{AccountId, EventId, StaffId};
 use rapport_store::{FeedQuery, NewTask, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -117,7 +118,7 @@ async fn account_timeline(
     Params(params): Params<TimelineParams>,
 ) -> ApiResult<Json<EventPage>> {
     let account = AccountId(id);
-    authorize(&state, &viewer, Action::See(account)).await?;
+    authorize(state.engine.store(), &viewer, Action::See(account)).await?;
     let listing = format!("timeline:{}:{}:{}", account.0, params.children, viewer.id.0);
     let query = TimelineQuery {
         account,
@@ -157,31 +158,6 @@ async fn feed(
     Ok(Json(page_view(&state, &listing, page)))
 }
 
-/// An event the viewer may see: on a visible account, or (for those who triage the
-/// unmatched inbox) waiting there. Anything else is the same 404 as a missing event.
-pub(crate) async fn visible_event(
-    state: &AppState,
-    viewer: &rapport_core::staff::Staff,
-    id: EventId,
-) -> ApiResult<TimelineEvent> {
-    let not_found = || ApiError::NotFound(DomainError::UnknownEvent(id).to_string());
-    let event = state
-        .engine
-        .store()
-        .event(id)
-        .await?
-        .ok_or_else(not_found)?;
-    match &event.event.placement {
-        Some(placement) => authorize(state, viewer, Action::See(placement.account))
-            .await
-            .map_err(|_| not_found())?,
-        None => authorize(state, viewer, Action::Triage)
-            .await
-            .map_err(|_| not_found())?,
-    }
-    Ok(event)
-}
-
 /// One event.
 #[utoipa::path(get, path = "/events/{id}", tag = "timeline", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Event id")),
@@ -191,8 +167,7 @@ async fn get_event(
     Viewer(viewer): Viewer,
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<EventView>> {
-    let mut event = visible_event(&state, &viewer, EventId(id)).await?;
-    crate::api::inbox::visible_candidates(&state, &viewer, &mut event).await?;
+    let event = crate::app::event(state.engine.store(), &viewer, EventId(id)).await?;
     Ok(Json(event.into()))
 }
 
@@ -216,14 +191,8 @@ async fn add_note(
     Segments(id): Segments<i64>,
     Body(body): Body<NoteBody>,
 ) -> ApiResult<(StatusCode, Json<EventView>)> {
-    let account = AccountId(id);
-    authorize(&state, &viewer, Action::Work(account)).await?;
-    let note = state
-        .engine
-        .store()
-        .add_note(account, viewer.id, &body.text, Utc::now())
-        .await?;
-    crate::audit::action("note.added");
+    let note =
+        crate::app::add_note(state.engine.store(), &viewer, AccountId(id), &body.text).await?;
     Ok((StatusCode::CREATED, Json(note.into())))
 }
 
@@ -254,8 +223,8 @@ async fn add_task(
     Segments(id): Segments<i64>,
     Body(body): Body<TaskBody>,
 ) -> ApiResult<(StatusCode, Json<EventView>)> {
-    let task = set_task(
-        &state,
+    let task = crate::app::add_task(
+        state.engine.store(),
         &viewer,
         AccountId(id),
         NewTask {
@@ -268,29 +237,6 @@ async fn add_task(
     Ok((StatusCode::CREATED, Json(task.into())))
 }
 
-/// Sets a task on a visible account, for someone who can see it (the API and the web
-/// UI both set tasks through this).
-pub(crate) async fn set_task(
-    state: &AppState,
-    viewer: &rapport_core::staff::Staff,
-    account: AccountId,
-    task: NewTask,
-) -> ApiResult<TimelineEvent> {
-    authorize(state, viewer, Action::Work(account)).await?;
-    let store = state.engine.store();
-    if let Some(assignee) = task.assignee {
-        store.staff(assignee).await?;
-        if !store.can_see(assignee, account, Utc::now()).await? {
-            return Err(ApiError::Conflict(format!(
-                "staff {} cannot see this account, so cannot do its task: assign it to someone on the account",
-                assignee.0
-            )));
-        }
-    }
-    crate::audit::action("task.added");
-    Ok(store.add_task(account, viewer.id, task, Utc::now()).await?)
-}
-
 /// Marks a task done; returns the `task.done` event written on the account.
 #[utoipa::path(post, path = "/tasks/{id}/complete", tag = "timeline", security(("bearer" = [])),
     params(("id" = i64, Path, description = "The task's event id")),
@@ -301,13 +247,6 @@ async fn complete_task(
     Viewer(viewer): Viewer,
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<EventView>> {
-    let task = EventId(id);
-    visible_event(&state, &viewer, task).await?;
-    let done = state
-        .engine
-        .store()
-        .complete_task(task, viewer.id, Utc::now())
-        .await?;
-    crate::audit::action("task.done");
+    let done = crate::app::complete_task(state.engine.store(), &viewer, EventId(id)).await?;
     Ok(Json(done.into()))
 }

@@ -5,12 +5,13 @@ use crate::api::auth::Viewer;
 use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{Body, Params, Segments};
 use crate::api::model::{IssuedTokenView, TokenView};
-use crate::api::policy::{Action, authorize, may_administer};
+use crate::app::authorize;
 use crate::http::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{Duration, Utc};
+use rapport_core::permission::Action;
 use rapport_core::{DomainError, StaffId};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -44,7 +45,7 @@ async fn list_tokens(
 ) -> ApiResult<Json<Vec<TokenView>>> {
     let staff = StaffId(params.staff.unwrap_or(viewer.id.0));
     if staff != viewer.id {
-        authorize(&state, &viewer, Action::Administer).await?;
+        authorize(state.engine.store(), &viewer, Action::Administer).await?;
     }
     let tokens = state.engine.store().api_tokens(Some(staff)).await?;
     Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
@@ -77,7 +78,7 @@ async fn create_token(
 ) -> ApiResult<(StatusCode, Json<IssuedTokenView>)> {
     let staff = StaffId(body.staff.unwrap_or(viewer.id.0));
     if staff != viewer.id {
-        authorize(&state, &viewer, Action::Administer).await?;
+        authorize(state.engine.store(), &viewer, Action::Administer).await?;
     }
     let days = body.expires_in_days.unwrap_or(90);
     if !(1..=TOKEN_DAYS_MAX).contains(&days) {
@@ -122,7 +123,7 @@ async fn revoke_token(
     Segments(id): Segments<i64>,
 ) -> ApiResult<Json<TokenView>> {
     let store = state.engine.store();
-    if !may_administer(&viewer) {
+    if !viewer.permissions.may_administer() {
         // Someone else's token looks like no token.
         let own = store.api_tokens(Some(viewer.id)).await?;
         if !own.iter().any(|token| token.id == id) {

@@ -1,9 +1,7 @@
 //! The account page: who looks after the client, its group, health and revenue, and the
 //! unified timeline with filters, roll-up, keyset paging, notes and tasks.
 
-use crate::api::assignments::change_owner;
-use crate::api::policy::{Action, authorize, team};
-use crate::api::timeline::{set_task, visible_event};
+use crate::app::{Caller, authorize};
 use crate::http::AppState;
 use crate::insight::{health_of, revenue_of, weekly_activity};
 use crate::web::book::band_label;
@@ -17,6 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use chrono::{DateTime, NaiveDate, Utc};
 use rapport_core::assignment::Role;
+use rapport_core::permission::Action;
 use rapport_core::staff::{Level, Staff};
 use rapport_core::timeline::{AttributeValue, EventKind, TimelineCursor, TimelineEvent};
 use rapport_core::{AccountId, EventId, StaffId};
@@ -25,7 +24,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// Events per timeline page.
-const PAGE_SIZE: u32 = 50;
+const PAGE_EVENTS: u32 = 50;
 /// Weeks in the activity chart.
 const ACTIVITY_WEEKS: u32 = 12;
 /// The kind filters offered, as (prefix, label).
@@ -270,14 +269,14 @@ struct AccountPage {
 /// line (anyone's, for an admin). Empty if they may not reassign at all.
 pub(crate) async fn owner_choices(
     state: &AppState,
-    viewer: &Staff,
+    viewer: &Caller,
     staff: &BTreeMap<StaffId, Staff>,
     current: Option<StaffId>,
 ) -> WebResult<Vec<Choice>> {
-    if !crate::api::policy::may_reassign(viewer) {
+    if !viewer.permissions.may_reassign() {
         return Ok(Vec::new());
     }
-    let line = team(state, viewer).await?;
+    let line = state.engine.store().reporting_subtree(viewer.id).await?;
     let mut choices: Vec<Choice> = staff
         .values()
         .filter(|person| person.active && person.level != Level::Associate)
@@ -304,7 +303,7 @@ pub(crate) async fn page(
 ) -> WebResult {
     let id = AccountId(path_id(&raw, "account")?);
     let viewer = &member.staff;
-    authorize(&state, viewer, Action::See(id)).await?;
+    authorize(state.engine.store(), viewer, Action::See(id)).await?;
     let store = state.engine.store();
     let now = Utc::now();
     let account = store.account(id).await?;
@@ -356,7 +355,7 @@ pub(crate) async fn page(
         // Until a day means through the end of it.
         until: until.map(|day| start_of(day + chrono::Duration::days(1))),
         after,
-        limit: PAGE_SIZE,
+        limit: PAGE_EVENTS,
     };
     let timeline = store.timeline(&query).await?;
     let mut names: BTreeMap<AccountId, String> = children
@@ -540,15 +539,8 @@ pub(crate) async fn add_note(
     form: Submission,
 ) -> WebResult {
     let account = AccountId(path_id(&raw, "account")?);
-    let viewer = &form.member.staff;
-    authorize(&state, viewer, Action::Work(account)).await?;
     let text = form.fields.require("text", "The note")?;
-    state
-        .engine
-        .store()
-        .add_note(account, viewer.id, text, Utc::now())
-        .await?;
-    crate::audit::action("note.added");
+    crate::app::add_note(state.engine.store(), &form.member.staff, account, text).await?;
     Ok(back_to(account))
 }
 
@@ -566,8 +558,8 @@ pub(crate) async fn add_task(
         Some(_) => Some(StaffId(fields.id("assignee", "Who")?)),
         None => None,
     };
-    set_task(
-        &state,
+    crate::app::add_task(
+        state.engine.store(),
         &form.member.staff,
         account,
         NewTask {
@@ -587,15 +579,8 @@ pub(crate) async fn complete_task(
     form: Submission,
 ) -> WebResult {
     let task = EventId(path_id(&raw, "task")?);
-    let viewer = &form.member.staff;
-    let event = visible_event(&state, viewer, task).await?;
-    state
-        .engine
-        .store()
-        .complete_task(task, viewer.id, Utc::now())
-        .await?;
-    crate::audit::action("task.done");
-    match event.event.placement {
+    let done = crate::app::complete_task(state.engine.store(), &form.member.staff, task).await?;
+    match done.event.placement {
         Some(placement) => Ok(back_to(placement.account)),
         None => Ok(Redirect::to("/").into_response()),
     }
@@ -609,6 +594,6 @@ pub(crate) async fn set_owner(
 ) -> WebResult {
     let account = AccountId(path_id(&raw, "account")?);
     let owner = StaffId(form.fields.id("owner", "The new owner")?);
-    change_owner(&state, &form.member.staff, account, owner).await?;
+    crate::app::change_owner(state.engine.store(), &form.member.staff, account, owner).await?;
     Ok(back_to(account))
 }

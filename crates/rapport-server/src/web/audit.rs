@@ -1,6 +1,6 @@
 //! The audit trail page, for admins: the same entries as `GET /api/v1/audit`.
 
-use crate::api::policy::{Action, authorize};
+use crate::app::authorize;
 use crate::http::AppState;
 use crate::web::account::Choice;
 use crate::web::page::{Layout, WebResult, encode, render};
@@ -8,6 +8,7 @@ use crate::web::session::Member;
 use askama::Template;
 use axum::extract::{Query, State};
 use rapport_core::StaffId;
+use rapport_core::permission::Action;
 use rapport_store::AuditQuery;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -57,7 +58,7 @@ pub(crate) async fn page(
     member: Member,
     Query(filters): Query<AuditFilters>,
 ) -> WebResult {
-    authorize(&state, &member.staff, Action::Administer).await?;
+    authorize(state.engine.store(), &member.staff, Action::Administer).await?;
     let store = state.engine.store();
     let action = filters
         .action

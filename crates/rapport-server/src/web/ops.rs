@@ -1,8 +1,8 @@
 //! Running rapport: each connector's sync status (and a sync on demand, for admins),
 //! and the unmatched inbox, where managers place events no account claimed.
 
-use crate::api::inbox::{LearnBody, place_event, visible_candidates};
-use crate::api::policy::{Action, authorize};
+use crate::api::inbox::LearnBody;
+use crate::app::authorize;
 use crate::http::AppState;
 use crate::web::account::Choice;
 use crate::web::page::{Layout, WebError, WebResult, ago, instant, path_id, render};
@@ -11,6 +11,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use chrono::Utc;
+use rapport_core::permission::Action;
 use rapport_core::timeline::TimelineCursor;
 use rapport_core::{AccountId, EventId};
 use serde::Deserialize;
@@ -120,7 +121,7 @@ pub(crate) async fn run_now(
     Path(name): Path<String>,
     form: Submission,
 ) -> WebResult {
-    authorize(&state, &form.member.staff, Action::Administer).await?;
+    authorize(state.engine.store(), &form.member.staff, Action::Administer).await?;
     state.engine.store().request_sync(&name, Utc::now()).await?;
     crate::audit::action("connector.sync.requested");
     Ok(Redirect::to("/connectors").into_response())
@@ -133,7 +134,7 @@ pub(crate) async fn check_now(
     Path(name): Path<String>,
     form: Submission,
 ) -> WebResult {
-    authorize(&state, &form.member.staff, Action::Administer).await?;
+    authorize(state.engine.store(), &form.member.staff, Action::Administer).await?;
     crate::audit::action("connector.checked");
     match state.engine.check_now(&name).await {
         Ok(_) => Ok(Redirect::to(&format!("/connectors#c-{name}")).into_response()),
@@ -179,7 +180,7 @@ pub(crate) async fn inbox(
     member: Member,
     Query(query): Query<InboxQuery>,
 ) -> WebResult {
-    authorize(&state, &member.staff, Action::Triage).await?;
+    authorize(state.engine.store(), &member.staff, Action::Triage).await?;
     let store = state.engine.store();
     let now = Utc::now();
     let listing = format!("web-inbox:{}", member.staff.id.0);
@@ -199,7 +200,7 @@ pub(crate) async fn inbox(
     book.sort_by_cached_key(|account| account.name.to_lowercase());
     let mut waiting = Vec::new();
     for mut event in page.events {
-        visible_candidates(&state, &member.staff, &mut event).await?;
+        crate::app::visible_candidates(state.engine.store(), &member.staff, &mut event).await?;
         let candidates = event.match_candidates.clone();
         let mut accounts: Vec<Choice> = book
             .iter()
@@ -307,6 +308,14 @@ pub(crate) async fn place(
             )));
         }
     };
-    place_event(&state, &form.member.staff, event, account, learn).await?;
+    let learn = learn.map(LearnBody::parse).transpose()?;
+    crate::app::place_event(
+        state.engine.store(),
+        &form.member.staff,
+        event,
+        account,
+        learn,
+    )
+    .await?;
     Ok(Redirect::to(&format!("/inbox?placed={}", event.0)).into_response())
 }

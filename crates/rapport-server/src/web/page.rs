@@ -33,8 +33,8 @@ impl Layout {
             section,
             member_name: member.staff.name.clone(),
             csrf: member.csrf.clone(),
-            can_triage: crate::api::policy::may_triage(&member.staff),
-            can_administer: crate::api::policy::may_administer(&member.staff),
+            can_triage: member.staff.permissions.may_triage(),
+            can_administer: member.staff.permissions.may_administer(),
         }
     }
 

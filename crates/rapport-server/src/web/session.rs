@@ -18,7 +18,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use rapport_core::account::EmailAddress;
 use rapport_core::password;
-use rapport_core::staff::Staff;
 use rapport_store::IssuedSession;
 use serde::Deserialize;
 
@@ -115,7 +114,8 @@ fn sign_in_entry(
 /// A signed-in member of staff.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
-    pub staff: Staff,
+    /// Who they are and what they may do.
+    pub staff: crate::app::Caller,
     /// The session's form token.
     pub csrf: String,
 }
@@ -143,7 +143,7 @@ async fn member_of(parts: &Parts, state: &AppState) -> WebResult<Option<Member>>
         .map(|session| {
             crate::audit::actor(session.staff.id);
             Member {
-                staff: session.staff,
+                staff: crate::app::Caller::new(session.staff),
                 csrf: session.csrf_token,
             }
         }))

@@ -1,7 +1,6 @@
 //! The team: the org chart under the viewer with each person's book size and how many
 //! of those accounts need attention, and bulk handoffs between people.
 
-use crate::api::assignments::hand_off;
 use crate::api::health::ATTENTION_ACCOUNTS_MAX;
 use crate::http::AppState;
 use crate::insight::health_of;
@@ -97,7 +96,7 @@ pub(crate) async fn page(
             }
         }
     }
-    let may_hand_off = crate::api::policy::may_reassign(viewer);
+    let may_hand_off = viewer.permissions.may_reassign();
     let people = org_below(viewer.id, &staff)
         .into_iter()
         .filter_map(|(depth, id)| staff.get(&id).map(|person| (depth, person)))
@@ -175,8 +174,7 @@ pub(crate) async fn handoff_page(
     let person = store.staff(from).await?;
     // Only what the viewer sees: a handoff must not reveal hidden accounts.
     let owned =
-        crate::api::policy::visible_of(&state, &member.staff, store.owned_accounts(from).await?)
-            .await?;
+        crate::app::visible_of(store, &member.staff, store.owned_accounts(from).await?).await?;
     let mut accounts: Vec<Owned> = store
         .accounts(&owned)
         .await?
@@ -229,6 +227,13 @@ pub(crate) async fn handoff(State(state): State<AppState>, form: Submission) -> 
             "no accounts were ticked: tick the ones to hand off".to_owned(),
         ));
     }
-    let moved = hand_off(&state, &form.member.staff, from, to, Some(chosen)).await?;
+    let moved = crate::app::hand_off(
+        state.engine.store(),
+        &form.member.staff,
+        from,
+        to,
+        Some(chosen),
+    )
+    .await?;
     Ok(Redirect::to(&format!("/team?moved={}&to={}", moved.len(), to.0)).into_response())
 }

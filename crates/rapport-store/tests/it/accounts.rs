@@ -1,6 +1,10 @@
+//! The accounts repository on both backends: identifiers, refused writes that write
+//! nothing, the client tree's rules, search and partial updates.
+
 use crate::support::*;
 use chrono::NaiveDate;
-use rapport_core::account::{Lifecycle, MAX_ACCOUNT_DEPTH};
+use rapport_core::account::{ACCOUNT_DEPTH_MAX, Lifecycle};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::{AccountId, DomainError};
 use rapport_store::{AccountUpdate, Error, Store};
 
@@ -24,7 +28,7 @@ async fn accounts_carry_domains_external_ids_and_contacts(store: Store) {
     ];
     new.renewal_date = NaiveDate::from_ymd_opt(2027, 3, 31);
     let account = store
-        .create_account(new, Some(org.director.id), t0())
+        .create_account(Operator, new, Some(org.director.id), t0())
         .await
         .unwrap();
     assert_eq!(account.name, "Acme Corp");
@@ -79,8 +83,14 @@ async fn accounts_carry_domains_external_ids_and_contacts(store: Store) {
         [account.id]
     );
     let other = open_account(&store, "Acme Labs", org.max.id, None).await;
-    store.add_domain(other, &domain("acme.com")).await.unwrap();
-    store.add_domain(other, &domain("acme.com")).await.unwrap();
+    store
+        .add_domain(Operator, other, &domain("acme.com"))
+        .await
+        .unwrap();
+    store
+        .add_domain(Operator, other, &domain("acme.com"))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .accounts_with_domain(&domain("acme.com"))
@@ -91,27 +101,31 @@ async fn accounts_carry_domains_external_ids_and_contacts(store: Store) {
     );
     assert!(
         store
-            .remove_domain(other, &domain("acme.com"))
+            .remove_domain(Operator, other, &domain("acme.com"))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .remove_domain(other, &domain("acme.com"))
+            .remove_domain(Operator, other, &domain("acme.com"))
             .await
             .unwrap()
     );
 
     // Contacts upsert by email.
     store
-        .upsert_contact(account.id, &contact("jane.doe@acme.com", "Jane D. Doe"))
+        .upsert_contact(
+            Operator,
+            account.id,
+            &contact("jane.doe@acme.com", "Jane D. Doe"),
+        )
         .await
         .unwrap();
     let account = store.account(account.id).await.unwrap();
     assert_eq!(account.contacts[0].name.as_deref(), Some("Jane D. Doe"));
     assert!(
         store
-            .remove_contact(account.id, &email("ops@acme.com"))
+            .remove_contact(Operator, account.id, &email("ops@acme.com"))
             .await
             .unwrap()
     );
@@ -123,16 +137,16 @@ async fn external_ids_identify_one_account(store: Store) {
     let acme = open_account(&store, "Acme", org.mia.id, None).await;
     let globex = open_account(&store, "Globex", org.max.id, None).await;
     store
-        .add_external_id(acme, &external("stripe:cus_1"))
+        .add_external_id(Operator, acme, &external("stripe:cus_1"))
         .await
         .unwrap();
     // Idempotent on the same account.
     store
-        .add_external_id(acme, &external("stripe:cus_1"))
+        .add_external_id(Operator, acme, &external("stripe:cus_1"))
         .await
         .unwrap();
     let error = store
-        .add_external_id(globex, &external("stripe:cus_1"))
+        .add_external_id(Operator, globex, &external("stripe:cus_1"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -141,12 +155,12 @@ async fn external_ids_identify_one_account(store: Store) {
     );
     assert!(
         store
-            .remove_external_id(acme, &external("stripe:cus_1"))
+            .remove_external_id(Operator, acme, &external("stripe:cus_1"))
             .await
             .unwrap()
     );
     store
-        .add_external_id(globex, &external("stripe:cus_1"))
+        .add_external_id(Operator, globex, &external("stripe:cus_1"))
         .await
         .unwrap();
     assert_eq!(
@@ -162,7 +176,7 @@ async fn refused_accounts_write_nothing(store: Store) {
     let org = small_org(&store).await;
     let acme = open_account(&store, "Acme", org.mia.id, None).await;
     store
-        .add_external_id(acme, &external("stripe:cus_1"))
+        .add_external_id(Operator, acme, &external("stripe:cus_1"))
         .await
         .unwrap();
     let before = store.account_tree().await.unwrap();
@@ -171,13 +185,13 @@ async fn refused_accounts_write_nothing(store: Store) {
     taken.domains = vec![domain("copycat.com")];
     taken.external_ids = vec![external("stripe:cus_1")];
     assert!(matches!(
-        store.create_account(taken, None, t0()).await,
+        store.create_account(Operator, taken, None, t0()).await,
         Err(Error::Domain(DomainError::ExternalIdTaken { .. }))
     ));
     let associate_owner = new_account("Junior", org.ava.id);
     assert_eq!(
         store
-            .create_account(associate_owner, None, t0())
+            .create_account(Operator, associate_owner, None, t0())
             .await
             .unwrap_err()
             .to_string(),
@@ -186,12 +200,12 @@ async fn refused_accounts_write_nothing(store: Store) {
     let mut orphan = new_account("Orphan", org.max.id);
     orphan.parent = Some(AccountId(999));
     assert!(matches!(
-        store.create_account(orphan, None, t0()).await,
+        store.create_account(Operator, orphan, None, t0()).await,
         Err(Error::Domain(DomainError::UnknownAccount(AccountId(999))))
     ));
     assert!(matches!(
         store
-            .create_account(new_account("   ", org.max.id), None, t0())
+            .create_account(Operator, new_account("   ", org.max.id), None, t0())
             .await,
         Err(Error::Domain(DomainError::InvalidField {
             field: "account name",
@@ -215,7 +229,7 @@ async fn the_client_tree_refuses_cycles_and_depth(store: Store) {
     let leaf = open_account(&store, "Branch", org.mia.id, Some(sub)).await;
     assert_eq!(store.account_children(group).await.unwrap(), [sub]);
     let error = store
-        .set_account_parent(group, Some(leaf), t0())
+        .set_account_parent(Operator, group, Some(leaf), t0())
         .await
         .unwrap_err();
     assert_eq!(
@@ -223,31 +237,38 @@ async fn the_client_tree_refuses_cycles_and_depth(store: Store) {
         format!("{group} cannot have {leaf} as parent: {leaf} is already a subsidiary of {group}")
     );
     assert!(matches!(
-        store.set_account_parent(group, Some(group), t0()).await,
+        store
+            .set_account_parent(Operator, group, Some(group), t0())
+            .await,
         Err(Error::Domain(DomainError::AccountParentSelf(_)))
     ));
     // Detach and reattach.
-    store.set_account_parent(leaf, None, t0()).await.unwrap();
+    store
+        .set_account_parent(Operator, leaf, None, t0())
+        .await
+        .unwrap();
     let moved = store
-        .set_account_parent(leaf, Some(group), t0())
+        .set_account_parent(Operator, leaf, Some(group), t0())
         .await
         .unwrap();
     assert_eq!(moved.parent, Some(group));
 
     // Build a chain right up to the depth limit, then one more is refused.
     let mut parent = open_account(&store, "Level 1", org.max.id, None).await;
-    for level in 2..=MAX_ACCOUNT_DEPTH {
+    for level in 2..=ACCOUNT_DEPTH_MAX {
         parent = open_account(&store, &format!("Level {level}"), org.max.id, Some(parent)).await;
     }
     let mut too_deep = new_account("Too deep", org.max.id);
     too_deep.parent = Some(parent);
     assert!(matches!(
-        store.create_account(too_deep, None, t0()).await,
+        store.create_account(Operator, too_deep, None, t0()).await,
         Err(Error::Domain(DomainError::AccountTreeTooDeep { .. }))
     ));
     // Moving a two-level subtree under a deep chain counts its height too.
     assert!(matches!(
-        store.set_account_parent(group, Some(parent), t0()).await,
+        store
+            .set_account_parent(Operator, group, Some(parent), t0())
+            .await,
         Err(Error::Domain(DomainError::AccountTreeTooDeep { .. }))
     ));
 }
@@ -256,10 +277,18 @@ async fn search_finds_names_and_domains(store: Store) {
     let org = small_org(&store).await;
     let mut acme = new_account("Acme Corporation", org.mia.id);
     acme.domains = vec![domain("acme.com")];
-    let acme = store.create_account(acme, None, t0()).await.unwrap().id;
+    let acme = store
+        .create_account(Operator, acme, None, t0())
+        .await
+        .unwrap()
+        .id;
     let mut globex = new_account("Globex", org.max.id);
     globex.domains = vec![domain("globex.io")];
-    let globex = store.create_account(globex, None, t0()).await.unwrap().id;
+    let globex = store
+        .create_account(Operator, globex, None, t0())
+        .await
+        .unwrap()
+        .id;
     let percent = open_account(&store, "100% Cotton_Co", org.max.id, None).await;
     let all = [acme, globex, percent];
     assert_eq!(store.search_accounts("ACME", &all).await.unwrap(), [acme]);
@@ -289,12 +318,19 @@ async fn updates_change_only_what_is_asked(store: Store) {
     let org = small_org(&store).await;
     let mut new = new_account("Initech", org.mia.id);
     new.renewal_date = NaiveDate::from_ymd_opt(2026, 12, 1);
-    let id = store.create_account(new, None, t0()).await.unwrap().id;
+    let id = store
+        .create_account(Operator, new, None, t0())
+        .await
+        .unwrap()
+        .id;
     let update = AccountUpdate {
         lifecycle: Some(Lifecycle::Churned),
         ..AccountUpdate::default()
     };
-    let account = store.update_account(id, update, hours(1)).await.unwrap();
+    let account = store
+        .update_account(Operator, id, update, hours(1))
+        .await
+        .unwrap();
     assert_eq!(account.lifecycle, Lifecycle::Churned);
     assert_eq!(account.name, "Initech");
     assert_eq!(account.renewal_date, NaiveDate::from_ymd_opt(2026, 12, 1));
@@ -303,14 +339,17 @@ async fn updates_change_only_what_is_asked(store: Store) {
         renewal_date: Some(None),
         ..AccountUpdate::default()
     };
-    let account = store.update_account(id, update, hours(2)).await.unwrap();
+    let account = store
+        .update_account(Operator, id, update, hours(2))
+        .await
+        .unwrap();
     assert_eq!(
         (account.name.as_str(), account.renewal_date),
         ("Initech Ltd", None)
     );
     assert!(matches!(
         store
-            .update_account(AccountId(404), AccountUpdate::default(), hours(3))
+            .update_account(Operator, AccountId(404), AccountUpdate::default(), hours(3))
             .await,
         Err(Error::Domain(DomainError::UnknownAccount(AccountId(404))))
     ));

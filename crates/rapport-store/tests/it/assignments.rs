@@ -1,5 +1,10 @@
+//! Owners and supporters on both backends: handoffs recorded on the timeline, all-or-
+//! nothing bulk moves, one owner under concurrent handoffs, history that only moves
+//! forward.
+
 use crate::support::*;
 use rapport_core::assignment::{Role, check_history};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::timeline::AttributeValue;
 use rapport_core::{AccountId, DomainError};
 use rapport_store::{Error, Store, TimelineQuery};
@@ -16,7 +21,7 @@ async fn a_handoff_closes_opens_and_records(store: Store) {
     let org = small_org(&store).await;
     let acme = open_account(&store, "Acme", org.mia.id, None).await;
     let assignment = store
-        .reassign_owner(acme, org.max.id, Some(org.director.id), hours(24))
+        .reassign_owner(Operator, acme, org.max.id, Some(org.director.id), hours(24))
         .await
         .unwrap();
     assert_eq!(
@@ -60,7 +65,7 @@ async fn a_handoff_closes_opens_and_records(store: Store) {
     // Reassigning to the current owner changes nothing and says so.
     assert_eq!(
         store
-            .reassign_owner(acme, org.max.id, None, hours(25))
+            .reassign_owner(Operator, acme, org.max.id, None, hours(25))
             .await
             .unwrap_err()
             .to_string(),
@@ -69,7 +74,7 @@ async fn a_handoff_closes_opens_and_records(store: Store) {
     // Associates cannot own.
     assert!(matches!(
         store
-            .reassign_owner(acme, org.ava.id, None, hours(25))
+            .reassign_owner(Operator, acme, org.ava.id, None, hours(25))
             .await,
         Err(Error::Domain(DomainError::AssociateCannotOwn(_)))
     ));
@@ -83,7 +88,7 @@ async fn bulk_reassignment_is_all_or_nothing(store: Store) {
     let c = open_account(&store, "C", org.max.id, None).await;
     // C is already Max's: the whole batch is refused and A and B stay with Mia.
     let refused = store
-        .reassign_owners(&[a, b, c], org.max.id, None, hours(1))
+        .reassign_owners(Operator, &[a, b, c], org.max.id, None, hours(1))
         .await;
     assert!(matches!(
         refused,
@@ -94,7 +99,7 @@ async fn bulk_reassignment_is_all_or_nothing(store: Store) {
     // A departing manager's whole book moves at once.
     let book = store.owned_accounts(org.mia.id).await.unwrap();
     let moved = store
-        .reassign_owners(&book, org.max.id, None, hours(2))
+        .reassign_owners(Operator, &book, org.max.id, None, hours(2))
         .await
         .unwrap();
     assert_eq!(moved.len(), 2);
@@ -112,7 +117,7 @@ async fn concurrent_handoffs_leave_exactly_one_owner(store: Store) {
         let store = store.clone();
         handles.push(tokio::spawn(async move {
             store
-                .reassign_owner(acme, target, None, hours(1 + round as i64))
+                .reassign_owner(Operator, acme, target, None, hours(1 + round as i64))
                 .await
         }));
     }
@@ -143,19 +148,21 @@ async fn support_rules(store: Store) {
     let org = small_org(&store).await;
     let acme = open_account(&store, "Acme", org.mia.id, None).await;
     store
-        .add_support(acme, org.ava.id, Some(org.mia.id), hours(1))
+        .add_support(Operator, acme, org.ava.id, Some(org.mia.id), hours(1))
         .await
         .unwrap();
     assert_eq!(
         store
-            .add_support(acme, org.ava.id, None, hours(2))
+            .add_support(Operator, acme, org.ava.id, None, hours(2))
             .await
             .unwrap_err()
             .to_string(),
         format!("staff #5 is already assigned to {acme} as support")
     );
     assert!(matches!(
-        store.add_support(acme, org.mia.id, None, hours(2)).await,
+        store
+            .add_support(Operator, acme, org.mia.id, None, hours(2))
+            .await,
         Err(Error::Domain(DomainError::AlreadyAssigned {
             role: Role::Owner,
             ..
@@ -163,21 +170,23 @@ async fn support_rules(store: Store) {
     ));
     assert_eq!(store.account(acme).await.unwrap().supporters, [org.ava.id]);
     let ended = store
-        .end_support(acme, org.ava.id, None, hours(3))
+        .end_support(Operator, acme, org.ava.id, None, hours(3))
         .await
         .unwrap();
     assert_eq!(ended.valid_to, Some(hours(3)));
     assert!(matches!(
-        store.end_support(acme, org.ava.id, None, hours(4)).await,
+        store
+            .end_support(Operator, acme, org.ava.id, None, hours(4))
+            .await,
         Err(Error::Domain(DomainError::NotAssigned { .. }))
     ));
     // A supporter who becomes owner stops being a supporter at the same instant.
     store
-        .add_support(acme, org.max.id, None, hours(5))
+        .add_support(Operator, acme, org.max.id, None, hours(5))
         .await
         .unwrap();
     store
-        .reassign_owner(acme, org.max.id, None, hours(6))
+        .reassign_owner(Operator, acme, org.max.id, None, hours(6))
         .await
         .unwrap();
     let account = store.account(acme).await.unwrap();
@@ -210,11 +219,11 @@ async fn history_only_moves_forward(store: Store) {
     let org = small_org(&store).await;
     let acme = open_account(&store, "Acme", org.mia.id, None).await;
     store
-        .reassign_owner(acme, org.max.id, None, hours(10))
+        .reassign_owner(Operator, acme, org.max.id, None, hours(10))
         .await
         .unwrap();
     let error = store
-        .reassign_owner(acme, org.director.id, None, hours(5))
+        .reassign_owner(Operator, acme, org.director.id, None, hours(5))
         .await
         .unwrap_err();
     assert!(

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use rapport_core::AccountId;
 use rapport_core::account::{Domain, EmailAddress, ExternalId};
 use rapport_core::matching::{MatchIndex, Resolution};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::Level;
 use rapport_core::timeline::{AccountHints, DedupeKey, EventKind, NewEvent, Placement};
 use rapport_store::Store;
@@ -89,19 +90,26 @@ async fn add(store: &Store, model: &mut MatchIndex, accounts: &[AccountId], iden
     match identity {
         Identity::External(a, id) => {
             // An external id names one account: the store refuses a second holder.
-            if store.add_external_id(accounts[*a], id).await.is_ok() {
+            if store
+                .add_external_id(Operator, accounts[*a], id)
+                .await
+                .is_ok()
+            {
                 model.add_external_id(accounts[*a], id.clone());
             }
         }
         Identity::Contact(a, email) => {
             store
-                .upsert_contact(accounts[*a], &contact(email.as_str(), "Someone"))
+                .upsert_contact(Operator, accounts[*a], &contact(email.as_str(), "Someone"))
                 .await
                 .unwrap();
             model.add_contact(accounts[*a], email.clone());
         }
         Identity::Domain(a, domain) => {
-            store.add_domain(accounts[*a], domain).await.unwrap();
+            store
+                .add_domain(Operator, accounts[*a], domain)
+                .await
+                .unwrap();
             model.add_domain(accounts[*a], domain.clone());
         }
     }

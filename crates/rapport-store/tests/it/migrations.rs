@@ -1,3 +1,6 @@
+//! Opening databases: SQLite set up for an embedded server, migrations applied once,
+//! foreign or newer schemas refused, bad URLs explained.
+
 use crate::support::*;
 use rapport_store::{Dialect, Error, Store};
 use sqlx::Connection;

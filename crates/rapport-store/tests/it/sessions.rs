@@ -1,3 +1,6 @@
+//! Web sessions and sign-in links: single use, expiry, and the events that end a
+//! session.
+
 use crate::support::*;
 use rapport_core::staff::Level;
 use rapport_store::Store;

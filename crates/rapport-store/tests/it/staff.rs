@@ -1,5 +1,9 @@
+//! Staff records on both backends: the hierarchy rules, unique emails, level changes,
+//! deactivation, and the reporting line in SQL agreeing with core.
+
 use crate::support::*;
 use rapport_core::DomainError;
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff};
 use rapport_store::{Error, StaffUpdate, Store};
 
@@ -163,7 +167,7 @@ async fn deactivation_needs_a_clean_handover(store: Store) {
     let org = small_org(&store).await;
     let acme = open_account(&store, "Acme", org.max.id, None).await;
     store
-        .add_support(acme, org.ava.id, None, hours(1))
+        .add_support(Operator, acme, org.ava.id, None, hours(1))
         .await
         .unwrap();
     // Max owns Acme: refused, and nothing changes.
@@ -202,12 +206,16 @@ async fn deactivation_needs_a_clean_handover(store: Store) {
     );
     // Deactivated people cannot be given work or managers.
     assert_eq!(
-        domain_error(store.add_support(acme, org.ava.id, None, hours(4)).await),
+        domain_error(
+            store
+                .add_support(Operator, acme, org.ava.id, None, hours(4))
+                .await
+        ),
         DomainError::StaffInactive(org.ava.id)
     );
     // Once Max's book is handed over, he can go.
     store
-        .reassign_owner(acme, org.mia.id, None, hours(5))
+        .reassign_owner(Operator, acme, org.mia.id, None, hours(5))
         .await
         .unwrap();
     store

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rapport_core::account::{Contact, Domain, EmailAddress, ExternalId, Lifecycle, NewAccount};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff, Staff};
 use rapport_core::{AccountId, StaffId};
 use rapport_store::Store;
@@ -66,7 +67,11 @@ pub async fn open_account(
 ) -> AccountId {
     let mut new = new_account(name, owner);
     new.parent = parent;
-    store.create_account(new, None, t0()).await.unwrap().id
+    store
+        .create_account(Operator, new, None, t0())
+        .await
+        .unwrap()
+        .id
 }
 
 pub fn contact(address: &str, name: &str) -> Contact {

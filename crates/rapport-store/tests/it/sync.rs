@@ -1,5 +1,10 @@
+//! Identity resolution and page commits on both backends: events placed by hints,
+//! ambiguous ones waiting, identity changes placing waiting events, a page's events,
+//! deletes and checkpoint committed together.
+
 use crate::support::*;
 use chrono::Duration as Span;
+use rapport_core::permission::Authority::Operator;
 use rapport_core::timeline::{AccountHints, EventKind, MatchReason, NewEvent};
 use rapport_store::{ConnectorState, Error, PageWrite, RunRecord, Store, TimelineQuery};
 use std::time::Duration;
@@ -56,7 +61,11 @@ async fn events_are_placed_by_identity_resolution(store: Store) {
     acme.domains = vec![domain("acme.example")];
     acme.external_ids = vec![external("stripe:cus_1")];
     acme.contacts = vec![contact("jane@partner.example", "Jane")];
-    let acme = store.create_account(acme, None, t0()).await.unwrap().id;
+    let acme = store
+        .create_account(Operator, acme, None, t0())
+        .await
+        .unwrap()
+        .id;
 
     let events = [
         hinted("1", 1, by_external("stripe:cus_1")),
@@ -103,10 +112,18 @@ async fn ambiguous_events_wait_with_their_candidates(store: Store) {
     let org = small_org(&store).await;
     let mut first = new_account("Shared One", org.mia.id);
     first.domains = vec![domain("shared.example")];
-    let first = store.create_account(first, None, t0()).await.unwrap().id;
+    let first = store
+        .create_account(Operator, first, None, t0())
+        .await
+        .unwrap()
+        .id;
     let mut second = new_account("Shared Two", org.max.id);
     second.domains = vec![domain("shared.example")];
-    let second = store.create_account(second, None, t0()).await.unwrap().id;
+    let second = store
+        .create_account(Operator, second, None, t0())
+        .await
+        .unwrap()
+        .id;
 
     store
         .upsert_events(&[hinted("1", 1, by_email("ann@shared.example"))], hours(2))
@@ -122,7 +139,7 @@ async fn ambiguous_events_wait_with_their_candidates(store: Store) {
 
     // A contact decides what the domain could not.
     let placed = store
-        .upsert_contact(second, &contact("ann@shared.example", "Ann"))
+        .upsert_contact(Operator, second, &contact("ann@shared.example", "Ann"))
         .await
         .unwrap();
     assert_eq!(placed, 1);
@@ -160,7 +177,7 @@ async fn identity_changes_place_waiting_events(store: Store) {
 
     assert_eq!(
         store
-            .add_external_id(acme, &external("stripe:cus_9"))
+            .add_external_id(Operator, acme, &external("stripe:cus_9"))
             .await
             .unwrap(),
         1,
@@ -168,7 +185,7 @@ async fn identity_changes_place_waiting_events(store: Store) {
     );
     assert_eq!(
         store
-            .add_domain(globex, &domain("globex.example"))
+            .add_domain(Operator, globex, &domain("globex.example"))
             .await
             .unwrap(),
         2,
@@ -177,7 +194,11 @@ async fn identity_changes_place_waiting_events(store: Store) {
     // A newly opened account with identities claims its waiting events too.
     let mut initech = new_account("Initech", org.mia.id);
     initech.contacts = vec![contact("pat@initech.example", "Pat")];
-    let initech = store.create_account(initech, None, t0()).await.unwrap().id;
+    let initech = store
+        .create_account(Operator, initech, None, t0())
+        .await
+        .unwrap()
+        .id;
 
     let placement = |source_id: &'static str| {
         let store = store.clone();
@@ -212,7 +233,11 @@ async fn a_page_commits_events_deletes_and_checkpoint_together(store: Store) {
     let org = small_org(&store).await;
     let mut acme = new_account("Acme", org.mia.id);
     acme.domains = vec![domain("acme.example")];
-    let acme = store.create_account(acme, None, t0()).await.unwrap().id;
+    let acme = store
+        .create_account(Operator, acme, None, t0())
+        .await
+        .unwrap()
+        .id;
     registered(&store).await;
     let lease = store
         .acquire_lease("feed", "node-a", TTL, hours(1))

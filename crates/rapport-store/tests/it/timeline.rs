@@ -1,5 +1,9 @@
+//! The timeline on both backends: idempotent versioned upserts, manual placement kept,
+//! keyset pages, filters, roll-ups, invalid batches writing nothing.
+
 use crate::support::*;
 use chrono::Duration;
+use rapport_core::permission::Authority::Operator;
 use rapport_core::timeline::{EventKind, MatchReason, NewEvent, Placement, TimelineEvent};
 use rapport_core::{AccountId, DomainError, StaffId};
 use rapport_store::{Error, Store, TimelineQuery, UpsertOutcome, UpsertSummary};
@@ -381,6 +385,7 @@ async fn notes_land_on_the_timeline(store: Store) {
     let long_first_line = "Renewal call went well; they want the annual plan ".repeat(4);
     let note = store
         .add_note(
+            Operator,
             acme,
             org.mia.id,
             &format!("{long_first_line}\nSecond line"),
@@ -399,7 +404,9 @@ async fn notes_land_on_the_timeline(store: Store) {
         Some(org.mia.id)
     );
     assert!(matches!(
-        store.add_note(acme, org.mia.id, "   ", hours(4)).await,
+        store
+            .add_note(Operator, acme, org.mia.id, "   ", hours(4))
+            .await,
         Err(Error::Domain(DomainError::InvalidField {
             field: "note",
             ..

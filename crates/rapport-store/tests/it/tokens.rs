@@ -1,3 +1,6 @@
+//! API tokens: acting as their owner until revoked or expired, and only their hash
+//! stored.
+
 use crate::support::*;
 use rapport_core::DomainError;
 use rapport_core::staff::Level;

@@ -1,4 +1,5 @@
-//! The SQL visibility queries must agree with `rapport_core::visibility` everywhere.
+//! The SQL visibility queries must agree with `rapport_core::visibility` everywhere:
+//! the visible set, one account's check, and the accounts a feed shows events from.
 
 use crate::support::*;
 use chrono::{DateTime, Duration, Utc};
@@ -7,13 +8,17 @@ use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 use rapport_core::account::AccountForest;
 use rapport_core::assignment::{Role, check_history};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff, OrgChart, Staff};
 use rapport_core::visibility::World;
 use rapport_core::{AccountId, StaffId};
-use rapport_store::{Error, Store};
+use rapport_store::{Error, FeedQuery, Store, TIMELINE_PAGE_MAX};
 use std::collections::BTreeSet;
 
-on_both_backends!(the_rule_in_a_readable_org);
+on_both_backends!(
+    the_rule_in_a_readable_org,
+    writes_on_a_persons_authority_are_decided_with_the_write
+);
 
 /// The DESIGN.md rule, walked through by hand on the small org.
 async fn the_rule_in_a_readable_org(store: Store) {
@@ -23,7 +28,7 @@ async fn the_rule_in_a_readable_org(store: Store) {
     let maxs = open_account(&store, "Max's client", org.max.id, None).await;
     let supported = open_account(&store, "Supported", org.max.id, None).await;
     store
-        .add_support(supported, org.ava.id, None, hours(1))
+        .add_support(Operator, supported, org.ava.id, None, hours(1))
         .await
         .unwrap();
     let now = hours(2);
@@ -58,7 +63,7 @@ async fn the_rule_in_a_readable_org(store: Store) {
     );
     // After a handoff the old owner loses sight; history still says who had it.
     store
-        .reassign_owner(maxs, org.mia.id, None, hours(3))
+        .reassign_owner(Operator, maxs, org.mia.id, None, hours(3))
         .await
         .unwrap();
     assert!(!store.can_see(org.max.id, maxs, hours(4)).await.unwrap());
@@ -66,6 +71,144 @@ async fn the_rule_in_a_readable_org(store: Store) {
     // Strangers and unknown accounts see nothing.
     assert!(visible(StaffId(999)).await.is_empty());
     assert!(!store.can_see(org.vp.id, AccountId(999), now).await.unwrap());
+}
+
+/// A write made on a person's authority is decided by the permission table, on the
+/// facts the write's own transaction sees, and a refused one writes nothing.
+async fn writes_on_a_persons_authority_are_decided_with_the_write(store: Store) {
+    use rapport_core::DomainError;
+    use rapport_core::permission::{Action, Authority, Permissions};
+    use rapport_store::AccountUpdate;
+    let org = small_org(&store).await;
+    let mias = open_account(&store, "Mia's", org.mia.id, None).await;
+    let maxs = open_account(&store, "Max's", org.max.id, None).await;
+    let now = hours(1);
+    let mia = Permissions::of(&org.mia);
+    let ava = Permissions::of(&org.ava);
+    let events = |account| {
+        let store = store.clone();
+        async move {
+            let query = rapport_store::TimelineQuery {
+                account,
+                include_children: false,
+                connectors: Vec::new(),
+                kind_prefix: None,
+                from: None,
+                until: None,
+                after: None,
+                limit: TIMELINE_PAGE_MAX,
+            };
+            store.timeline(&query).await.unwrap().events.len()
+        }
+    };
+    let before = events(maxs).await;
+    // Mia cannot see Max's account: the same answer as a missing one, nothing written.
+    let work = Action::Work(maxs);
+    let refused = store
+        .add_note(
+            Authority::Staff(&mia, &work),
+            maxs,
+            org.mia.id,
+            "Hello",
+            now,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(Error::Domain(DomainError::UnknownAccount(id))) if id == maxs),
+        "{refused:?}"
+    );
+    assert_eq!(events(maxs).await, before);
+    // The action must name the account written: naming a visible one does not help
+    // when the decision is about the one named.
+    let work = Action::Work(mias);
+    store
+        .add_note(
+            Authority::Staff(&mia, &work),
+            mias,
+            org.mia.id,
+            "Hello",
+            now,
+        )
+        .await
+        .unwrap();
+    // Associates do not restructure: refused with a reason, the name unchanged.
+    store
+        .add_support(Operator, mias, org.ava.id, None, now)
+        .await
+        .unwrap();
+    let rename = Action::Restructure {
+        account: mias,
+        parent: None,
+    };
+    let update = AccountUpdate {
+        name: Some("Renamed".into()),
+        ..AccountUpdate::default()
+    };
+    let refused = store
+        .update_account(Authority::Staff(&ava, &rename), mias, update, hours(2))
+        .await;
+    assert!(
+        matches!(refused, Err(Error::Domain(DomainError::NotPermitted(_)))),
+        "{refused:?}"
+    );
+    assert_eq!(store.account(mias).await.unwrap().name, "Mia's");
+    // A handoff moves all its accounts or none: one out of sight refuses them all.
+    let handoff = Action::HandOff {
+        from: org.mia.id,
+        to: org.mia.id,
+        accounts: vec![mias, maxs],
+    };
+    let director = Permissions::of(&org.director);
+    let refused = store
+        .reassign_owners(
+            Authority::Staff(&mia, &handoff),
+            &[mias, maxs],
+            org.mia.id,
+            Some(org.mia.id),
+            hours(3),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(Error::Domain(DomainError::UnknownAccount(id))) if id == maxs),
+        "{refused:?}"
+    );
+    assert_eq!(store.account(maxs).await.unwrap().owner, Some(org.max.id));
+    // Their director sees both and has both people in their line.
+    let handoff = Action::HandOff {
+        from: org.mia.id,
+        to: org.max.id,
+        accounts: vec![mias],
+    };
+    store
+        .reassign_owners(
+            Authority::Staff(&director, &handoff),
+            &[mias],
+            org.max.id,
+            Some(org.director.id),
+            hours(3),
+        )
+        .await
+        .unwrap();
+    // Mia handed her account on, and Ava (her report) stops supporting it: Mia's next
+    // write to it is refused in its transaction.
+    store
+        .end_support(Operator, mias, org.ava.id, None, hours(3))
+        .await
+        .unwrap();
+    let work = Action::Work(mias);
+    let refused = store
+        .add_note(
+            Authority::Staff(&mia, &work),
+            mias,
+            org.mia.id,
+            "Late",
+            hours(4),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(Error::Domain(DomainError::UnknownAccount(_)))),
+        "{refused:?}"
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -191,7 +334,7 @@ async fn build(store: &Store, plan: &Plan) -> Result<(Vec<Staff>, Vec<AccountId>
         let mut new = new_account(&format!("Account {index}"), owner);
         new.parent = parent;
         let account = store
-            .create_account(new, None, t0())
+            .create_account(Operator, new, None, t0())
             .await
             .map_err(|error| TestCaseError::fail(format!("open account: {error}")))?;
         accounts.push(account.id);
@@ -203,25 +346,26 @@ async fn build(store: &Store, plan: &Plan) -> Result<(Vec<Staff>, Vec<AccountId>
         match op {
             Op::Reassign { account, staff } => skip_refusals(
                 store
-                    .reassign_owner(pick_account(account), pick_staff(staff), None, at)
+                    .reassign_owner(Operator, pick_account(account), pick_staff(staff), None, at)
                     .await
                     .map(|_| ()),
             )?,
             Op::AddSupport { account, staff } => skip_refusals(
                 store
-                    .add_support(pick_account(account), pick_staff(staff), None, at)
+                    .add_support(Operator, pick_account(account), pick_staff(staff), None, at)
                     .await
                     .map(|_| ()),
             )?,
             Op::EndSupport { account, staff } => skip_refusals(
                 store
-                    .end_support(pick_account(account), pick_staff(staff), None, at)
+                    .end_support(Operator, pick_account(account), pick_staff(staff), None, at)
                     .await
                     .map(|_| ()),
             )?,
             Op::Reparent { account, parent } => skip_refusals(
                 store
                     .set_account_parent(
+                        Operator,
                         pick_account(account),
                         parent.as_ref().map(pick_account),
                         at,
@@ -289,6 +433,20 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
             );
         }
     }
+    // One note on every account, so a feed shows each account it may.
+    if let Some(author) = staff.iter().find(|person| person.active) {
+        for &account in &accounts {
+            store
+                .add_note(Operator, account, author.id, "Checked in", t0())
+                .await
+                .map_err(|error| TestCaseError::fail(format!("note: {error}")))?;
+        }
+    }
+    let noted: BTreeSet<AccountId> = if staff.iter().any(|person| person.active) {
+        accounts.iter().copied().collect()
+    } else {
+        BTreeSet::new()
+    };
     let mut viewers: Vec<StaffId> = staff.iter().map(|s| s.id).collect();
     viewers.push(StaffId(9_999));
     let mut candidates = accounts.clone();
@@ -300,6 +458,42 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
                 &sql,
                 &world.visible_accounts(viewer, at),
                 "visible to {} at {}",
+                viewer,
+                at
+            );
+            let feed = store
+                .feed(&FeedQuery {
+                    viewer,
+                    at,
+                    connectors: Vec::new(),
+                    kind_prefix: None,
+                    from: None,
+                    until: None,
+                    after: None,
+                    limit: TIMELINE_PAGE_MAX,
+                })
+                .await
+                .unwrap();
+            prop_assert!(feed.next.is_none(), "the case fits one feed page");
+            let shown: BTreeSet<AccountId> = feed
+                .events
+                .iter()
+                .filter_map(|event| event.event.placement.as_ref().map(|p| p.account))
+                .collect();
+            let expected: BTreeSet<AccountId> = world
+                .visible_accounts(viewer, at)
+                .intersection(&noted)
+                .copied()
+                .collect();
+            prop_assert!(
+                shown.is_subset(&world.visible_accounts(viewer, at)),
+                "the feed of {} at {} shows accounts they do not see",
+                viewer,
+                at
+            );
+            prop_assert!(
+                expected.is_subset(&shown),
+                "the feed of {} at {} misses accounts they see",
                 viewer,
                 at
             );

@@ -2,6 +2,7 @@
 //! placing events from the unmatched inbox.
 
 use crate::support::*;
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::Level;
 use rapport_core::timeline::{AttributeValue, EventKind, MatchReason, NewEvent};
 use rapport_core::{DomainError, EventId};
@@ -36,6 +37,7 @@ async fn feed_spans_exactly_the_visible_book(store: Store) {
     for (hour, account) in [(1, acme), (2, acme_eu), (3, globex), (4, acme)] {
         store
             .add_note(
+                Operator,
                 account,
                 org.director.id,
                 &format!("note {hour}"),
@@ -86,8 +88,35 @@ async fn feed_spans_exactly_the_visible_book(store: Store) {
 async fn tasks_open_and_complete_once(store: Store) {
     let org = small_org(&store).await;
     let acme = open_account(&store, "Acme", org.mia.id, None).await;
+    // A task is for someone who can see its account: Ava cannot until she supports it.
+    let unseen = store
+        .add_task(
+            Operator,
+            acme,
+            org.mia.id,
+            NewTask {
+                text: "Call them".into(),
+                due: None,
+                assignee: Some(org.ava.id),
+            },
+            hours(1),
+        )
+        .await;
+    assert!(
+        matches!(
+            unseen,
+            Err(Error::Domain(DomainError::TaskAssigneeCannotSee { staff, account }))
+                if staff == org.ava.id && account == acme
+        ),
+        "{unseen:?}"
+    );
+    store
+        .add_support(Operator, acme, org.ava.id, None, hours(0))
+        .await
+        .unwrap();
     let task = store
         .add_task(
+            Operator,
             acme,
             org.mia.id,
             NewTask {
@@ -111,7 +140,7 @@ async fn tasks_open_and_complete_once(store: Store) {
     );
 
     let done = store
-        .complete_task(task.id, org.ava.id, hours(2))
+        .complete_task(Operator, task.id, org.ava.id, hours(2))
         .await
         .unwrap();
     assert_eq!(done.event.kind.as_str(), EventKind::TASK_DONE);
@@ -127,20 +156,24 @@ async fn tasks_open_and_complete_once(store: Store) {
 
     // Done is done; a note is not a task; an unknown id is named.
     assert!(matches!(
-        store.complete_task(task.id, org.mia.id, hours(3)).await,
+        store
+            .complete_task(Operator, task.id, org.mia.id, hours(3))
+            .await,
         Err(Error::Domain(DomainError::EventNotChangeable { .. }))
     ));
     let note = store
-        .add_note(acme, org.mia.id, "hi", hours(3))
+        .add_note(Operator, acme, org.mia.id, "hi", hours(3))
         .await
         .unwrap();
     assert!(matches!(
-        store.complete_task(note.id, org.mia.id, hours(3)).await,
+        store
+            .complete_task(Operator, note.id, org.mia.id, hours(3))
+            .await,
         Err(Error::Domain(DomainError::EventNotChangeable { .. }))
     ));
     assert!(matches!(
         store
-            .complete_task(EventId(999_999), org.mia.id, hours(3))
+            .complete_task(Operator, EventId(999_999), org.mia.id, hours(3))
             .await,
         Err(Error::Domain(DomainError::UnknownEvent(_)))
     ));
@@ -150,7 +183,9 @@ async fn tasks_open_and_complete_once(store: Store) {
         assignee: None,
     };
     assert!(matches!(
-        store.add_task(acme, org.mia.id, empty, hours(3)).await,
+        store
+            .add_task(Operator, acme, org.mia.id, empty, hours(3))
+            .await,
         Err(Error::Domain(DomainError::InvalidField {
             field: "task",
             ..
@@ -205,6 +240,7 @@ async fn inbox_placement_is_manual_and_teaches_matching(store: Store) {
     // follows by the new rule, while m3 keeps waiting.
     let placed = store
         .place_unmatched(
+            Operator,
             ids[0],
             acme,
             org.mia.id,
@@ -223,24 +259,33 @@ async fn inbox_placement_is_manual_and_teaches_matching(store: Store) {
 
     // A placed event has left the inbox; an unknown account or event is named.
     assert!(matches!(
-        store.place_unmatched(ids[0], acme, org.mia.id, None).await,
+        store
+            .place_unmatched(Operator, ids[0], acme, org.mia.id, None)
+            .await,
         Err(Error::Domain(DomainError::EventNotChangeable { .. }))
     ));
     assert!(matches!(
         store
-            .place_unmatched(ids[2], rapport_core::AccountId(4242), org.mia.id, None)
+            .place_unmatched(
+                Operator,
+                ids[2],
+                rapport_core::AccountId(4242),
+                org.mia.id,
+                None
+            )
             .await,
         Err(Error::Domain(DomainError::UnknownAccount(_)))
     ));
     assert!(matches!(
         store
-            .place_unmatched(EventId(4242), acme, org.mia.id, None)
+            .place_unmatched(Operator, EventId(4242), acme, org.mia.id, None)
             .await,
         Err(Error::Domain(DomainError::UnknownEvent(_)))
     ));
     // Learning a contact adds them to the account, unnamed.
     store
         .place_unmatched(
+            Operator,
             ids[2],
             acme,
             org.max.id,

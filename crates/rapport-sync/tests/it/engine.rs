@@ -1,3 +1,7 @@
+//! The sync engine through the real host and store: paging and resuming, fault handling
+//! by error kind, webhooks verified before storing, the scheduler and several nodes
+//! sharing connectors.
+
 use crate::support::*;
 use chrono::Utc;
 use rapport_plugin_host::WebhookRequest;

@@ -5,5 +5,4 @@
 mod support;
 
 mod containment;
-mod crash;
 mod engine;

@@ -1,7 +1,7 @@
 //! The OpenAPI document is generated from the handlers; the committed copy
 //! (`crates/rapport-server/openapi.json`, what client authors read) must match it.
 //! After changing the API, refresh it with
-//! `RAPPORT_UPDATE_OPENAPI=1 cargo test -p rapport-server --test api openapi`.
+//! `RAPPORT_UPDATE_OPENAPI=1 cargo test -p rapport-server --test it openapi`.
 
 use crate::support::*;
 use axum::http::{Method, StatusCode};
@@ -18,7 +18,7 @@ fn committed_document_matches_the_code() {
     let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
     assert!(
         committed == generated,
-        "openapi.json is out of date with the handlers: run `RAPPORT_UPDATE_OPENAPI=1 cargo test -p rapport-server --test api openapi` and commit it"
+        "openapi.json is out of date with the handlers: run `RAPPORT_UPDATE_OPENAPI=1 cargo test -p rapport-server --test it openapi` and commit it"
     );
     let document: serde_json::Value = serde_json::from_str(&generated).unwrap();
     assert_eq!(document["openapi"], "3.1.0");

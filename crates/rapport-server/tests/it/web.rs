@@ -1,11 +1,12 @@
 //! The web UI through the router: sessions, CSRF, visibility on every account page, and
-//! the forms' writes. (The browser walk-through is `tests/e2e/browser.rs`.)
+//! the forms' writes. (The browser walk-through is `tests/e2e/browser.rs` in rapport-e2e.)
 
 use crate::support::*;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use chrono::{Duration, Utc};
 use http_body_util::BodyExt;
+use rapport_core::permission::Authority::Operator;
 use rapport_store::Store;
 use rapport_testkit::on_both_backends;
 use tower::ServiceExt;
@@ -713,6 +714,7 @@ async fn the_timeline_pages_by_cursor_and_rolls_up_subsidiaries(store: Store) {
         world
             .store
             .add_note(
+                Operator,
                 acme,
                 world.id("mia"),
                 &format!("Note number {n:02}"),
@@ -724,6 +726,7 @@ async fn the_timeline_pages_by_cursor_and_rolls_up_subsidiaries(store: Store) {
     world
         .store
         .add_note(
+            Operator,
             acme_eu,
             world.id("max"),
             "From the EU office",

@@ -6,6 +6,7 @@ use crate::support::*;
 use crate::web::{send, session};
 use axum::http::{Method, StatusCode};
 use rapport_core::AccountId;
+use rapport_core::permission::Authority::Operator;
 use rapport_store::Store;
 use rapport_testkit::on_both_backends;
 use serde_json::json;
@@ -121,7 +122,7 @@ async fn admin_powers_stop_at_what_the_admin_sees(store: Store) {
     // Globex alone: Acme EU, also Max's, stays out of his reach and out of the answer.
     world
         .store
-        .add_support(globex, world.id("adam"), None, chrono::Utc::now())
+        .add_support(Operator, globex, world.id("adam"), None, chrono::Utc::now())
         .await
         .unwrap();
     let (status, moved) = world

@@ -6,6 +6,7 @@ use axum::http::{Method, Request, StatusCode};
 use chrono::{Duration, Utc};
 use http_body_util::BodyExt;
 use rapport_core::account::{Domain, EmailAddress, NewAccount};
+use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff, Staff};
 use rapport_core::{AccountId, EventId, StaffId};
 use rapport_server::{AppState, app};
@@ -151,7 +152,12 @@ pub async fn world(store: Store) -> World {
         };
     let mut accounts = BTreeMap::new();
     let acme = store
-        .create_account(open("Acme", "mia", None, "acme.example"), None, earlier)
+        .create_account(
+            Operator,
+            open("Acme", "mia", None, "acme.example"),
+            None,
+            earlier,
+        )
         .await
         .unwrap()
         .id;
@@ -163,20 +169,21 @@ pub async fn world(store: Store) -> World {
         ("umbrella", "Umbrella", "dora", None, "umbrella.example"),
     ] {
         let id = store
-            .create_account(open(name, owner, parent, domain), None, earlier)
+            .create_account(Operator, open(name, owner, parent, domain), None, earlier)
             .await
             .unwrap()
             .id;
         accounts.insert(key, id);
     }
     store
-        .add_support(acme, staff["ava"].id, None, earlier)
+        .add_support(Operator, acme, staff["ava"].id, None, earlier)
         .await
         .unwrap();
     let mut tasks = BTreeMap::new();
     for (key, account) in &accounts {
         store
             .add_note(
+                Operator,
                 *account,
                 staff["vera"].id,
                 &format!("note on {key}"),
@@ -186,6 +193,7 @@ pub async fn world(store: Store) -> World {
             .unwrap();
         let task = store
             .add_task(
+                Operator,
                 *account,
                 staff["vera"].id,
                 NewTask {
@@ -205,9 +213,9 @@ pub async fn world(store: Store) -> World {
         email: EmailAddress::parse("pat@consultants.example").unwrap(),
         title: None,
     };
-    store.upsert_contact(acme, &shared).await.unwrap();
+    store.upsert_contact(Operator, acme, &shared).await.unwrap();
     store
-        .upsert_contact(accounts["initech"], &shared)
+        .upsert_contact(Operator, accounts["initech"], &shared)
         .await
         .unwrap();
     let mut mail = rapport_core::timeline::NewEvent::new(
