@@ -68,11 +68,6 @@ impl Permissions {
         self.is_admin || self.level != Level::Associate
     }
 
-    /// Whether they may open accounts for someone (the owner is still checked).
-    pub fn may_open_accounts(&self) -> bool {
-        self.is_admin || self.level != Level::Associate
-    }
-
     /// Whether they may do `action`, given `facts` about what it names. Every account
     /// and person [`Action::accounts`] and [`Action::people`] list must have been
     /// looked up in `facts`; one not listed there counts as not visible or not in the
@@ -134,7 +129,7 @@ impl Permissions {
                 }
             }
             Action::Place { account } => {
-                Permissions::decide(self, &Action::Triage, facts)?;
+                self.decide(&Action::Triage, facts)?;
                 facts.require_visible(*account)
             }
             Action::Administer => {

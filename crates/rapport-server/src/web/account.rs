@@ -302,7 +302,7 @@ pub(crate) async fn page(
     Query(filters): Query<Filters>,
 ) -> WebResult {
     let id = AccountId(path_id(&raw, "account")?);
-    let viewer = &member.staff;
+    let viewer = &member.caller;
     authorize(state.engine.store(), viewer, Action::See(id)).await?;
     let store = state.engine.store();
     let now = Utc::now();
@@ -540,7 +540,7 @@ pub(crate) async fn add_note(
 ) -> WebResult {
     let account = AccountId(path_id(&raw, "account")?);
     let text = form.fields.require("text", "The note")?;
-    crate::app::add_note(state.engine.store(), &form.member.staff, account, text).await?;
+    crate::app::add_note(state.engine.store(), &form.member.caller, account, text).await?;
     Ok(back_to(account))
 }
 
@@ -560,7 +560,7 @@ pub(crate) async fn add_task(
     };
     crate::app::add_task(
         state.engine.store(),
-        &form.member.staff,
+        &form.member.caller,
         account,
         NewTask {
             text,
@@ -579,7 +579,7 @@ pub(crate) async fn complete_task(
     form: Submission,
 ) -> WebResult {
     let task = EventId(path_id(&raw, "task")?);
-    let done = crate::app::complete_task(state.engine.store(), &form.member.staff, task).await?;
+    let done = crate::app::complete_task(state.engine.store(), &form.member.caller, task).await?;
     match done.event.placement {
         Some(placement) => Ok(back_to(placement.account)),
         None => Ok(Redirect::to("/").into_response()),
@@ -594,6 +594,6 @@ pub(crate) async fn set_owner(
 ) -> WebResult {
     let account = AccountId(path_id(&raw, "account")?);
     let owner = StaffId(form.fields.id("owner", "The new owner")?);
-    crate::app::change_owner(state.engine.store(), &form.member.staff, account, owner).await?;
+    crate::app::change_owner(state.engine.store(), &form.member.caller, account, owner).await?;
     Ok(back_to(account))
 }

@@ -58,14 +58,14 @@ pub(crate) async fn page(
     member: Member,
     Query(filters): Query<AuditFilters>,
 ) -> WebResult {
-    authorize(state.engine.store(), &member.staff, Action::Administer).await?;
+    authorize(state.engine.store(), &member.caller, Action::Administer).await?;
     let store = state.engine.store();
     let action = filters
         .action
         .as_deref()
         .filter(|action| ACTIONS.iter().any(|(known, _)| known == action) && !action.is_empty())
         .map(str::to_owned);
-    let listing = format!("web-audit:{}", member.staff.id.0);
+    let listing = format!("web-audit:{}", member.caller.id.0);
     let before: Option<i64> = filters
         .cursor
         .as_deref()

@@ -74,7 +74,7 @@ pub(crate) async fn page(
 ) -> WebResult {
     let store = state.engine.store();
     let now = Utc::now();
-    let viewer = &member.staff;
+    let viewer = &member.caller;
     let mut visible: Vec<AccountId> = store
         .visible_account_ids(viewer.id, now)
         .await?

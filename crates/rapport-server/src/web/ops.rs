@@ -109,7 +109,7 @@ pub(crate) async fn connectors(State(state): State<AppState>, member: Member) ->
         })
         .collect();
     render(&ConnectorsPage {
-        is_admin: member.staff.is_admin,
+        is_admin: member.caller.is_admin,
         layout: Layout::new(&member, "connectors", "Connectors"),
         rows,
     })
@@ -121,7 +121,12 @@ pub(crate) async fn run_now(
     Path(name): Path<String>,
     form: Submission,
 ) -> WebResult {
-    authorize(state.engine.store(), &form.member.staff, Action::Administer).await?;
+    authorize(
+        state.engine.store(),
+        &form.member.caller,
+        Action::Administer,
+    )
+    .await?;
     state.engine.store().request_sync(&name, Utc::now()).await?;
     crate::audit::action("connector.sync.requested");
     Ok(Redirect::to("/connectors").into_response())
@@ -134,7 +139,12 @@ pub(crate) async fn check_now(
     Path(name): Path<String>,
     form: Submission,
 ) -> WebResult {
-    authorize(state.engine.store(), &form.member.staff, Action::Administer).await?;
+    authorize(
+        state.engine.store(),
+        &form.member.caller,
+        Action::Administer,
+    )
+    .await?;
     crate::audit::action("connector.checked");
     match state.engine.check_now(&name).await {
         Ok(_) => Ok(Redirect::to(&format!("/connectors#c-{name}")).into_response()),
@@ -180,10 +190,10 @@ pub(crate) async fn inbox(
     member: Member,
     Query(query): Query<InboxQuery>,
 ) -> WebResult {
-    authorize(state.engine.store(), &member.staff, Action::Triage).await?;
+    authorize(state.engine.store(), &member.caller, Action::Triage).await?;
     let store = state.engine.store();
     let now = Utc::now();
-    let listing = format!("web-inbox:{}", member.staff.id.0);
+    let listing = format!("web-inbox:{}", member.caller.id.0);
     let after: Option<TimelineCursor> = query
         .cursor
         .as_deref()
@@ -192,7 +202,7 @@ pub(crate) async fn inbox(
         .transpose()?;
     let page = store.unmatched_events(None, after, 25).await?;
     let visible: Vec<AccountId> = store
-        .visible_account_ids(member.staff.id, now)
+        .visible_account_ids(member.caller.id, now)
         .await?
         .into_iter()
         .collect();
@@ -200,7 +210,7 @@ pub(crate) async fn inbox(
     book.sort_by_cached_key(|account| account.name.to_lowercase());
     let mut waiting = Vec::new();
     for mut event in page.events {
-        crate::app::visible_candidates(state.engine.store(), &member.staff, &mut event).await?;
+        crate::app::visible_candidates(state.engine.store(), &member.caller, &mut event).await?;
         let candidates = event.match_candidates.clone();
         let mut accounts: Vec<Choice> = book
             .iter()
@@ -311,7 +321,7 @@ pub(crate) async fn place(
     let learn = learn.map(LearnBody::parse).transpose()?;
     crate::app::place_event(
         state.engine.store(),
-        &form.member.staff,
+        &form.member.caller,
         event,
         account,
         learn,

@@ -31,10 +31,10 @@ impl Layout {
         Layout {
             title: title.into(),
             section,
-            member_name: member.staff.name.clone(),
+            member_name: member.caller.name.clone(),
             csrf: member.csrf.clone(),
-            can_triage: member.staff.permissions.may_triage(),
-            can_administer: member.staff.permissions.may_administer(),
+            can_triage: member.caller.permissions.may_triage(),
+            can_administer: member.caller.permissions.may_administer(),
         }
     }
 

@@ -115,7 +115,7 @@ fn sign_in_entry(
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
     /// Who they are and what they may do.
-    pub staff: crate::app::Caller,
+    pub caller: crate::app::Caller,
     /// The session's form token.
     pub csrf: String,
 }
@@ -143,7 +143,7 @@ async fn member_of(parts: &Parts, state: &AppState) -> WebResult<Option<Member>>
         .map(|session| {
             crate::audit::actor(session.staff.id);
             Member {
-                staff: crate::app::Caller::new(session.staff),
+                caller: crate::app::Caller::new(session.staff),
                 csrf: session.csrf_token,
             }
         }))

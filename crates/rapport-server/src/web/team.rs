@@ -79,7 +79,7 @@ pub(crate) async fn page(
 ) -> WebResult {
     let store = state.engine.store();
     let now = Utc::now();
-    let viewer = &member.staff;
+    let viewer = &member.caller;
     let staff: BTreeMap<StaffId, Staff> = staff_by_id(store).await?;
     let visible: Vec<AccountId> = store
         .visible_account_ids(viewer.id, now)
@@ -174,7 +174,7 @@ pub(crate) async fn handoff_page(
     let person = store.staff(from).await?;
     // Only what the viewer sees: a handoff must not reveal hidden accounts.
     let owned =
-        crate::app::visible_of(store, &member.staff, store.owned_accounts(from).await?).await?;
+        crate::app::visible_of(store, &member.caller, store.owned_accounts(from).await?).await?;
     let mut accounts: Vec<Owned> = store
         .accounts(&owned)
         .await?
@@ -186,7 +186,7 @@ pub(crate) async fn handoff_page(
         .collect();
     accounts.sort_by(|a, b| a.name.cmp(&b.name));
     let staff: BTreeMap<StaffId, Staff> = staff_by_id(store).await?;
-    let recipients = owner_choices(&state, &member.staff, &staff, None)
+    let recipients = owner_choices(&state, &member.caller, &staff, None)
         .await?
         .into_iter()
         .filter(|choice| choice.value != from.0.to_string())
@@ -229,7 +229,7 @@ pub(crate) async fn handoff(State(state): State<AppState>, form: Submission) -> 
     }
     let moved = crate::app::hand_off(
         state.engine.store(),
-        &form.member.staff,
+        &form.member.caller,
         from,
         to,
         Some(chosen),
