@@ -205,8 +205,10 @@ pub(crate) async fn update_account(
     } else {
         Action::Work(id)
     };
-    // What it was, for the audit trail only: a refused write returns its refusal, and
-    // this is never shown.
+    // Decided first, before anything is read or validated, so a hidden account gets
+    // exactly a missing one's answer whatever else is wrong with the request; the
+    // write decides again in its transaction. `before` is for the audit trail.
+    authorize(store, caller, action.clone()).await?;
     let before = store.account(id).await?;
     let updated = store
         .update_account(caller.doing(&action), id, update, Utc::now())
@@ -281,7 +283,8 @@ pub(crate) async fn change_owner(
     owner: StaffId,
 ) -> ApiResult<Assignment> {
     let action = Action::Assign { account, to: owner };
-    // For the audit trail only, as in `update_account`.
+    // Decided first, as in `update_account`.
+    authorize(store, caller, action.clone()).await?;
     let before = store.account(account).await?.owner;
     let assignment = store
         .reassign_owner(
@@ -395,8 +398,9 @@ pub(crate) async fn hand_off(
         accounts: accounts.clone(),
     };
     let moved = store
-        .reassign_owners(
+        .hand_off(
             caller.doing(&action),
+            from,
             &accounts,
             to,
             Some(caller.id),

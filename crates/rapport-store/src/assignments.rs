@@ -94,10 +94,42 @@ impl Store {
     }
 
     /// Hands several accounts to `new_owner` in one transaction: either every handoff
-    /// happens or none does (e.g. a departing manager's whole book).
+    /// happens or none does.
     pub async fn reassign_owners(
         &self,
         authority: Authority<'_>,
+        accounts: &[AccountId],
+        new_owner: StaffId,
+        by: Option<StaffId>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Assignment>> {
+        self.move_owners(authority, None, accounts, new_owner, by, at)
+            .await
+    }
+
+    /// Hands `accounts`, which `from` owns, to `new_owner` in one transaction (e.g. a
+    /// departing manager's whole book). Refused, with nothing moved, if any of them is
+    /// no longer `from`'s when the transaction runs: someone else moved it meanwhile,
+    /// and their change stands.
+    pub async fn hand_off(
+        &self,
+        authority: Authority<'_>,
+        from: StaffId,
+        accounts: &[AccountId],
+        new_owner: StaffId,
+        by: Option<StaffId>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Assignment>> {
+        self.move_owners(authority, Some(from), accounts, new_owner, by, at)
+            .await
+    }
+
+    /// The one owner move behind [`Store::reassign_owners`] and [`Store::hand_off`]:
+    /// each account's current owner must be `from`, when given.
+    async fn move_owners(
+        &self,
+        authority: Authority<'_>,
+        from: Option<StaffId>,
         accounts: &[AccountId],
         new_owner: StaffId,
         by: Option<StaffId>,
@@ -112,6 +144,16 @@ impl Store {
             for &account in accounts {
                 require_account!(&mut *tx, account)?;
                 let current = current_row!(&mut *tx, account, owner)?;
+                if let Some(from) = from
+                    && current.as_ref().map(|row| StaffId(row.staff_id)) != Some(from)
+                {
+                    return Err(DomainError::NotAssigned {
+                        account,
+                        staff: from,
+                        role: Role::Owner,
+                    }
+                    .into());
+                }
                 check_owner(
                     account,
                     &owner.org_node(),

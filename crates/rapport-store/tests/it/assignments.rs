@@ -12,6 +12,7 @@ use rapport_store::{Error, Store, TimelineQuery};
 on_both_backends!(
     a_handoff_closes_opens_and_records,
     bulk_reassignment_is_all_or_nothing,
+    a_book_handoff_moves_only_what_its_owner_still_owns,
     concurrent_handoffs_leave_exactly_one_owner,
     support_rules,
     history_only_moves_forward,
@@ -104,6 +105,41 @@ async fn bulk_reassignment_is_all_or_nothing(store: Store) {
         .unwrap();
     assert_eq!(moved.len(), 2);
     assert_eq!(store.owned_accounts(org.max.id).await.unwrap(), [a, b, c]);
+}
+
+/// A handoff of someone's book names whose accounts move; one moved elsewhere after the
+/// book was read (by another person's change) refuses the whole handoff, in its
+/// transaction, and the other change stands.
+async fn a_book_handoff_moves_only_what_its_owner_still_owns(store: Store) {
+    let org = small_org(&store).await;
+    let a = open_account(&store, "A", org.mia.id, None).await;
+    let b = open_account(&store, "B", org.mia.id, None).await;
+    let book = store.owned_accounts(org.mia.id).await.unwrap();
+    // Meanwhile B goes to the director.
+    store
+        .reassign_owner(Operator, b, org.director.id, None, hours(1))
+        .await
+        .unwrap();
+    let refused = store
+        .hand_off(Operator, org.mia.id, &book, org.max.id, None, hours(2))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Domain(DomainError::NotAssigned { account, staff, .. }))
+                if account == b && staff == org.mia.id
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(store.owned_accounts(org.mia.id).await.unwrap(), [a]);
+    assert_eq!(store.owned_accounts(org.director.id).await.unwrap(), [b]);
+    // What she still owns moves.
+    let moved = store
+        .hand_off(Operator, org.mia.id, &[a], org.max.id, None, hours(3))
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(store.owned_accounts(org.max.id).await.unwrap(), [a]);
 }
 
 async fn concurrent_handoffs_leave_exactly_one_owner(store: Store) {
