@@ -15,6 +15,7 @@ use rapport_core::account::{
 use rapport_core::assignment::{Role, check_owner};
 use rapport_core::permission::Authority;
 use rapport_core::{AccountId, DomainError, StaffId};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 use std::collections::BTreeMap;
 
 /// Changes to an account's own fields; `None` leaves a field as it is.
@@ -43,26 +44,29 @@ struct AccountRow {
 /// Most ids per `IN (...)` list, well under both backends' bind-parameter limits.
 const IN_LIST_MAX: usize = 500;
 
-/// `$account`'s ancestors, parent first, bounded by the depth limit; evaluates to
-/// `Result<Vec<AccountId>>`.
-macro_rules! ancestors {
-    ($conn:expr, $account:expr) => {{
-        let ids: std::result::Result<Vec<i64>, sqlx::Error> = sqlx::query_scalar(
-            "WITH RECURSIVE chain(id, depth) AS (
-                 SELECT parent_id, 1 FROM accounts WHERE id = $1 AND parent_id IS NOT NULL
-                 UNION ALL
-                 SELECT accounts.parent_id, chain.depth + 1 FROM accounts JOIN chain ON accounts.id = chain.id
-                 WHERE accounts.parent_id IS NOT NULL AND chain.depth <= $2
-             )
-             SELECT id FROM chain ORDER BY depth",
-        )
-        .bind($account.0)
-        .bind(rapport_core::account::ACCOUNT_DEPTH_MAX as i64)
-        .fetch_all($conn)
-        .await;
-        ids.map(|ids| ids.into_iter().map(AccountId).collect::<Vec<_>>())
-            .map_err($crate::Error::from)
-    }};
+/// `account`'s ancestors, parent first, bounded by the depth limit.
+async fn ancestors<'e, E, DB>(executor: E, account: AccountId) -> Result<Vec<AccountId>>
+where
+    E: Executor<'e, Database = DB>,
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+{
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "WITH RECURSIVE chain(id, depth) AS (
+             SELECT parent_id, 1 FROM accounts WHERE id = $1 AND parent_id IS NOT NULL
+             UNION ALL
+             SELECT accounts.parent_id, chain.depth + 1 FROM accounts JOIN chain ON accounts.id = chain.id
+             WHERE accounts.parent_id IS NOT NULL AND chain.depth <= $2
+         )
+         SELECT id FROM chain ORDER BY depth",
+    )
+    .bind(account.0)
+    .bind(ACCOUNT_DEPTH_MAX as i64)
+    .fetch_all(executor)
+    .await?;
+    Ok(ids.into_iter().map(AccountId).collect())
 }
 
 /// Most characters of text an account search takes: far more than any name or domain,
@@ -96,12 +100,12 @@ impl Store {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, at).await?;
             if let Some(parent) = new.parent {
-                require_account!(&mut *tx, parent)?;
-                let parent_ancestry = ancestors!(&mut *tx, parent)?;
+                require_account(&mut *tx, parent).await?;
+                let parent_ancestry = ancestors(&mut *tx, parent).await?;
                 // A new account has no id yet and nothing below it; id 0 never exists.
                 check_reparent(AccountId(0), Some(parent), &parent_ancestry, 0)?;
             }
-            let owner = load_staff!(&mut *tx, new.owner)?;
+            let owner = load_staff(&mut *tx, new.owner).await?;
             check_owner(AccountId(0), &owner.org_node(), None, false)?;
             for external_id in &external_ids {
                 let holder: Option<i64> = sqlx::query_scalar(
@@ -416,7 +420,7 @@ impl Store {
 
     /// Fails with [`DomainError::UnknownAccount`] unless `account` exists.
     pub async fn account_exists(&self, account: AccountId) -> Result<()> {
-        with_backend!(self, |pool, dialect| require_account!(pool, account))
+        with_backend!(self, |pool, dialect| require_account(pool, account).await)
     }
 
     /// Changes an account's name, lifecycle status, renewal date or parent, in one
@@ -439,10 +443,10 @@ impl Store {
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, at).await?;
-            require_account!(&mut *tx, id)?;
+            require_account(&mut *tx, id).await?;
             if let Some(Some(parent)) = update.parent {
-                require_account!(&mut *tx, parent)?;
-                let parent_ancestry = ancestors!(&mut *tx, parent)?;
+                require_account(&mut *tx, parent).await?;
+                let parent_ancestry = ancestors(&mut *tx, parent).await?;
                 let height_below: Option<i64> = sqlx::query_scalar(
                     "WITH RECURSIVE tree(id, depth) AS (
                          SELECT id, 0 FROM accounts WHERE id = $1
@@ -516,7 +520,7 @@ impl Store {
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, now).await?;
-            require_account!(&mut *tx, account)?;
+            require_account(&mut *tx, account).await?;
             sqlx::query(
                 "INSERT INTO account_domains (account_id, domain) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             )
@@ -547,7 +551,7 @@ impl Store {
         let removed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, Utc::now()).await?;
-            require_account!(&mut *tx, account)?;
+            require_account(&mut *tx, account).await?;
             let removed =
                 sqlx::query("DELETE FROM account_domains WHERE account_id = $1 AND domain = $2")
                     .bind(account.0)
@@ -587,7 +591,7 @@ impl Store {
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, now).await?;
-            require_account!(&mut *tx, account)?;
+            require_account(&mut *tx, account).await?;
             let holder: Option<i64> = sqlx::query_scalar(
                 "SELECT account_id FROM account_external_ids WHERE system = $1 AND external_id = $2",
             )
@@ -638,7 +642,7 @@ impl Store {
         let removed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, Utc::now()).await?;
-            require_account!(&mut *tx, account)?;
+            require_account(&mut *tx, account).await?;
             let removed = sqlx::query(
                 "DELETE FROM account_external_ids WHERE account_id = $1 AND system = $2 AND external_id = $3",
             )
@@ -685,7 +689,7 @@ impl Store {
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, now).await?;
-            require_account!(&mut *tx, account)?;
+            require_account(&mut *tx, account).await?;
             sqlx::query(
                 "INSERT INTO contacts (account_id, email, name, title) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (account_id, email) DO UPDATE SET name = excluded.name, title = excluded.title",
@@ -719,7 +723,7 @@ impl Store {
         let removed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, Utc::now()).await?;
-            require_account!(&mut *tx, account)?;
+            require_account(&mut *tx, account).await?;
             let removed = sqlx::query("DELETE FROM contacts WHERE account_id = $1 AND email = $2")
                 .bind(account.0)
                 .bind(email.as_str())

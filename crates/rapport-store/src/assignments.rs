@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use rapport_core::assignment::{Assignment, Role, check_owner, check_support};
 use rapport_core::permission::Authority;
 use rapport_core::{AccountId, AssignmentId, DomainError, StaffId};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 #[derive(Debug, sqlx::FromRow)]
 struct AssignmentRow {
@@ -51,29 +52,48 @@ fn check_not_backdated(row: &AssignmentRow, at_us: i64) -> Result<()> {
     Ok(())
 }
 
-/// The current row of `$role` for `$account` (and `$staff`, for support), if any.
-macro_rules! current_row {
-    ($conn:expr, $account:expr, owner) => {{
-        let row: std::result::Result<Option<AssignmentRow>, sqlx::Error> = sqlx::query_as(
-            "SELECT id, account_id, staff_id, role, valid_from_us, valid_to_us FROM assignments
-             WHERE account_id = $1 AND role = 'owner' AND valid_to_us IS NULL",
-        )
-        .bind($account.0)
-        .fetch_optional($conn)
-        .await;
-        row.map_err(Error::from)
-    }};
-    ($conn:expr, $account:expr, support, $staff:expr) => {{
-        let row: std::result::Result<Option<AssignmentRow>, sqlx::Error> = sqlx::query_as(
-            "SELECT id, account_id, staff_id, role, valid_from_us, valid_to_us FROM assignments
-             WHERE account_id = $1 AND staff_id = $2 AND role = 'support' AND valid_to_us IS NULL",
-        )
-        .bind($account.0)
-        .bind($staff.0)
-        .fetch_optional($conn)
-        .await;
-        row.map_err(Error::from)
-    }};
+const SELECT_ASSIGNMENT: &str =
+    "SELECT id, account_id, staff_id, role, valid_from_us, valid_to_us FROM assignments";
+
+/// `account`'s current owner row, if it has one.
+async fn current_owner<'e, E, DB>(executor: E, account: AccountId) -> Result<Option<AssignmentRow>>
+where
+    E: Executor<'e, Database = DB>,
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    AssignmentRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let sql = format!(
+        "{SELECT_ASSIGNMENT} WHERE account_id = $1 AND role = 'owner' AND valid_to_us IS NULL"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(account.0)
+        .fetch_optional(executor)
+        .await?)
+}
+
+/// `staff`'s current support row on `account`, if they support it.
+async fn current_support<'e, E, DB>(
+    executor: E,
+    account: AccountId,
+    staff: StaffId,
+) -> Result<Option<AssignmentRow>>
+where
+    E: Executor<'e, Database = DB>,
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    AssignmentRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let sql = format!(
+        "{SELECT_ASSIGNMENT} WHERE account_id = $1 AND staff_id = $2 AND role = 'support' AND valid_to_us IS NULL"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(account.0)
+        .bind(staff.0)
+        .fetch_optional(executor)
+        .await?)
 }
 
 impl Store {
@@ -139,11 +159,11 @@ impl Store {
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, at).await?;
-            let owner = load_staff!(&mut *tx, new_owner)?;
+            let owner = load_staff(&mut *tx, new_owner).await?;
             let mut created = Vec::with_capacity(accounts.len());
             for &account in accounts {
-                require_account!(&mut *tx, account)?;
-                let current = current_row!(&mut *tx, account, owner)?;
+                require_account(&mut *tx, account).await?;
+                let current = current_owner(&mut *tx, account).await?;
                 if let Some(from) = from
                     && current.as_ref().map(|row| StaffId(row.staff_id)) != Some(from)
                 {
@@ -168,12 +188,12 @@ impl Store {
                             .bind(at_us)
                             .execute(&mut *tx)
                             .await?;
-                        Some(load_staff!(&mut *tx, StaffId(row.staff_id))?)
+                        Some(load_staff(&mut *tx, StaffId(row.staff_id)).await?)
                     }
                     None => None,
                 };
                 // Owning an account subsumes supporting it.
-                if let Some(support) = current_row!(&mut *tx, account, support, owner.id)? {
+                if let Some(support) = current_support(&mut *tx, account, owner.id).await? {
                     check_not_backdated(&support, at_us)?;
                     sqlx::query("UPDATE assignments SET valid_to_us = $2 WHERE id = $1")
                         .bind(support.id)
@@ -259,11 +279,11 @@ impl Store {
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, at).await?;
-            let person = load_staff!(&mut *tx, staff)?;
-            require_account!(&mut *tx, account)?;
-            let already = current_row!(&mut *tx, account, support, staff)?.is_some();
+            let person = load_staff(&mut *tx, staff).await?;
+            require_account(&mut *tx, account).await?;
+            let already = current_support(&mut *tx, account, staff).await?.is_some();
             check_support(account, &person.org_node(), already)?;
-            if let Some(owner) = current_row!(&mut *tx, account, owner)?
+            if let Some(owner) = current_owner(&mut *tx, account).await?
                 && owner.staff_id == staff.0
             {
                 return Err(DomainError::AlreadyAssigned {
@@ -325,8 +345,8 @@ impl Store {
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             decide(&mut *tx, authority, at).await?;
-            let person = load_staff!(&mut *tx, staff)?;
-            let Some(row) = current_row!(&mut *tx, account, support, staff)? else {
+            let person = load_staff(&mut *tx, staff).await?;
+            let Some(row) = current_support(&mut *tx, account, staff).await? else {
                 return Err(DomainError::NotAssigned {
                     account,
                     staff,

@@ -82,7 +82,7 @@ impl Store {
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             crate::visibility::decide(&mut *tx, authority, chrono::Utc::now()).await?;
-            require_account!(&mut *tx, account)?;
+            require_account(&mut *tx, account).await?;
             // Learning may already have placed it here by the new rule; the person's
             // decision is still what is recorded. Anywhere else means someone else
             // placed it in the meantime, and their choice stands.

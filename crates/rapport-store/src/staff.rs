@@ -9,18 +9,24 @@ use rapport_core::account::EmailAddress;
 use rapport_core::assignment::Role;
 use rapport_core::staff::{Level, NewStaff, OrgChart, Staff, validate_name};
 use rapport_core::{AccountId, DomainError, StaffId};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
-/// How many accounts `$staff` owns right now, inside the given connection.
-macro_rules! owned_count {
-    ($conn:expr, $staff:expr) => {{
-        let count: std::result::Result<i64, sqlx::Error> = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM assignments WHERE staff_id = $1 AND role = 'owner' AND valid_to_us IS NULL",
-        )
-        .bind($staff.0)
-        .fetch_one($conn)
-        .await;
-        count.map(|count| count as u64).map_err($crate::Error::from)
-    }};
+/// How many accounts `staff` owns right now.
+async fn owned_count<'e, E, DB>(executor: E, staff: StaffId) -> Result<u64>
+where
+    E: Executor<'e, Database = DB>,
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+{
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM assignments WHERE staff_id = $1 AND role = 'owner' AND valid_to_us IS NULL",
+    )
+    .bind(staff.0)
+    .fetch_one(executor)
+    .await?;
+    Ok(count as u64)
 }
 
 pub(crate) const SELECT_STAFF: &str =
@@ -209,7 +215,7 @@ impl Store {
                 chart.check_change(id, updated.level, updated.reports_to)?;
             }
             if updated.level == Level::Associate && current.level != Level::Associate {
-                let owned = owned_count!(&mut *tx, id)?;
+                let owned = owned_count(&mut *tx, id).await?;
                 if owned > 0 {
                     return Err(DomainError::AssociateCannotOwn(id).into());
                 }
@@ -253,7 +259,7 @@ impl Store {
             if !person.active {
                 return Ok(person);
             }
-            let owned = owned_count!(&mut *tx, id)?;
+            let owned = owned_count(&mut *tx, id).await?;
             chart.check_deactivate(id, owned)?;
             let supported: Vec<(i64, i64)> = sqlx::query_as(
                 "SELECT id, account_id FROM assignments

@@ -741,7 +741,7 @@ impl Store {
                 return Err(Error::LeaseLost(lease.connector.clone()));
             }
             for account in &accounts {
-                require_account!(&mut *tx, AccountId(*account))?;
+                require_account(&mut *tx, AccountId(*account)).await?;
             }
             let (mut commit, _) =
                 write_events!(tx, dialect, page.events, &self.ignored_domains, at_us)?;

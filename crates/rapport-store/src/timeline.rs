@@ -808,7 +808,7 @@ impl Store {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             crate::visibility::decide(&mut *tx, authority, at).await?;
             for account in &accounts {
-                require_account!(&mut *tx, AccountId(*account))?;
+                require_account(&mut *tx, AccountId(*account)).await?;
             }
             let (commit, outcomes) =
                 write_events!(tx, dialect, events, &self.ignored_domains, at_us)?;

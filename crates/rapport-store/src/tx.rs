@@ -1,43 +1,49 @@
-//! Checks shared by write transactions. They are macros rather than functions because
-//! each expands inside a `with_backend!` body, on that backend's concrete connection.
+//! Checks shared by write transactions, as functions generic over the backend: each
+//! takes any executor (a pool, or `&mut *tx` inside a transaction) and runs one query,
+//! so the same code serves SQLite and PostgreSQL with the bounds written here once
+//! per function.
 
-/// Fails with `DomainError::UnknownAccount` unless `$account` exists; evaluates to
-/// `Result<()>`.
-macro_rules! require_account {
-    ($conn:expr, $account:expr) => {{
-        let account: rapport_core::AccountId = $account;
-        let found: std::result::Result<Option<i64>, sqlx::Error> =
-            sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
-                .bind(account.0)
-                .fetch_optional($conn)
-                .await;
-        match found {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err($crate::Error::from(
-                rapport_core::DomainError::UnknownAccount(account),
-            )),
-            Err(error) => Err($crate::Error::from(error)),
-        }
-    }};
-}
-pub(crate) use require_account;
+use crate::staff::{SELECT_STAFF, StaffRow};
+use crate::{Error, Result};
+use rapport_core::staff::Staff;
+use rapport_core::{AccountId, DomainError, StaffId};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
-/// Loads one staff member; evaluates to `Result<Staff>`.
-macro_rules! load_staff {
-    ($conn:expr, $id:expr) => {{
-        let id: rapport_core::StaffId = $id;
-        let row: std::result::Result<Option<$crate::staff::StaffRow>, sqlx::Error> =
-            sqlx::query_as(
-                "SELECT id, name, email, level, reports_to, active, is_admin FROM staff WHERE id = $1",
-            )
-            .bind(id.0)
-            .fetch_optional($conn)
-            .await;
-        match row {
-            Ok(Some(row)) => row.into_staff(),
-            Ok(None) => Err($crate::Error::from(rapport_core::DomainError::UnknownStaff(id))),
-            Err(error) => Err($crate::Error::from(error)),
-        }
-    }};
+/// Fails with `DomainError::UnknownAccount` unless `account` exists.
+pub(crate) async fn require_account<'e, E, DB>(executor: E, account: AccountId) -> Result<()>
+where
+    E: Executor<'e, Database = DB>,
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+{
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
+        .bind(account.0)
+        .fetch_optional(executor)
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(Error::from(DomainError::UnknownAccount(account))),
+    }
 }
-pub(crate) use load_staff;
+
+/// Loads one staff member.
+pub(crate) async fn load_staff<'e, E, DB>(executor: E, id: StaffId) -> Result<Staff>
+where
+    E: Executor<'e, Database = DB>,
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    StaffRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let sql = format!("{SELECT_STAFF} WHERE id = $1");
+    let row: Option<StaffRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_optional(executor)
+        .await?;
+    match row {
+        Some(row) => row.into_staff(),
+        None => Err(Error::from(DomainError::UnknownStaff(id))),
+    }
+}
