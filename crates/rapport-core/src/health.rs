@@ -7,23 +7,23 @@
 //! | Reason | Points off | Cap |
 //! |---|---|---|
 //! | Open support ticket | 4 (8 if high or urgent), +4 once it is over 7 days old | 40 |
-//! | Invoice payment failed and not since paid | 20 each | 40 |
+//! | Invoice payment failed in the last 365 days and not since paid | 20 each | 40 |
 //! | No two-way contact (mail both ways) | 10 after 30 days, 20 after 60, 25 after 90 or never | 25 |
 //! | Downgrade (MRR went down) in the last 90 days | 15 each | 30 |
 //! | Subscription cancelled in the last 90 days | 30 each | 30 |
-//! | Task past its due date | 5 each | 15 |
+//! | Open task past its due date | 5 each | 15 |
+//!
+//! The facts come from the account's [`Insight`], which the store keeps as events
+//! are written; [`assess`] folds a list of events into one first.
 //!
 //! Bands: 75 and up is healthy, 50–74 is worth watching, below 50 is at risk.
 
-use crate::timeline::{AttributeValue, TimelineEvent};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::insight::{Insight, Observed};
+use crate::timeline::TimelineEvent;
+use chrono::{DateTime, Duration, Utc};
 
-/// How far back health looks at contact, billing changes and tasks.
+/// How far back a failed payment still counts.
 pub const HEALTH_WINDOW_DAYS: i64 = 365;
-
-/// The event kind families health reads (as timeline kind prefixes).
-pub const HEALTH_KINDS: [&str; 4] = ["email", "billing", "support.ticket.created", "task.created"];
 
 /// Where a score falls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,20 +78,6 @@ pub struct Health {
     pub reasons: Vec<Reason>,
 }
 
-fn text<'a>(event: &'a TimelineEvent, name: &str) -> Option<&'a str> {
-    match event.event.attributes.get(name) {
-        Some(AttributeValue::Text(value)) => Some(value.as_str()),
-        _ => None,
-    }
-}
-
-fn money(event: &TimelineEvent, name: &str) -> Option<(i64, String)> {
-    match event.event.attributes.get(name) {
-        Some(AttributeValue::Money(money)) => Some((money.minor_units, money.currency.clone())),
-        _ => None,
-    }
-}
-
 fn plural(count: usize, one: &str, many: &str) -> String {
     if count == 1 {
         format!("1 {one}")
@@ -101,172 +87,130 @@ fn plural(count: usize, one: &str, many: &str) -> String {
 }
 
 /// Scores one account from its timeline events (any order; only the kinds in
-/// [`HEALTH_KINDS`] matter) as of `now`.
+/// [`crate::insight::INSIGHT_KINDS`] matter) as of `now`.
 pub fn assess(events: &[TimelineEvent], now: DateTime<Utc>) -> Health {
-    let mut reasons = Vec::new();
-    let kind = |event: &TimelineEvent| event.event.kind.as_str().to_owned();
+    Insight::of(events.iter().map(Observed::from)).health(now)
+}
 
-    // Open tickets: the ticket event carries the ticket's current status.
-    let open: Vec<&TimelineEvent> = events
-        .iter()
-        .filter(|event| kind(event) == "support.ticket.created")
-        .filter(|event| !matches!(text(event, "status"), Some("solved" | "closed")))
-        .collect();
-    if !open.is_empty() {
-        let aging = open
-            .iter()
-            .filter(|event| now - event.event.occurred_at > Duration::days(7))
-            .count();
-        let pressing = open
-            .iter()
-            .filter(|event| matches!(text(event, "priority"), Some("high" | "urgent")))
-            .count();
-        let points = open
-            .len()
-            .saturating_add(pressing)
-            .saturating_add(aging)
-            .saturating_mul(4)
-            .min(40);
-        let mut detail = plural(open.len(), "open ticket", "open tickets");
-        if pressing > 0 {
-            detail.push_str(&format!(", {pressing} high or urgent"));
+impl Insight {
+    /// The account's health at `now`, by the rules above.
+    pub fn health(&self, now: DateTime<Utc>) -> Health {
+        let mut reasons = Vec::new();
+
+        // Open tickets, however old.
+        let open = &self.open_tickets;
+        if !open.is_empty() {
+            let aging = open
+                .iter()
+                .filter(|ticket| now - ticket.at > Duration::days(7))
+                .count();
+            let pressing = open.iter().filter(|ticket| ticket.pressing).count();
+            let points = open
+                .len()
+                .saturating_add(pressing)
+                .saturating_add(aging)
+                .saturating_mul(4)
+                .min(40);
+            let mut detail = plural(open.len(), "open ticket", "open tickets");
+            if pressing > 0 {
+                detail.push_str(&format!(", {pressing} high or urgent"));
+            }
+            if aging > 0 {
+                detail.push_str(&format!(", {aging} older than a week"));
+            }
+            reasons.push(Reason {
+                code: "open_tickets",
+                points: points as u8,
+                detail,
+            });
         }
-        if aging > 0 {
-            detail.push_str(&format!(", {aging} older than a week"));
+
+        // Payments that failed in the window and were not paid since.
+        let since = now - Duration::days(HEALTH_WINDOW_DAYS);
+        let unpaid = self
+            .failed_invoices
+            .values()
+            .filter_map(|invoice| Some((invoice.failed?.at, invoice.paid.map(|paid| paid.at))))
+            .filter(|(failed, paid)| *failed >= since && paid.is_none_or(|paid| paid < *failed))
+            .count();
+        if unpaid > 0 {
+            reasons.push(Reason {
+                code: "failed_payments",
+                points: unpaid.saturating_mul(20).min(40) as u8,
+                detail: format!(
+                    "{} failed and not since paid",
+                    plural(unpaid, "invoice payment", "invoice payments")
+                ),
+            });
         }
-        reasons.push(Reason {
-            code: "open_tickets",
-            points: points as u8,
-            detail,
-        });
-    }
 
-    // Failed payments not followed by payment of the same invoice.
-    let mut last_failed: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
-    let mut last_paid: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
-    for event in events {
-        let Some(invoice) = text(event, "invoice_id") else {
-            continue;
+        // Two-way contact: the conversation last went both ways at the *earlier* of
+        // the last mail in and the last mail out — by then both directions had happened.
+        let two_way = self
+            .received
+            .zip(self.sent)
+            .map(|(received, sent)| received.at.min(sent.at));
+        let (points, detail) = match two_way.map(|at| (now - at).num_days()) {
+            None => (25, "no two-way email contact on record".to_owned()),
+            Some(days) if days > 90 => (25, format!("no two-way email contact for {days} days")),
+            Some(days) if days > 60 => (20, format!("no two-way email contact for {days} days")),
+            Some(days) if days > 30 => (10, format!("no two-way email contact for {days} days")),
+            Some(_) => (0, String::new()),
         };
-        let at = event.event.occurred_at;
-        let slot = match event.event.kind.as_str() {
-            "billing.invoice.payment_failed" => &mut last_failed,
-            "billing.invoice.paid" => &mut last_paid,
-            _ => continue,
-        };
-        let entry = slot.entry(invoice).or_insert(at);
-        *entry = (*entry).max(at);
-    }
-    let unpaid: BTreeSet<&str> = last_failed
-        .iter()
-        .filter(|(invoice, failed)| last_paid.get(*invoice).is_none_or(|paid| paid < *failed))
-        .map(|(invoice, _)| *invoice)
-        .collect();
-    if !unpaid.is_empty() {
-        reasons.push(Reason {
-            code: "failed_payments",
-            points: unpaid.len().saturating_mul(20).min(40) as u8,
-            detail: format!(
-                "{} failed and not since paid",
-                plural(unpaid.len(), "invoice payment", "invoice payments")
-            ),
-        });
-    }
+        if points > 0 {
+            reasons.push(Reason {
+                code: "no_contact",
+                points,
+                detail,
+            });
+        }
 
-    // Two-way contact: the conversation last went both ways at the *earlier* of the
-    // last mail in and the last mail out — by then both directions had happened.
-    let last = |wanted: &str| {
-        events
-            .iter()
-            .filter(|event| event.event.kind.as_str() == wanted)
-            .map(|event| event.event.occurred_at)
-            .max()
-    };
-    let two_way = last("email.received")
-        .zip(last("email.sent"))
-        .map(|(a, b)| a.min(b));
-    let (points, detail) = match two_way.map(|at| (now - at).num_days()) {
-        None => (25, "no two-way email contact on record".to_owned()),
-        Some(days) if days > 90 => (25, format!("no two-way email contact for {days} days")),
-        Some(days) if days > 60 => (20, format!("no two-way email contact for {days} days")),
-        Some(days) if days > 30 => (10, format!("no two-way email contact for {days} days")),
-        Some(_) => (0, String::new()),
-    };
-    if points > 0 {
-        reasons.push(Reason {
-            code: "no_contact",
-            points,
-            detail,
-        });
-    }
+        // Downgrades and cancellations in the last 90 days.
+        let recent = |at: &&DateTime<Utc>| now - **at <= Duration::days(90);
+        let downgrades = self.downgrades.iter().filter(recent).count();
+        if downgrades > 0 {
+            reasons.push(Reason {
+                code: "downgrades",
+                points: downgrades.saturating_mul(15).min(30) as u8,
+                detail: format!(
+                    "{} in the last 90 days",
+                    plural(downgrades, "downgrade", "downgrades")
+                ),
+            });
+        }
+        let cancellations = self.cancellations.iter().filter(recent).count();
+        if cancellations > 0 {
+            reasons.push(Reason {
+                code: "cancellations",
+                points: 30,
+                detail: format!(
+                    "{} cancelled in the last 90 days",
+                    plural(cancellations, "subscription", "subscriptions")
+                ),
+            });
+        }
 
-    // Downgrades and cancellations in the last 90 days.
-    let recent = |event: &&TimelineEvent| now - event.event.occurred_at <= Duration::days(90);
-    let downgrades = events
-        .iter()
-        .filter(recent)
-        .filter(|event| event.event.kind.as_str() == "billing.subscription.updated")
-        .filter(
-            |event| match (money(event, "mrr"), money(event, "previous_mrr")) {
-                (Some((now, currency)), Some((before, before_currency))) => {
-                    currency == before_currency && now < before
-                }
-                _ => false,
-            },
-        )
-        .count();
-    if downgrades > 0 {
-        reasons.push(Reason {
-            code: "downgrades",
-            points: downgrades.saturating_mul(15).min(30) as u8,
-            detail: format!(
-                "{} in the last 90 days",
-                plural(downgrades, "downgrade", "downgrades")
-            ),
-        });
-    }
-    let cancellations = events
-        .iter()
-        .filter(recent)
-        .filter(|event| event.event.kind.as_str() == "billing.subscription.deleted")
-        .count();
-    if cancellations > 0 {
-        reasons.push(Reason {
-            code: "cancellations",
-            points: 30,
-            detail: format!(
-                "{} cancelled in the last 90 days",
-                plural(cancellations, "subscription", "subscriptions")
-            ),
-        });
-    }
+        // Open tasks past their due date, however long ago they were opened.
+        let today = now.date_naive();
+        let overdue = self.open_task_due.partition_point(|due| *due < today);
+        if overdue > 0 {
+            reasons.push(Reason {
+                code: "overdue_tasks",
+                points: overdue.saturating_mul(5).min(15) as u8,
+                detail: format!("{} past due", plural(overdue, "task", "tasks")),
+            });
+        }
 
-    // Tasks past their due date.
-    let today = now.date_naive();
-    let overdue = events
-        .iter()
-        .filter(|event| event.event.kind.as_str() == "task.created")
-        .filter(|event| text(event, "status") == Some("open"))
-        .filter_map(|event| text(event, "due")?.parse::<NaiveDate>().ok())
-        .filter(|due| *due < today)
-        .count();
-    if overdue > 0 {
-        reasons.push(Reason {
-            code: "overdue_tasks",
-            points: overdue.saturating_mul(5).min(15) as u8,
-            detail: format!("{} past due", plural(overdue, "task", "tasks")),
+        reasons.sort_by(|a, b| b.points.cmp(&a.points).then(a.code.cmp(b.code)));
+        let lost = reasons.iter().fold(0u32, |lost, reason| {
+            lost.saturating_add(u32::from(reason.points))
         });
-    }
-
-    reasons.sort_by(|a, b| b.points.cmp(&a.points).then(a.code.cmp(b.code)));
-    let lost = reasons.iter().fold(0u32, |lost, reason| {
-        lost.saturating_add(u32::from(reason.points))
-    });
-    let score = 100u32.saturating_sub(lost) as u8;
-    Health {
-        score,
-        band: Band::of(score),
-        reasons,
+        let score = 100u32.saturating_sub(lost) as u8;
+        Health {
+            score,
+            band: Band::of(score),
+            reasons,
+        }
     }
 }
 
@@ -274,8 +218,10 @@ pub fn assess(events: &[TimelineEvent], now: DateTime<Utc>) -> Health {
 mod tests {
     use super::*;
     use crate::EventId;
+    use crate::timeline::AttributeValue;
     use crate::timeline::{EventKind, Money, NewEvent};
     use chrono::TimeZone;
+    use std::collections::BTreeMap;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()

@@ -21,6 +21,7 @@ pub mod assignment;
 mod error;
 pub mod health;
 pub mod ids;
+pub mod insight;
 pub mod matching;
 pub mod password;
 pub mod permission;

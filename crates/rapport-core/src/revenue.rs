@@ -3,19 +3,20 @@
 //! month by the connector from items × prices); an account's MRR is the sum over its
 //! subscriptions' latest values, per currency. Currencies are never mixed or converted.
 
-use crate::timeline::{AttributeValue, TimelineEvent};
+use crate::EventId;
+use crate::timeline::{AttributeValue, Attributes, EventKind, TimelineEvent};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// Kinds that state a subscription's current MRR.
 const SUBSCRIPTION_KINDS: [&str; 3] = [
-    "billing.subscription.created",
-    "billing.subscription.updated",
-    "billing.subscription.deleted",
+    EventKind::SUBSCRIPTION_CREATED,
+    EventKind::SUBSCRIPTION_UPDATED,
+    EventKind::SUBSCRIPTION_DELETED,
 ];
 
 /// Monthly recurring revenue in one currency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mrr {
     /// ISO 4217 code.
     pub currency: String,
@@ -76,43 +77,94 @@ fn totals(subscriptions: &BTreeMap<String, Subscription>) -> Vec<Mrr> {
         .collect()
 }
 
-/// The revenue picture from an account's billing events (any order).
-pub fn revenue(events: &[TimelineEvent]) -> Revenue {
-    let mut changes: Vec<&TimelineEvent> = events
-        .iter()
-        .filter(|event| SUBSCRIPTION_KINDS.contains(&event.event.kind.as_str()))
-        .collect();
-    changes.sort_by_key(|event| (event.event.occurred_at, event.id));
-    let mut subscriptions: BTreeMap<String, Subscription> = BTreeMap::new();
-    let mut history: Vec<MrrPoint> = Vec::new();
-    for event in changes {
-        let attributes = &event.event.attributes;
-        let id = match attributes.get("subscription_id") {
+/// What one subscription event says about its subscription: the part of the revenue
+/// rules both [`revenue`] and the kept [`crate::insight::Insight`] apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SubscriptionChange {
+    /// The subscription's id; without one, the event stands for its own subscription.
+    pub subscription: String,
+    /// Whether the subscription brings revenue after this event.
+    pub live: bool,
+    /// Its MRR, if the event states one.
+    pub mrr: Option<Mrr>,
+    /// Its plan, if the event names one.
+    pub plan: Option<String>,
+    /// Its renewal, if the event gives one.
+    pub renews_at: Option<DateTime<Utc>>,
+}
+
+impl SubscriptionChange {
+    /// The change an event of `kind` makes, if it is a subscription event.
+    pub(crate) fn of(
+        kind: &str,
+        id: EventId,
+        attributes: &Attributes,
+    ) -> Option<SubscriptionChange> {
+        if !SUBSCRIPTION_KINDS.contains(&kind) {
+            return None;
+        }
+        let subscription = match attributes.get("subscription_id") {
             Some(AttributeValue::Text(id)) => id.clone(),
-            // Without an id, each event stands for its own subscription.
-            _ => format!("{}", event.id),
+            _ => format!("{id}"),
         };
         let status = match attributes.get("status") {
             Some(AttributeValue::Text(status)) => status.as_str(),
             _ => "active",
         };
-        let deleted = event.event.kind.as_str() == "billing.subscription.deleted";
-        let entry = subscriptions.entry(id).or_insert(Subscription {
-            mrr: None,
-            plan: None,
-            renews_at: None,
-            live: true,
-        });
-        if let Some(AttributeValue::Money(money)) = attributes.get("mrr") {
-            entry.mrr = Some((money.currency.clone(), money.minor_units));
+        Some(SubscriptionChange {
+            subscription,
+            live: kind != EventKind::SUBSCRIPTION_DELETED
+                && !matches!(status, "canceled" | "incomplete_expired"),
+            mrr: match attributes.get("mrr") {
+                Some(AttributeValue::Money(money)) => Some(Mrr {
+                    currency: money.currency.clone(),
+                    minor_units: money.minor_units,
+                }),
+                _ => None,
+            },
+            plan: match attributes.get("plan") {
+                Some(AttributeValue::Text(plan)) => Some(plan.clone()),
+                _ => None,
+            },
+            renews_at: match attributes.get("renews_at") {
+                Some(AttributeValue::Timestamp(at)) => Some(*at),
+                _ => None,
+            },
+        })
+    }
+}
+
+/// The revenue picture from an account's billing events (any order).
+pub fn revenue(events: &[TimelineEvent]) -> Revenue {
+    let mut changes: Vec<(&TimelineEvent, SubscriptionChange)> = events
+        .iter()
+        .filter_map(|event| {
+            SubscriptionChange::of(event.event.kind.as_str(), event.id, &event.event.attributes)
+                .map(|change| (event, change))
+        })
+        .collect();
+    changes.sort_by_key(|(event, _)| (event.event.occurred_at, event.id));
+    let mut subscriptions: BTreeMap<String, Subscription> = BTreeMap::new();
+    let mut history: Vec<MrrPoint> = Vec::new();
+    for (event, change) in changes {
+        let entry = subscriptions
+            .entry(change.subscription)
+            .or_insert(Subscription {
+                mrr: None,
+                plan: None,
+                renews_at: None,
+                live: true,
+            });
+        if let Some(mrr) = change.mrr {
+            entry.mrr = Some((mrr.currency, mrr.minor_units));
         }
-        if let Some(AttributeValue::Text(plan)) = attributes.get("plan") {
-            entry.plan = Some(plan.clone());
+        if let Some(plan) = change.plan {
+            entry.plan = Some(plan);
         }
-        if let Some(AttributeValue::Timestamp(at)) = attributes.get("renews_at") {
-            entry.renews_at = Some(*at);
+        if let Some(renews_at) = change.renews_at {
+            entry.renews_at = Some(renews_at);
         }
-        entry.live = !deleted && !matches!(status, "canceled" | "incomplete_expired");
+        entry.live = change.live;
         let now = totals(&subscriptions);
         if history.last().is_none_or(|last| last.totals != now) {
             history.push(MrrPoint {

@@ -75,6 +75,10 @@ impl EventKind {
     pub const INVOICE_PAYMENT_FAILED: &str = "billing.invoice.payment_failed";
     /// A subscription changed (plan, quantity, status).
     pub const SUBSCRIPTION_UPDATED: &str = "billing.subscription.updated";
+    /// A subscription began.
+    pub const SUBSCRIPTION_CREATED: &str = "billing.subscription.created";
+    /// A subscription ended (cancelled).
+    pub const SUBSCRIPTION_DELETED: &str = "billing.subscription.deleted";
     /// A support ticket was opened.
     pub const TICKET_CREATED: &str = "support.ticket.created";
     /// A support ticket was solved.

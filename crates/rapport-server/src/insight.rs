@@ -1,41 +1,21 @@
-//! What the API and the web UI both read off an account's timeline: its health, its
-//! revenue, when we last heard from the client, and how busy it has been — computed on
-//! request by the rules in `rapport_core::health` and `rapport_core::revenue`.
+//! What the API and the web UI both read about an account: its health, its revenue,
+//! when we last heard from the client, and how busy it has been. Health, current
+//! revenue and last contact come from the account's insight, which the store keeps in
+//! the transactions that write its events (`rapport_store::Store::insights`): one
+//! indexed read per thousand accounts, however long their timelines. The revenue
+//! history the account page charts is read off the timeline.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rapport_core::AccountId;
 use rapport_core::account::Account;
-use rapport_core::health::{HEALTH_KINDS, HEALTH_WINDOW_DAYS, Health, assess};
+use rapport_core::health::Health;
 use rapport_core::revenue::{Revenue, revenue};
 use rapport_core::timeline::TimelineEvent;
 use rapport_store::{Result, Store, TIMELINE_PAGE_MAX, TimelineQuery};
 
-/// Most events of one family health reads per account; older ones beyond it are
-/// ignored (the newest matter most).
-const EVENTS_PER_FAMILY_MAX: usize = 5_000;
-
-/// An account's events of `prefix` since `since`, newest first, up to the cap.
-async fn events_of(
-    store: &Store,
-    account: AccountId,
-    prefix: &str,
-    since: Option<DateTime<Utc>>,
-) -> Result<Vec<TimelineEvent>> {
-    let mut query = TimelineQuery::account(account);
-    query.kind_prefix = Some(prefix.to_owned());
-    query.from = since;
-    query.limit = TIMELINE_PAGE_MAX;
-    let mut events = Vec::new();
-    loop {
-        let page = store.timeline(&query).await?;
-        events.extend(page.events);
-        match page.next {
-            Some(next) if events.len() < EVENTS_PER_FAMILY_MAX => query.after = Some(next),
-            _ => break,
-        }
-    }
-    Ok(events)
-}
+/// Most subscription events the revenue history reads per account; older ones beyond
+/// it are left out of the chart (current revenue comes from the insight, complete).
+const REVENUE_EVENTS_MAX: usize = 5_000;
 
 /// An account's health at `now`.
 pub(crate) async fn health_of(
@@ -43,32 +23,25 @@ pub(crate) async fn health_of(
     account: AccountId,
     now: DateTime<Utc>,
 ) -> Result<Health> {
-    let since = now - Duration::days(HEALTH_WINDOW_DAYS);
-    let mut events = Vec::new();
-    for prefix in HEALTH_KINDS {
-        // An open ticket matters however old it is.
-        let window = (prefix != "support.ticket.created").then_some(since);
-        events.extend(events_of(store, account, prefix, window).await?);
-    }
-    Ok(assess(&events, now))
+    Ok(store.insight(account).await?.health(now))
 }
 
-/// An account's revenue, from its subscription events.
+/// An account's revenue history, from its subscription events, newest first up to
+/// [`REVENUE_EVENTS_MAX`].
 pub(crate) async fn revenue_of(store: &Store, account: AccountId) -> Result<Revenue> {
-    let events = events_of(store, account, "billing.subscription", None).await?;
-    Ok(revenue(&events))
-}
-
-/// When the client last wrote, or we last wrote to them: the newest email event.
-pub(crate) async fn last_contact(
-    store: &Store,
-    account: AccountId,
-) -> Result<Option<DateTime<Utc>>> {
     let mut query = TimelineQuery::account(account);
-    query.kind_prefix = Some("email".to_owned());
-    query.limit = 1;
-    let page = store.timeline(&query).await?;
-    Ok(page.events.first().map(|event| event.event.occurred_at))
+    query.kind_prefix = Some("billing.subscription".to_owned());
+    query.limit = TIMELINE_PAGE_MAX;
+    let mut events: Vec<TimelineEvent> = Vec::new();
+    loop {
+        let page = store.timeline(&query).await?;
+        events.extend(page.events);
+        match page.next {
+            Some(next) if events.len() < REVENUE_EVENTS_MAX => query.after = Some(next),
+            _ => break,
+        }
+    }
+    Ok(revenue(&events))
 }
 
 /// Events per week for the `weeks` weeks up to `now`, oldest first; each entry is the
@@ -104,11 +77,12 @@ pub(crate) async fn by_attention(
     accounts: Vec<Account>,
     now: DateTime<Utc>,
 ) -> Result<Vec<(Health, Account)>> {
-    let mut scored = Vec::with_capacity(accounts.len());
-    for account in accounts {
-        let health = health_of(store, account.id, now).await?;
-        scored.push((health, account));
-    }
+    let ids: Vec<AccountId> = accounts.iter().map(|account| account.id).collect();
+    let insights = store.insights(&ids).await?;
+    let mut scored: Vec<(Health, Account)> = accounts
+        .into_iter()
+        .filter_map(|account| Some((insights.get(&account.id)?.health(now), account)))
+        .collect();
     scored.sort_by(|(a, x), (b, y)| a.score.cmp(&b.score).then(x.name.cmp(&y.name)));
     Ok(scored)
 }

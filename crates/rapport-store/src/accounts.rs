@@ -98,6 +98,7 @@ impl Store {
         let contacts = normalise_contacts(new.contacts.clone())?;
         let id = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let mut changes = crate::insights::Changes::default();
             decide(&mut *tx, authority, at).await?;
             if let Some(parent) = new.parent {
                 require_account(&mut *tx, parent).await?;
@@ -182,7 +183,8 @@ impl Store {
                 by,
                 at,
             )?;
-            upsert_event!(&mut *tx, &event, at_us)?;
+            changes.created(id);
+            upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
             let needles: Vec<String> = domains
                 .iter()
                 .map(|domain| domain.as_str().to_owned())
@@ -199,9 +201,11 @@ impl Store {
                     dialect,
                     &needles,
                     &self.ignored_domains,
-                    at_us
+                    at_us,
+                    &mut changes
                 )?;
             }
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             AccountId(id)
         });
@@ -519,6 +523,7 @@ impl Store {
         let at_us = to_us(now);
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let mut changes = crate::insights::Changes::default();
             decide(&mut *tx, authority, now).await?;
             require_account(&mut *tx, account).await?;
             sqlx::query(
@@ -533,8 +538,10 @@ impl Store {
                 dialect,
                 &[domain.as_str().to_owned()],
                 &self.ignored_domains,
-                at_us
+                at_us,
+                &mut changes
             )?;
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             placed
         });
@@ -590,6 +597,7 @@ impl Store {
         let at_us = to_us(now);
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let mut changes = crate::insights::Changes::default();
             decide(&mut *tx, authority, now).await?;
             require_account(&mut *tx, account).await?;
             let holder: Option<i64> = sqlx::query_scalar(
@@ -624,8 +632,10 @@ impl Store {
                 dialect,
                 &[crate::identity::external_id_needle(external_id)],
                 &self.ignored_domains,
-                at_us
+                at_us,
+                &mut changes
             )?;
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             placed
         });
@@ -688,6 +698,7 @@ impl Store {
         let at_us = to_us(now);
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let mut changes = crate::insights::Changes::default();
             decide(&mut *tx, authority, now).await?;
             require_account(&mut *tx, account).await?;
             sqlx::query(
@@ -705,8 +716,10 @@ impl Store {
                 dialect,
                 &[contact.email.as_str().to_owned()],
                 &self.ignored_domains,
-                at_us
+                at_us,
+                &mut changes
             )?;
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             placed
         });

@@ -158,6 +158,7 @@ impl Store {
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let mut changes = crate::insights::Changes::default();
             decide(&mut *tx, authority, at).await?;
             let owner = load_staff(&mut *tx, new_owner).await?;
             let mut created = Vec::with_capacity(accounts.len());
@@ -237,7 +238,7 @@ impl Store {
                     by,
                     at,
                 )?;
-                upsert_event!(&mut *tx, &event, at_us)?;
+                upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
                 created.push(Assignment {
                     id: AssignmentId(id),
                     account,
@@ -247,6 +248,7 @@ impl Store {
                     valid_to: None,
                 });
             }
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             Ok(created)
         })
@@ -278,6 +280,7 @@ impl Store {
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let mut changes = crate::insights::Changes::default();
             decide(&mut *tx, authority, at).await?;
             let person = load_staff(&mut *tx, staff).await?;
             require_account(&mut *tx, account).await?;
@@ -319,7 +322,8 @@ impl Store {
                 by,
                 at,
             )?;
-            upsert_event!(&mut *tx, &event, at_us)?;
+            upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             Ok(Assignment {
                 id: AssignmentId(id),
@@ -344,6 +348,7 @@ impl Store {
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let mut changes = crate::insights::Changes::default();
             decide(&mut *tx, authority, at).await?;
             let person = load_staff(&mut *tx, staff).await?;
             let Some(row) = current_support(&mut *tx, account, staff).await? else {
@@ -371,7 +376,8 @@ impl Store {
                 by,
                 at,
             )?;
-            upsert_event!(&mut *tx, &event, at_us)?;
+            upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             let mut ended = row.into_assignment()?;
             ended.valid_to = Some(from_us(at_us));

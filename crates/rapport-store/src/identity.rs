@@ -221,11 +221,13 @@ pub(crate) use resolve_batch;
 
 /// After an identity change in this transaction: orders it against concurrent ingest
 /// (exclusive hold on the identity clock) and re-matches every waiting event whose
-/// hints mention one of `$needles`; evaluates to `Result<u64>`, the events placed.
+/// hints mention one of `$needles`, noting the placed ones in `$changes`; evaluates to
+/// `Result<u64>`, the events placed.
 macro_rules! rematch_waiting {
-    ($conn:expr, $dialect:expr, $needles:expr, $ignored:expr, $at_us:expr) => {{
+    ($conn:expr, $dialect:expr, $needles:expr, $ignored:expr, $at_us:expr, $changes:expr) => {{
         let needles: &[String] = $needles;
         let at_us: i64 = $at_us;
+        let changes: &mut $crate::insights::Changes = $changes;
         async {
             sqlx::query("UPDATE identity_clock SET generation = generation + 1 WHERE id = 1")
                 .execute(&mut *$conn)
@@ -266,10 +268,14 @@ macro_rules! rematch_waiting {
                 if placement.is_some() {
                     placed += 1;
                 }
-                sqlx::query(
-                    "UPDATE timeline_events SET account_id = $2, match_rule = $3, match_detail = $4,
-                        match_candidates = $5, ingested_at_us = $6
-                     WHERE id = $1 AND account_id IS NULL",
+                let moved: Option<$crate::insights::FactRow> = sqlx::query_as(
+                    sqlx::AssertSqlSafe(format!(
+                        "UPDATE timeline_events SET account_id = $2, match_rule = $3, match_detail = $4,
+                            match_candidates = $5, ingested_at_us = $6
+                         WHERE id = $1 AND account_id IS NULL
+                         RETURNING {}",
+                        $crate::insights::FACT_COLUMNS
+                    )),
                 )
                 .bind(*id)
                 .bind(placement.as_ref().map(|placement| placement.account.0))
@@ -277,8 +283,10 @@ macro_rules! rematch_waiting {
                 .bind(placement.as_ref().map(|placement| sqlx::types::Json(&placement.reason)))
                 .bind(candidates.map(sqlx::types::Json))
                 .bind(at_us)
-                .execute(&mut *$conn)
+                .fetch_optional(&mut *$conn)
                 .await?;
+                // It was waiting, so no insight counted it; placed, it now counts.
+                changes.added(moved.and_then($crate::insights::FactRow::into_fact));
             }
             Ok(placed)
         }

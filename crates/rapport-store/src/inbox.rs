@@ -86,17 +86,37 @@ impl Store {
             // Learning may already have placed it here by the new rule; the person's
             // decision is still what is recorded. Anywhere else means someone else
             // placed it in the meantime, and their choice stands.
-            let changed = sqlx::query(
-                "UPDATE timeline_events
+            // Two statements, so the one that takes the event out of the inbox says
+            // what it was (it now counts in the account's insight) and the one that
+            // only records the person's decision does not count it twice.
+            let set = "UPDATE timeline_events
                  SET account_id = $2, match_rule = 'manual', match_detail = $3, match_candidates = NULL
-                 WHERE id = $1 AND (account_id IS NULL OR account_id = $2)",
-            )
-            .bind(event.0)
-            .bind(account.0)
-            .bind(Json(MatchReason::Manual { by }))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+                 WHERE id = $1";
+            let taken: Option<crate::insights::FactRow> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{set} AND account_id IS NULL RETURNING {}",
+                    crate::insights::FACT_COLUMNS
+                )))
+                .bind(event.0)
+                .bind(account.0)
+                .bind(Json(MatchReason::Manual { by }))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let changed = match taken {
+                Some(row) => {
+                    let mut changes = crate::insights::Changes::default();
+                    changes.added(row.into_fact());
+                    crate::insights::keep(&mut *tx, dialect, changes).await?;
+                    1
+                }
+                None => sqlx::query(sqlx::AssertSqlSafe(format!("{set} AND account_id = $2")))
+                    .bind(event.0)
+                    .bind(account.0)
+                    .bind(Json(MatchReason::Manual { by }))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+            };
             tx.commit().await?;
             changed
         });

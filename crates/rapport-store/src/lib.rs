@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`Store`]: opens a database from a URL, applies migrations, and carries every
 //!   repository method; one module per concern: `staff`, `accounts`, `assignments`,
-//!   `timeline`, `visibility`, `audit` (the audit trail).
+//!   `timeline`, `visibility`, `audit` (the audit trail), `insights` (each account's
+//!   insight, kept in the transactions that write its events).
 //! - Every method is written once. The `with_backend!` macro expands its body for each
 //!   backend, so the same code is compiled against `SqlitePool` and `PgPool` with
 //!   concrete types, and the few statements that differ choose through [`Dialect`].
@@ -25,6 +26,7 @@ mod error;
 mod health;
 mod identity;
 mod inbox;
+mod insights;
 mod keys;
 mod lenient;
 mod sessions;
@@ -431,7 +433,9 @@ impl Store {
             Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
             Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
         };
-        outcome.map_err(Error::from_migrate)
+        outcome.map_err(Error::from_migrate)?;
+        self.rebuild_stale_insights().await?;
+        Ok(())
     }
 
     /// Which backend this store talks to.

@@ -250,6 +250,7 @@ impl Store {
         let at_us = to_us(at);
         with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let mut changes = crate::insights::Changes::default();
             let rows: Vec<StaffRow> = sqlx::query_as(SELECT_STAFF).fetch_all(&mut *tx).await?;
             let (chart, staff) = org_chart_from(rows)?;
             let mut person = staff
@@ -285,13 +286,14 @@ impl Store {
                     by,
                     at,
                 )?;
-                upsert_event!(&mut *tx, &event, at_us)?;
+                upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
             }
             sqlx::query("UPDATE staff SET active = FALSE, updated_at_us = $2 WHERE id = $1")
                 .bind(id.0)
                 .bind(at_us)
                 .execute(&mut *tx)
                 .await?;
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             person.active = false;
             Ok(person)

@@ -743,18 +743,32 @@ impl Store {
             for account in &accounts {
                 require_account(&mut *tx, AccountId(*account)).await?;
             }
-            let (mut commit, _) =
-                write_events!(tx, dialect, page.events, &self.ignored_domains, at_us)?;
+            let mut changes = crate::insights::Changes::default();
+            let (mut commit, _) = write_events!(
+                tx,
+                dialect,
+                page.events,
+                &self.ignored_domains,
+                at_us,
+                &mut changes
+            )?;
             for source_id in page.deleted {
-                commit.deleted += sqlx::query(
-                    "DELETE FROM timeline_events WHERE connector = $1 AND source_id = $2",
-                )
-                .bind(&lease.connector)
-                .bind(source_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                let deleted: Option<crate::insights::FactRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM timeline_events WHERE connector = $1 AND source_id = $2
+                         RETURNING {}",
+                        crate::insights::FACT_COLUMNS
+                    )))
+                    .bind(&lease.connector)
+                    .bind(source_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = deleted {
+                    commit.deleted += 1;
+                    changes.removed(row.into_fact());
+                }
             }
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             sqlx::query(
                 "UPDATE connector_state SET events_ingested = events_ingested + $2,
                     pages_committed = pages_committed + 1,

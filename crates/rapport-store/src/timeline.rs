@@ -129,7 +129,7 @@ pub struct TimelinePage {
     pub next: Option<TimelineCursor>,
 }
 
-/// The columns of a timeline upsert, in the order [`upsert_rows!`] binds them.
+/// The columns of a timeline upsert, in the order `upsert_rows!` binds them.
 pub(crate) const UPSERT_HEAD: &str = "
 INSERT INTO timeline_events (
     connector, source_id, source_version, account_id, kind, occurred_at_us, ingested_at_us,
@@ -160,7 +160,7 @@ ON CONFLICT (connector, source_id) DO UPDATE SET
     match_candidates = CASE WHEN timeline_events.match_rule = 'manual'
                             THEN NULL ELSE excluded.match_candidates END
 WHERE excluded.source_version > timeline_events.source_version
-RETURNING source_id, connector, id, revision";
+RETURNING source_id, connector, id, revision, account_id";
 
 /// Most rows one multi-row upsert statement carries. At 16 parameters a row this stays
 /// far below SQLite's 32,766 and PostgreSQL's 65,535 parameters, and a full statement
@@ -198,41 +198,77 @@ pub(crate) fn statement_runs<'r, 'a>(rows: &'r [PlacedEvent<'a>]) -> Vec<&'r [Pl
     runs
 }
 
-/// Each row's outcome, in `rows` order, from what the statement returned (`source_id`,
-/// `connector`, `id`, `revision` for each row it inserted or replaced).
+/// What an upsert statement returns for each row it inserted or replaced:
+/// `source_id`, `connector`, `id`, `revision`, `account_id`.
+pub(crate) type Returned = (String, String, i64, i64, Option<i64>);
+
+/// Each row's outcome, in `rows` order, from what the statement returned; and, into
+/// `changes`, what it did to insights: the replaced versions (`stored`, read before
+/// the statement, by source id) taken away, then the written versions added where
+/// they were placed (a manual placement outranks the row's own).
 pub(crate) fn outcomes_of(
     rows: &[PlacedEvent<'_>],
-    returned: Vec<(String, String, i64, i64)>,
+    returned: Vec<Returned>,
+    mut stored: std::collections::HashMap<String, crate::insights::Fact>,
+    changes: &mut crate::insights::Changes,
 ) -> Vec<UpsertOutcome> {
-    let written: std::collections::HashMap<(String, String), (i64, i64)> = returned
+    let written: std::collections::HashMap<(String, String), (i64, i64, Option<i64>)> = returned
         .into_iter()
-        .map(|(source_id, connector, id, revision)| ((connector, source_id), (id, revision)))
+        .map(|(source_id, connector, id, revision, account)| {
+            ((connector, source_id), (id, revision, account))
+        })
         .collect();
-    rows.iter()
+    let mut added = Vec::new();
+    let outcomes = rows
+        .iter()
         .map(|row| {
             let key = (
                 row.event.key.connector.clone(),
                 row.event.key.source_id.clone(),
             );
-            match written.get(&key) {
-                None => UpsertOutcome::Unchanged,
-                Some(&(id, 1)) => UpsertOutcome::Inserted(EventId(id)),
-                Some(&(id, _)) => UpsertOutcome::Updated(EventId(id)),
+            let Some(&(id, revision, account)) = written.get(&key) else {
+                return UpsertOutcome::Unchanged;
+            };
+            if revision > 1 {
+                changes.removed(stored.remove(&row.event.key.source_id));
+            }
+            added.push(crate::insights::fact_of(account, id, row.event));
+            if revision == 1 {
+                UpsertOutcome::Inserted(EventId(id))
+            } else {
+                UpsertOutcome::Updated(EventId(id))
             }
         })
-        .collect()
+        .collect();
+    for fact in added {
+        changes.added(fact);
+    }
+    outcomes
 }
 
 /// Upserts validated events with their placements on the given connection, a
-/// multi-row statement per [`statement_runs`] run; evaluates to
-/// `Result<Vec<UpsertOutcome>>`, one per row in order.
+/// multi-row statement per [`statement_runs`] run, noting in `$changes` what that did
+/// to insights; evaluates to `Result<Vec<UpsertOutcome>>`, one per row in order.
 macro_rules! upsert_rows {
-    ($conn:expr, $rows:expr, $at_us:expr) => {{
+    ($conn:expr, $dialect:expr, $rows:expr, $at_us:expr, $changes:expr) => {{
         let rows: &[$crate::timeline::PlacedEvent<'_>] = $rows;
         let at_us: i64 = $at_us;
+        let changes: &mut $crate::insights::Changes = $changes;
         async {
             let mut outcomes = Vec::with_capacity(rows.len());
             for run in $crate::timeline::statement_runs(rows) {
+                let mut stored = std::collections::HashMap::new();
+                for (connector, source_ids) in $crate::timeline::keys_by_connector(run) {
+                    stored.extend(
+                        $crate::insights::stored_facts(
+                            &mut *$conn,
+                            $dialect,
+                            connector,
+                            &source_ids,
+                        )
+                        .await?,
+                    );
+                }
                 let mut sql = sqlx::QueryBuilder::new($crate::timeline::UPSERT_HEAD);
                 sql.push_values(run, |mut values, row| {
                     let event = row.event;
@@ -258,9 +294,11 @@ macro_rules! upsert_rows {
                         .push_bind(candidates.map(sqlx::types::Json));
                 });
                 sql.push($crate::timeline::UPSERT_TAIL);
-                let returned: Vec<(String, String, i64, i64)> =
+                let returned: Vec<$crate::timeline::Returned> =
                     sql.build_query_as().fetch_all(&mut *$conn).await?;
-                outcomes.extend($crate::timeline::outcomes_of(run, returned));
+                outcomes.extend($crate::timeline::outcomes_of(
+                    run, returned, stored, changes,
+                ));
             }
             Ok::<_, $crate::Error>(outcomes)
         }
@@ -269,27 +307,48 @@ macro_rules! upsert_rows {
 }
 pub(crate) use upsert_rows;
 
-/// Upserts one validated event, placed as the event says; evaluates to
-/// `Result<UpsertOutcome>`.
+/// The source ids of `run`, grouped by connector (one group, for a connector's page).
+pub(crate) fn keys_by_connector<'a>(
+    run: &[PlacedEvent<'a>],
+) -> std::collections::BTreeMap<&'a str, Vec<&'a str>> {
+    let mut keys: std::collections::BTreeMap<&'a str, Vec<&'a str>> =
+        std::collections::BTreeMap::new();
+    for row in run {
+        keys.entry(row.event.key.connector.as_str())
+            .or_default()
+            .push(row.event.key.source_id.as_str());
+    }
+    keys
+}
+
+/// Upserts one validated event, placed as the event says, noting in `$changes` what
+/// that did to insights; evaluates to `Result<UpsertOutcome>`.
 macro_rules! upsert_event {
-    ($conn:expr, $event:expr, $at_us:expr) => {{
+    ($conn:expr, $dialect:expr, $event:expr, $at_us:expr, $changes:expr) => {{
         let event: &rapport_core::timeline::NewEvent = $event;
         let row = $crate::timeline::PlacedEvent {
             event,
             placement: event.placement.as_ref(),
             candidates: &[],
         };
-        $crate::timeline::upsert_rows!($conn, std::slice::from_ref(&row), $at_us)
-            .map(|outcomes| outcomes[0])
+        $crate::timeline::upsert_rows!(
+            $conn,
+            $dialect,
+            std::slice::from_ref(&row),
+            $at_us,
+            $changes
+        )
+        .map(|outcomes| outcomes[0])
     }};
 }
 pub(crate) use upsert_event;
 
 /// Places (by identity resolution, unless they name their account) and upserts a
-/// validated batch on transaction `$tx`; evaluates to
+/// validated batch on transaction `$tx`, noting in `$changes` what that did to
+/// insights; evaluates to
 /// `Result<(PageCommit, Vec<UpsertOutcome>)>`.
 macro_rules! write_events {
-    ($tx:ident, $dialect:expr, $events:expr, $ignored:expr, $at_us:expr) => {{
+    ($tx:ident, $dialect:expr, $events:expr, $ignored:expr, $at_us:expr, $changes:expr) => {{
         let events: &[rapport_core::timeline::NewEvent] = $events;
         async {
             let placements = $crate::identity::resolve_batch!($tx, $dialect, events, $ignored)?;
@@ -304,7 +363,7 @@ macro_rules! write_events {
                     },
                 )
                 .collect();
-            let outcomes = $crate::timeline::upsert_rows!($tx, &rows, $at_us)?;
+            let outcomes = $crate::timeline::upsert_rows!($tx, $dialect, &rows, $at_us, $changes)?;
             let mut commit = $crate::sync::PageCommit::default();
             for (outcome, row) in outcomes.iter().zip(&rows) {
                 commit.summary.add(*outcome);
@@ -810,8 +869,15 @@ impl Store {
             for account in &accounts {
                 require_account(&mut *tx, AccountId(*account)).await?;
             }
-            let (commit, outcomes) =
-                write_events!(tx, dialect, events, &self.ignored_domains, at_us)?;
+            let mut changes = crate::insights::Changes::default();
+            let (commit, outcomes) = write_events!(
+                tx,
+                dialect,
+                events,
+                &self.ignored_domains,
+                at_us,
+                &mut changes
+            )?;
             if let Some(connector) = count_for_connector {
                 sqlx::query(
                     "UPDATE connector_state SET events_ingested = events_ingested + $2
@@ -822,6 +888,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             Ok((commit, outcomes))
         })

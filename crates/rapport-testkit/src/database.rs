@@ -99,6 +99,32 @@ pub async fn execute_raw(url: &str, sql: &str) {
     }
 }
 
+/// The one number a `SELECT COUNT(*) ...` returns on the database at `url`, read
+/// behind the store's back: how a test checks rows the store's API does not show.
+pub async fn count_raw(url: &str, sql: &str) -> i64 {
+    if url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(url)
+            .await
+            .expect("open the SQLite file");
+        let count = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        connection.close().await.ok();
+        count
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url)
+            .await
+            .expect("open the PostgreSQL database");
+        let count = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        connection.close().await.ok();
+        count
+    }
+}
+
 /// How many tables the PostgreSQL database at `url` holds in its public schema: how a
 /// test tells that nothing created or migrated it.
 pub async fn postgres_table_count(url: &str) -> i64 {

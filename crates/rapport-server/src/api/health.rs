@@ -1,7 +1,7 @@
-//! Health, needs-attention and revenue, as `crate::insight` computes them.
+//! Health, needs-attention and revenue, as `crate::insight` reads them.
 
 use crate::api::auth::Viewer;
-use crate::api::error::{ApiError, ApiResult, Problem};
+use crate::api::error::{ApiResult, Problem};
 use crate::api::extract::{Params, Segments};
 use crate::api::model::{
     AccountView, HealthView, MrrView, ReasonView, RevenuePointView, RevenueView,
@@ -21,9 +21,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-
-/// Most accounts one attention list scores; a larger book is narrowed with `staff`.
-pub const ATTENTION_ACCOUNTS_MAX: usize = 2_000;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -147,14 +144,9 @@ async fn attention(
         accounts
             .retain(|account| account.owner == Some(staff) || account.supporters.contains(&staff));
     }
-    if accounts.len() > ATTENTION_ACCOUNTS_MAX {
-        return Err(ApiError::Invalid(format!(
-            "{} accounts is more than one attention list scores ({ATTENTION_ACCOUNTS_MAX}): narrow it with `staff`",
-            accounts.len()
-        )));
-    }
+    let limit = page_limit(params.limit, 20, 200)? as usize;
     let mut scored = by_attention(store, accounts, now).await?;
-    scored.truncate(page_limit(params.limit, 20, 200)? as usize);
+    scored.truncate(limit);
     Ok(Json(
         scored
             .into_iter()

@@ -3,7 +3,6 @@
 //! renewal and last contact.
 
 use crate::http::AppState;
-use crate::insight::{health_of, last_contact, revenue_of};
 use crate::web::page::{Layout, WebResult, ago, day, money, render, staff_by_id};
 use crate::web::session::Member;
 use askama::Template;
@@ -16,8 +15,8 @@ use rapport_core::{AccountId, StaffId};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// Most accounts one book page scores and lists; a bigger book is narrowed by search
-/// or by person.
+/// Most accounts one book page lists; a bigger book is narrowed by search or by
+/// person. Needs attention is chosen from the whole book, listed or not.
 pub const BOOK_ACCOUNTS_MAX: usize = 300;
 /// How many accounts the needs-attention list shows.
 const ATTENTION_SHOWN: usize = 10;
@@ -102,16 +101,21 @@ pub(crate) async fn page(
     accounts.sort_by_cached_key(|account| (account.name.to_lowercase(), account.id.0));
     let total = accounts.len();
     let truncated = total > BOOK_ACCOUNTS_MAX;
-    accounts.truncate(BOOK_ACCOUNTS_MAX);
+    // Every account's insight in one read per thousand, so attention is chosen from
+    // the whole book and only the listing is cut.
+    let ids: Vec<AccountId> = accounts.iter().map(|account| account.id).collect();
+    let insights = store.insights(&ids).await?;
 
     let mut rows: Vec<(Option<StaffId>, Row)> = Vec::with_capacity(accounts.len());
     for account in &accounts {
-        let health = health_of(store, account.id, now).await?;
-        let revenue = revenue_of(store, account.id).await?;
+        let Some(insight) = insights.get(&account.id) else {
+            continue; // removed since it was listed
+        };
+        let health = insight.health(now);
+        let standing = insight.standing();
         let renewal = account
             .renewal_date
-            .or(revenue.renews_at.map(|at| at.date_naive()));
-        let contact = last_contact(store, account.id).await?;
+            .or(standing.renews_at.map(|at| at.date_naive()));
         let role = if account.owner == Some(viewer.id) {
             "owner"
         } else if account.supporters.contains(&viewer.id) {
@@ -129,9 +133,10 @@ pub(crate) async fn page(
                 band: health.band.as_str(),
                 band_label: band_label(health.band),
                 reasons: health.reasons.iter().map(|r| r.detail.clone()).collect(),
-                mrr: money(&revenue.mrr),
+                mrr: money(&standing.mrr),
                 renewal: renewal.map(day).unwrap_or_else(|| "—".to_owned()),
-                last_contact: contact
+                last_contact: insight
+                    .last_contact()
                     .map(|at| ago(at, now))
                     .unwrap_or_else(|| "never".to_owned()),
                 role,
@@ -139,10 +144,16 @@ pub(crate) async fn page(
         ));
     }
 
-    let mut attention: Vec<Row> = rows
+    let mut attention: Vec<&Row> = rows
         .iter()
-        .filter(|(_, row)| row.band != Band::Healthy.as_str())
-        .map(|(_, row)| Row {
+        .map(|(_, row)| row)
+        .filter(|row| row.band != Band::Healthy.as_str())
+        .collect();
+    attention.sort_by(|a, b| a.score.cmp(&b.score).then(a.name.cmp(&b.name)));
+    let attention: Vec<Row> = attention
+        .into_iter()
+        .take(ATTENTION_SHOWN)
+        .map(|row| Row {
             reasons: row.reasons.clone(),
             mrr: row.mrr.clone(),
             renewal: row.renewal.clone(),
@@ -151,8 +162,7 @@ pub(crate) async fn page(
             ..*row
         })
         .collect();
-    attention.sort_by(|a, b| a.score.cmp(&b.score).then(a.name.cmp(&b.name)));
-    attention.truncate(ATTENTION_SHOWN);
+    rows.truncate(BOOK_ACCOUNTS_MAX);
 
     // Managers and up see their book by owner; an associate's is one list.
     let by_owner = viewer.level != Level::Associate || person.is_some();

@@ -1,9 +1,7 @@
 //! The team: the org chart under the viewer with each person's book size and how many
 //! of those accounts need attention, and bulk handoffs between people.
 
-use crate::api::health::ATTENTION_ACCOUNTS_MAX;
 use crate::http::AppState;
-use crate::insight::health_of;
 use crate::web::account::{Choice, owner_choices};
 use crate::web::page::{Layout, WebError, WebResult, render, staff_by_id};
 use crate::web::session::{Member, Submission};
@@ -25,7 +23,7 @@ pub(crate) struct Person {
     pub depth: usize,
     pub active: bool,
     pub book: usize,
-    pub attention: Option<usize>,
+    pub attention: usize,
     pub can_hand_off: bool,
 }
 
@@ -35,7 +33,6 @@ struct TeamPage {
     layout: Layout,
     people: Vec<Person>,
     notice: Option<String>,
-    scored: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,15 +84,14 @@ pub(crate) async fn page(
         .into_iter()
         .collect();
     let accounts = store.accounts(&visible).await?;
-    let scored = accounts.len() <= ATTENTION_ACCOUNTS_MAX;
-    let mut needs_attention = BTreeSet::new();
-    if scored {
-        for account in &accounts {
-            if health_of(store, account.id, now).await?.band != Band::Healthy {
-                needs_attention.insert(account.id);
-            }
-        }
-    }
+    let ids: Vec<AccountId> = accounts.iter().map(|account| account.id).collect();
+    let needs_attention: BTreeSet<AccountId> = store
+        .insights(&ids)
+        .await?
+        .into_iter()
+        .filter(|(_, insight)| insight.health(now).band != Band::Healthy)
+        .map(|(id, _)| id)
+        .collect();
     let may_hand_off = viewer.permissions.may_reassign();
     let people = org_below(viewer.id, &staff)
         .into_iter()
@@ -114,8 +110,7 @@ pub(crate) async fn page(
                 depth: depth.min(6),
                 active: person.active,
                 book: book.len(),
-                attention: scored
-                    .then(|| book.iter().filter(|a| needs_attention.contains(a)).count()),
+                attention: book.iter().filter(|a| needs_attention.contains(a)).count(),
                 can_hand_off: may_hand_off && accounts.iter().any(|a| a.owner == Some(person.id)),
             }
         })
@@ -132,7 +127,6 @@ pub(crate) async fn page(
         layout: Layout::new(&member, "team", "Team"),
         people,
         notice,
-        scored,
     })
 }
 

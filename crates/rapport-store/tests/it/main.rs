@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod assignments;
 mod identity;
+mod insights;
 mod migrations;
 mod sessions;
 mod staff;
