@@ -101,7 +101,7 @@ async fn flood(
         rapport_testkit::EXAMPLE_FEED,
         dir.path().join("example-feed.wasm"),
     )?;
-    let port = free_port()?;
+    let port = serve::free_port()?;
     let config = dir.path().join("rapport.toml");
     std::fs::write(
         &config,
@@ -140,7 +140,7 @@ secrets = {{ webhook_token = {{ env = "RAPPORT_BENCH_FEED_TOKEN" }} }}
         &[("RAPPORT_BENCH_FEED_TOKEN", "s3cret")],
     )?;
     let address = format!("127.0.0.1:{port}");
-    wait_ready(&address).await?;
+    serve::wait_ready(&address).await?;
     // Let the first syncs (which fail: nothing listens at the feed's address) settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = read_memory(server.pid())?;
@@ -208,24 +208,6 @@ secrets = {{ webhook_token = {{ env = "RAPPORT_BENCH_FEED_TOKEN" }} }}
         feed_latency,
         flood_time,
     })
-}
-
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-async fn wait_ready(address: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok((200, _)) = get(address, "/readyz").await {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the server at {address} did not become ready in 2 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn get(address: &str, path: &str) -> Result<(u16, String)> {

@@ -8,12 +8,14 @@
 //! target/release/rapport-bench nodes --postgres postgres://postgres@127.0.0.1:5432/postgres
 //! target/release/rapport-bench memory --database sqlite://bench/scale.db
 //! target/release/rapport-bench flood
+//! target/release/rapport-bench pages --database sqlite://bench/scale.db
 //! ```
 
 mod flood;
 mod measure;
 mod memory;
 mod nodes;
+mod pages;
 mod scale;
 mod serve;
 mod synth;
@@ -114,6 +116,20 @@ enum Bench {
         #[arg(long, default_value_t = 100)]
         pages: usize,
     },
+    /// The pages that score a whole book (book, Team, attention) for a manager and
+    /// the VP, through `rapport serve` on a database `scale --keep` left.
+    Pages {
+        /// The database, e.g. `sqlite://bench/scale.db`.
+        #[arg(long)]
+        database: String,
+        /// The `rapport` binary to serve with (default: the one beside this), e.g. a
+        /// build of an earlier commit, for a before/after.
+        #[arg(long)]
+        rapport: Option<PathBuf>,
+        /// Timed requests per page.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -183,6 +199,18 @@ fn main() -> anyhow::Result<()> {
                     connectors,
                     items,
                     pages,
+                })
+                .await
+            }
+            Bench::Pages {
+                database,
+                rapport,
+                runs,
+            } => {
+                pages::run(pages::PagesOptions {
+                    database,
+                    rapport,
+                    runs,
                 })
                 .await
             }

@@ -129,7 +129,7 @@ async fn measure(
     let heavy = store.account_tree().await?.first().map(|(id, _)| *id);
     store.close().await;
 
-    let port = free_port()?;
+    let port = serve::free_port()?;
     let config = serve::write_config(
         dir.path(),
         &format!("listen = \"127.0.0.1:{port}\"\ndatabase = \"{database}\""),
@@ -140,7 +140,7 @@ async fn measure(
     )?;
     let mut server = Serve::start(rapport, &config, "memory-bench")?;
     let address = format!("127.0.0.1:{port}");
-    wait_ready(&address).await?;
+    serve::wait_ready(&address).await?;
     let started = read_memory(server.pid())?;
 
     if !feeds.is_empty() {
@@ -273,29 +273,4 @@ async fn get(address: &str, token: &str, path: &str) -> Result<String> {
         return Ok(data);
     }
     Ok(body.to_owned())
-}
-
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-async fn wait_ready(address: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
-            stream
-                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await?;
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response).await?;
-            if response.starts_with(b"HTTP/1.1 200") {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("the server at {address} did not become ready in 2 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -5,6 +5,8 @@ use anyhow::{Context, Result, bail};
 use rapport_testkit::feed::Feed;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The `rapport` binary built beside this one (same profile).
 pub fn rapport_binary() -> Result<PathBuf> {
@@ -97,5 +99,33 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Waits (up to five minutes: a first start may migrate a large database) until the
+/// server at `address` answers `/readyz` with 200.
+pub async fn wait_ready(address: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
+            stream
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await?;
+            if response.starts_with(b"HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the server at {address} did not become ready in 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
