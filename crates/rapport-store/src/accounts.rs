@@ -4,7 +4,7 @@
 use crate::error::decode;
 use crate::time::to_us;
 use crate::timeline::{assignment_event, upsert_event};
-use crate::tx::{load_staff, require_account};
+use crate::tx::{load_staff, require_account, select_by_ids};
 use crate::visibility::decide;
 use crate::{Error, Result, Store, with_backend};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -184,7 +184,7 @@ impl Store {
                 at,
             )?;
             changes.created(id);
-            upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
+            upsert_event(&mut *tx, dialect, &event, at_us, &mut changes).await?;
             let needles: Vec<String> = domains
                 .iter()
                 .map(|domain| domain.as_str().to_owned())
@@ -196,14 +196,15 @@ impl Store {
                 )
                 .collect();
             if !needles.is_empty() {
-                crate::identity::rematch_waiting!(
-                    tx,
+                crate::identity::rematch_waiting(
+                    &mut *tx,
                     dialect,
                     &needles,
                     &self.ignored_domains,
                     at_us,
-                    &mut changes
-                )?;
+                    &mut changes,
+                )
+                .await?;
             }
             crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
@@ -243,49 +244,31 @@ impl Store {
         let (rows, domains, external_ids, contacts, team): Rows = with_backend!(
             self,
             |pool, dialect| {
-                macro_rules! by_ids {
-                    ($select:literal, $order:literal) => {{
-                        let mut sql = sqlx::QueryBuilder::new($select);
-                        let mut list = sql.separated(", ");
-                        for id in ids {
-                            list.push_bind(*id);
-                        }
-                        sql.push(concat!(") ", $order));
-                        sql
-                    }};
-                }
-                let rows = by_ids!(
-                    "SELECT id, name, parent_id, lifecycle, renewal_date FROM accounts WHERE id IN (",
-                    "ORDER BY id"
-                )
+                let rows = select_by_ids("SELECT id, name, parent_id, lifecycle, renewal_date FROM accounts WHERE id IN (", ids, "ORDER BY id")
                 .build_query_as()
                 .fetch_all(pool)
                 .await?;
-                let domains = by_ids!(
+                let domains = select_by_ids(
                     "SELECT account_id, domain FROM account_domains WHERE account_id IN (",
-                    "ORDER BY account_id, domain"
+                    ids,
+                    "ORDER BY account_id, domain",
                 )
                 .build_query_as()
                 .fetch_all(pool)
                 .await?;
-                let external_ids = by_ids!(
-                    "SELECT account_id, system, external_id FROM account_external_ids WHERE account_id IN (",
-                    "ORDER BY account_id, system, external_id"
-                )
+                let external_ids = select_by_ids("SELECT account_id, system, external_id FROM account_external_ids WHERE account_id IN (", ids, "ORDER BY account_id, system, external_id")
                 .build_query_as()
                 .fetch_all(pool)
                 .await?;
-                let contacts = by_ids!(
+                let contacts = select_by_ids(
                     "SELECT account_id, email, name, title FROM contacts WHERE account_id IN (",
-                    "ORDER BY account_id, email"
+                    ids,
+                    "ORDER BY account_id, email",
                 )
                 .build_query_as()
                 .fetch_all(pool)
                 .await?;
-                let team = by_ids!(
-                    "SELECT account_id, staff_id, role FROM assignments WHERE valid_to_us IS NULL AND account_id IN (",
-                    "ORDER BY account_id, staff_id"
-                )
+                let team = select_by_ids("SELECT account_id, staff_id, role FROM assignments WHERE valid_to_us IS NULL AND account_id IN (", ids, "ORDER BY account_id, staff_id")
                 .build_query_as()
                 .fetch_all(pool)
                 .await?;
@@ -533,14 +516,15 @@ impl Store {
             .bind(domain.as_str())
             .execute(&mut *tx)
             .await?;
-            let placed = crate::identity::rematch_waiting!(
-                tx,
+            let placed = crate::identity::rematch_waiting(
+                &mut *tx,
                 dialect,
                 &[domain.as_str().to_owned()],
                 &self.ignored_domains,
                 at_us,
-                &mut changes
-            )?;
+                &mut changes,
+            )
+            .await?;
             crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             placed
@@ -627,14 +611,15 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|error| conflict_or(error, "an external id"))?;
-            let placed = crate::identity::rematch_waiting!(
-                tx,
+            let placed = crate::identity::rematch_waiting(
+                &mut *tx,
                 dialect,
                 &[crate::identity::external_id_needle(external_id)],
                 &self.ignored_domains,
                 at_us,
-                &mut changes
-            )?;
+                &mut changes,
+            )
+            .await?;
             crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             placed
@@ -711,14 +696,15 @@ impl Store {
             .bind(contact.title.as_deref())
             .execute(&mut *tx)
             .await?;
-            let placed = crate::identity::rematch_waiting!(
-                tx,
+            let placed = crate::identity::rematch_waiting(
+                &mut *tx,
                 dialect,
                 &[contact.email.as_str().to_owned()],
                 &self.ignored_domains,
                 at_us,
-                &mut changes
-            )?;
+                &mut changes,
+            )
+            .await?;
             crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             placed

@@ -238,7 +238,7 @@ impl Store {
                     by,
                     at,
                 )?;
-                upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
+                upsert_event(&mut *tx, dialect, &event, at_us, &mut changes).await?;
                 created.push(Assignment {
                     id: AssignmentId(id),
                     account,
@@ -322,7 +322,7 @@ impl Store {
                 by,
                 at,
             )?;
-            upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
+            upsert_event(&mut *tx, dialect, &event, at_us, &mut changes).await?;
             crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             Ok(Assignment {
@@ -376,7 +376,7 @@ impl Store {
                 by,
                 at,
             )?;
-            upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
+            upsert_event(&mut *tx, dialect, &event, at_us, &mut changes).await?;
             crate::insights::keep(&mut *tx, dialect, changes).await?;
             tx.commit().await?;
             let mut ended = row.into_assignment()?;

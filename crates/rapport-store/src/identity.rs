@@ -12,10 +12,16 @@
 //!   by a transaction that could not yet see a change whose re-match could not yet see
 //!   that event. SQLite serialises writers, which gives the same order.
 
+use crate::insights::{Changes, FACT_COLUMNS, FactRow};
+use crate::lenient::Lenient;
+use crate::{Dialect, Result};
 use rapport_core::AccountId;
 use rapport_core::account::{Domain, EmailAddress, ExternalId};
 use rapport_core::matching::{Lookups, MatchIndex, Resolution};
-use rapport_core::timeline::{NewEvent, Placement};
+use rapport_core::timeline::{AccountHints, MatchReason, NewEvent, Placement};
+use sqlx::types::Json;
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
+use std::collections::BTreeMap;
 
 /// Where a batch of events goes: per event, its placement (if any) and, when its match
 /// was ambiguous, the candidates.
@@ -154,143 +160,168 @@ pub(crate) fn resolution_placement(resolution: Resolution) -> (Option<Placement>
     }
 }
 
-/// Loads the identity rows `$lookups` names into a `MatchIndex`; evaluates to
-/// `Result<MatchIndex>`.
-macro_rules! load_match_index {
-    ($conn:expr, $dialect:expr, $lookups:expr, $ignored:expr) => {{
-        let lookups: &rapport_core::matching::Lookups = $lookups;
-        let sql = $crate::identity::identity_sql($dialect);
-        let (ids, emails, domains) = $crate::identity::lookup_params(lookups);
-        async {
-            let external_ids: Vec<(i64, String, String)> = if ids.is_empty() {
-                Vec::new()
-            } else {
-                sqlx::query_as(sql.external_ids)
-                    .bind(sqlx::types::Json(&ids))
-                    .fetch_all(&mut *$conn)
-                    .await?
-            };
-            let contacts: Vec<(i64, String)> = if emails.is_empty() {
-                Vec::new()
-            } else {
-                sqlx::query_as(sql.contacts)
-                    .bind(sqlx::types::Json(&emails))
-                    .fetch_all(&mut *$conn)
-                    .await?
-            };
-            let domain_rows: Vec<(i64, String)> = if domains.is_empty() {
-                Vec::new()
-            } else {
-                sqlx::query_as(sql.domains)
-                    .bind(sqlx::types::Json(&domains))
-                    .fetch_all(&mut *$conn)
-                    .await?
-            };
-            $crate::identity::build_index($ignored, external_ids, contacts, domain_rows)
-        }
-        .await
-    }};
+/// Loads the identity rows `lookups` names into a `MatchIndex`.
+pub(crate) async fn load_match_index<C, DB>(
+    conn: &mut C,
+    dialect: Dialect,
+    lookups: &Lookups,
+    ignored: &[Domain],
+) -> Result<MatchIndex>
+where
+    DB: Database,
+    for<'e> &'e mut C: Executor<'e, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    Json<Vec<(String, String)>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Json<Vec<String>>: for<'q> Encode<'q, DB> + Type<DB>,
+    (i64, String, String): for<'r> FromRow<'r, DB::Row>,
+    (i64, String): for<'r> FromRow<'r, DB::Row>,
+{
+    let sql = identity_sql(dialect);
+    let (ids, emails, domains) = lookup_params(lookups);
+    let external_ids: Vec<(i64, String, String)> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(sql.external_ids)
+            .bind(Json(ids))
+            .fetch_all(&mut *conn)
+            .await?
+    };
+    let contacts: Vec<(i64, String)> = if emails.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(sql.contacts)
+            .bind(Json(emails))
+            .fetch_all(&mut *conn)
+            .await?
+    };
+    let domain_rows: Vec<(i64, String)> = if domains.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(sql.domains)
+            .bind(Json(domains))
+            .fetch_all(&mut *conn)
+            .await?
+    };
+    build_index(ignored, external_ids, contacts, domain_rows)
 }
-pub(crate) use load_match_index;
 
 /// Resolves the events of a batch that do not name their account, holding the identity
-/// clock shared so a concurrent identity change is ordered before or after this batch;
-/// evaluates to `Result<Placements>`.
-macro_rules! resolve_batch {
-    ($conn:expr, $dialect:expr, $events:expr, $ignored:expr) => {{
-        let events: &[rapport_core::timeline::NewEvent] = $events;
-        let mut lookups = rapport_core::matching::Lookups::default();
-        for event in events.iter().filter(|event| event.placement.is_none()) {
-            lookups.add(&event.hints);
-        }
-        async {
-            if let Some(hold) = $crate::identity::identity_sql($dialect).hold_clock_shared {
-                sqlx::query(hold).execute(&mut *$conn).await?;
-            }
-            let index = if lookups.is_empty() {
-                rapport_core::matching::MatchIndex::new()
-            } else {
-                $crate::identity::load_match_index!($conn, $dialect, &lookups, $ignored)?
-            };
-            Ok::<_, $crate::Error>($crate::identity::place(events, &index))
-        }
-        .await
-    }};
+/// clock shared so a concurrent identity change is ordered before or after this batch.
+pub(crate) async fn resolve_batch<C, DB>(
+    conn: &mut C,
+    dialect: Dialect,
+    events: &[NewEvent],
+    ignored: &[Domain],
+) -> Result<Placements>
+where
+    DB: Database,
+    for<'e> &'e mut C: Executor<'e, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    Json<Vec<(String, String)>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Json<Vec<String>>: for<'q> Encode<'q, DB> + Type<DB>,
+    (i64, String, String): for<'r> FromRow<'r, DB::Row>,
+    (i64, String): for<'r> FromRow<'r, DB::Row>,
+{
+    let mut lookups = Lookups::default();
+    for event in events.iter().filter(|event| event.placement.is_none()) {
+        lookups.add(&event.hints);
+    }
+    if let Some(hold) = identity_sql(dialect).hold_clock_shared {
+        sqlx::query(hold).execute(&mut *conn).await?;
+    }
+    let index = if lookups.is_empty() {
+        MatchIndex::new()
+    } else {
+        load_match_index(&mut *conn, dialect, &lookups, ignored).await?
+    };
+    Ok(place(events, &index))
 }
-pub(crate) use resolve_batch;
+
+/// A waiting event's id and stored hints, as [`rematch_waiting`] reads them.
+type WaitingRow = (i64, Lenient<Json<AccountHints>>);
 
 /// After an identity change in this transaction: orders it against concurrent ingest
 /// (exclusive hold on the identity clock) and re-matches every waiting event whose
-/// hints mention one of `$needles`, noting the placed ones in `$changes`; evaluates to
-/// `Result<u64>`, the events placed.
-macro_rules! rematch_waiting {
-    ($conn:expr, $dialect:expr, $needles:expr, $ignored:expr, $at_us:expr, $changes:expr) => {{
-        let needles: &[String] = $needles;
-        let at_us: i64 = $at_us;
-        let changes: &mut $crate::insights::Changes = $changes;
-        async {
-            sqlx::query("UPDATE identity_clock SET generation = generation + 1 WHERE id = 1")
-                .execute(&mut *$conn)
-                .await?;
-            let sql = $crate::identity::identity_sql($dialect);
-            let mut waiting: std::collections::BTreeMap<i64, rapport_core::timeline::AccountHints> =
-                std::collections::BTreeMap::new();
-            for needle in needles {
-                // Hints that cannot be read back cannot match anything: such an event
-                // keeps waiting (and shows as unreadable), the others are placed.
-                let rows: Vec<(i64, $crate::lenient::Lenient<sqlx::types::Json<rapport_core::timeline::AccountHints>>)> =
-                    sqlx::query_as(sql.waiting_like)
-                        .bind($crate::identity::contains_pattern(needle))
-                        .fetch_all(&mut *$conn)
-                        .await?;
-                waiting.extend(rows.into_iter().filter_map(|(id, hints)| match hints.0 {
-                    Ok(sqlx::types::Json(hints)) => Some((id, hints)),
-                    Err(error) => {
-                        tracing::warn!(event = id, %error, "a waiting event's hints could not be read; it was not re-matched");
-                        None
-                    }
-                }));
+/// hints mention one of `needles`, noting the placed ones in `changes`; returns the
+/// events placed.
+pub(crate) async fn rematch_waiting<C, DB>(
+    conn: &mut C,
+    dialect: Dialect,
+    needles: &[String],
+    ignored: &[Domain],
+    at_us: i64,
+    changes: &mut Changes,
+) -> Result<u64>
+where
+    DB: Database,
+    for<'e> &'e mut C: Executor<'e, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<&'static str>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<Json<MatchReason>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<Json<Vec<i64>>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Json<Vec<(String, String)>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Json<Vec<String>>: for<'q> Encode<'q, DB> + Type<DB>,
+    (i64, String, String): for<'r> FromRow<'r, DB::Row>,
+    (i64, String): for<'r> FromRow<'r, DB::Row>,
+    WaitingRow: for<'r> FromRow<'r, DB::Row>,
+    FactRow: for<'r> FromRow<'r, DB::Row>,
+{
+    sqlx::query("UPDATE identity_clock SET generation = generation + 1 WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
+    let sql = identity_sql(dialect);
+    let mut waiting: BTreeMap<i64, AccountHints> = BTreeMap::new();
+    for needle in needles {
+        // Hints that cannot be read back cannot match anything: such an event keeps
+        // waiting (and shows as unreadable), the others are placed.
+        let rows: Vec<WaitingRow> = sqlx::query_as(sql.waiting_like)
+            .bind(contains_pattern(needle))
+            .fetch_all(&mut *conn)
+            .await?;
+        waiting.extend(rows.into_iter().filter_map(|(id, hints)| match hints.0 {
+            Ok(Json(hints)) => Some((id, hints)),
+            Err(error) => {
+                tracing::warn!(event = id, %error, "a waiting event's hints could not be read; it was not re-matched");
+                None
             }
-            if waiting.is_empty() {
-                return Ok::<u64, $crate::Error>(0);
-            }
-            let mut lookups = rapport_core::matching::Lookups::default();
-            for hints in waiting.values() {
-                lookups.add(hints);
-            }
-            let index = $crate::identity::load_match_index!($conn, $dialect, &lookups, $ignored)?;
-            let mut placed = 0;
-            for (id, hints) in &waiting {
-                let (placement, candidates) =
-                    $crate::identity::resolution_placement(index.resolve(hints));
-                let candidates: Option<Vec<i64>> = (!candidates.is_empty())
-                    .then(|| candidates.iter().map(|account| account.0).collect());
-                if placement.is_some() {
-                    placed += 1;
-                }
-                let moved: Option<$crate::insights::FactRow> = sqlx::query_as(
-                    sqlx::AssertSqlSafe(format!(
-                        "UPDATE timeline_events SET account_id = $2, match_rule = $3, match_detail = $4,
-                            match_candidates = $5, ingested_at_us = $6
-                         WHERE id = $1 AND account_id IS NULL
-                         RETURNING {}",
-                        $crate::insights::FACT_COLUMNS
-                    )),
-                )
-                .bind(*id)
-                .bind(placement.as_ref().map(|placement| placement.account.0))
-                .bind(placement.as_ref().map(|placement| placement.reason.rule()))
-                .bind(placement.as_ref().map(|placement| sqlx::types::Json(&placement.reason)))
-                .bind(candidates.map(sqlx::types::Json))
-                .bind(at_us)
-                .fetch_optional(&mut *$conn)
-                .await?;
-                // It was waiting, so no insight counted it; placed, it now counts.
-                changes.added(moved.and_then($crate::insights::FactRow::into_fact));
-            }
-            Ok(placed)
+        }));
+    }
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    let mut lookups = Lookups::default();
+    for hints in waiting.values() {
+        lookups.add(hints);
+    }
+    let index = load_match_index(&mut *conn, dialect, &lookups, ignored).await?;
+    let place_sql = format!(
+        "UPDATE timeline_events SET account_id = $2, match_rule = $3, match_detail = $4,
+            match_candidates = $5, ingested_at_us = $6
+         WHERE id = $1 AND account_id IS NULL
+         RETURNING {FACT_COLUMNS}"
+    );
+    let mut placed = 0;
+    for (id, hints) in &waiting {
+        let (placement, candidates) = resolution_placement(index.resolve(hints));
+        let candidates: Option<Vec<i64>> =
+            (!candidates.is_empty()).then(|| candidates.iter().map(|account| account.0).collect());
+        if placement.is_some() {
+            placed += 1;
         }
-        .await
-    }};
+        let moved: Option<FactRow> = sqlx::query_as(sqlx::AssertSqlSafe(place_sql.clone()))
+            .bind(*id)
+            .bind(placement.as_ref().map(|placement| placement.account.0))
+            .bind(placement.as_ref().map(|placement| placement.reason.rule()))
+            .bind(placement.map(|placement| Json(placement.reason)))
+            .bind(candidates.map(Json))
+            .bind(at_us)
+            .fetch_optional(&mut *conn)
+            .await?;
+        // It was waiting, so no insight counted it; placed, it now counts.
+        changes.added(moved.and_then(FactRow::into_fact));
+    }
+    Ok(placed)
 }
-pub(crate) use rematch_waiting;

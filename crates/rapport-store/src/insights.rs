@@ -14,6 +14,7 @@
 
 use crate::lenient::Lenient;
 use crate::time::{from_us, to_us};
+use crate::tx::select_by_ids;
 use crate::{Dialect, Error, Result, Store, with_backend};
 use rapport_core::AccountId;
 use rapport_core::EventId;
@@ -27,6 +28,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// (`rapport_core::insight::INSIGHT_KINDS`).
 pub(crate) const CONCERNED_KINDS: &str = "(kind LIKE 'email.%' OR kind LIKE 'billing.%' \
      OR kind IN ('support.ticket.created', 'task.created'))";
+
+/// The insight rows of the accounts listed after it (see `select_by_ids`).
+const SELECT_INSIGHTS: &str =
+    "SELECT account_id, version, insight FROM account_insights WHERE account_id IN (";
 
 /// Most accounts one statement reads insights of (well inside both backends' limits
 /// on bound parameters).
@@ -290,15 +295,8 @@ where
     let mut held = BTreeMap::new();
     let mut present = BTreeSet::new();
     for chunk in accounts.chunks(ACCOUNTS_PER_STATEMENT_MAX) {
-        let mut sql = QueryBuilder::<DB>::new(
-            "SELECT account_id, version, insight FROM account_insights WHERE account_id IN (",
-        );
-        let mut list = sql.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        sql.push(") ORDER BY account_id");
-        sql.push(dialect.lock_rows());
+        let order = format!("ORDER BY account_id{}", dialect.lock_rows());
+        let mut sql = select_by_ids::<DB>(SELECT_INSIGHTS, chunk, &order);
         let rows: Vec<(i64, i64, String)> = sql.build_query_as().fetch_all(&mut *conn).await?;
         for (account, version, text) in rows {
             present.insert(account);
@@ -386,15 +384,9 @@ impl Store {
         let mut found = BTreeMap::new();
         with_backend!(self, |pool, dialect| {
             let mut conn = pool.acquire().await?;
-            for chunk in accounts.chunks(ACCOUNTS_PER_STATEMENT_MAX) {
-                let mut sql = QueryBuilder::new(
-                    "SELECT account_id, version, insight FROM account_insights WHERE account_id IN (",
-                );
-                let mut list = sql.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.0);
-                }
-                sql.push(")");
+            let ids: Vec<i64> = accounts.iter().map(|account| account.0).collect();
+            for chunk in ids.chunks(ACCOUNTS_PER_STATEMENT_MAX) {
+                let mut sql = select_by_ids(SELECT_INSIGHTS, chunk, "");
                 let rows: Vec<(i64, i64, String)> =
                     sql.build_query_as().fetch_all(&mut *conn).await?;
                 for (account, version, text) in rows {

@@ -286,7 +286,7 @@ impl Store {
                     by,
                     at,
                 )?;
-                upsert_event!(&mut *tx, dialect, &event, at_us, &mut changes)?;
+                upsert_event(&mut *tx, dialect, &event, at_us, &mut changes).await?;
             }
             sqlx::query("UPDATE staff SET active = FALSE, updated_at_us = $2 WHERE id = $1")
                 .bind(id.0)

@@ -744,14 +744,15 @@ impl Store {
                 require_account(&mut *tx, AccountId(*account)).await?;
             }
             let mut changes = crate::insights::Changes::default();
-            let (mut commit, _) = write_events!(
-                tx,
+            let (mut commit, _) = write_events(
+                &mut *tx,
                 dialect,
                 page.events,
                 &self.ignored_domains,
                 at_us,
-                &mut changes
-            )?;
+                &mut changes,
+            )
+            .await?;
             for source_id in page.deleted {
                 let deleted: Option<crate::insights::FactRow> =
                     sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -1,11 +1,14 @@
 //! The timeline repository: idempotent, versioned upserts and keyset-paginated reads.
 
+use crate::insights::{Changes, KeyedFactRow, stored_facts};
 use crate::lenient::{Lenient, Unreadable};
+use crate::sync::PageCommit;
 use crate::time::{from_us, to_us};
 use crate::tx::require_account;
-use crate::{Error, Result, Store, with_backend};
+use crate::{Dialect, Error, Result, Store, with_backend};
 use chrono::{DateTime, Utc};
 use rapport_core::account::ACCOUNT_DEPTH_MAX;
+use rapport_core::account::Domain;
 use rapport_core::assignment::Role;
 use rapport_core::permission::Authority;
 use rapport_core::staff::Staff;
@@ -15,6 +18,8 @@ use rapport_core::timeline::{
 };
 use rapport_core::{AccountId, DomainError, EventId, StaffId};
 use sqlx::types::Json;
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
+use std::collections::{BTreeMap, HashMap};
 
 /// Most events one timeline page returns; larger requests are clamped.
 pub const TIMELINE_PAGE_MAX: u32 = 200;
@@ -129,7 +134,7 @@ pub struct TimelinePage {
     pub next: Option<TimelineCursor>,
 }
 
-/// The columns of a timeline upsert, in the order `upsert_rows!` binds them.
+/// The columns of a timeline upsert, in the order [`upsert_rows`] binds them.
 pub(crate) const UPSERT_HEAD: &str = "
 INSERT INTO timeline_events (
     connector, source_id, source_version, account_id, kind, occurred_at_us, ingested_at_us,
@@ -246,73 +251,72 @@ pub(crate) fn outcomes_of(
     outcomes
 }
 
-/// Upserts validated events with their placements on the given connection, a
-/// multi-row statement per [`statement_runs`] run, noting in `$changes` what that did
-/// to insights; evaluates to `Result<Vec<UpsertOutcome>>`, one per row in order.
-macro_rules! upsert_rows {
-    ($conn:expr, $dialect:expr, $rows:expr, $at_us:expr, $changes:expr) => {{
-        let rows: &[$crate::timeline::PlacedEvent<'_>] = $rows;
-        let at_us: i64 = $at_us;
-        let changes: &mut $crate::insights::Changes = $changes;
-        async {
-            let mut outcomes = Vec::with_capacity(rows.len());
-            for run in $crate::timeline::statement_runs(rows) {
-                let mut stored = std::collections::HashMap::new();
-                for (connector, source_ids) in $crate::timeline::keys_by_connector(run) {
-                    stored.extend(
-                        $crate::insights::stored_facts(
-                            &mut *$conn,
-                            $dialect,
-                            connector,
-                            &source_ids,
-                        )
-                        .await?,
-                    );
-                }
-                let mut sql = sqlx::QueryBuilder::new($crate::timeline::UPSERT_HEAD);
-                sql.push_values(run, |mut values, row| {
-                    let event = row.event;
-                    let placement = row.placement;
-                    let candidates: Option<Vec<i64>> = (!row.candidates.is_empty())
-                        .then(|| row.candidates.iter().map(|account| account.0).collect());
-                    values
-                        .push_bind(event.key.connector.as_str())
-                        .push_bind(event.key.source_id.as_str())
-                        .push_bind(event.source_version)
-                        .push_bind(placement.map(|placement| placement.account.0))
-                        .push_bind(event.kind.as_str())
-                        .push_bind($crate::time::to_us(event.occurred_at))
-                        .push_bind(at_us)
-                        .push_bind(event.title.trim())
-                        .push_bind(event.summary.as_str())
-                        .push_bind(event.url.as_deref())
-                        .push_bind(event.actor.as_ref().map(sqlx::types::Json))
-                        .push_bind(sqlx::types::Json(&event.attributes))
-                        .push_bind(sqlx::types::Json(&event.hints))
-                        .push_bind(placement.map(|placement| placement.reason.rule()))
-                        .push_bind(placement.map(|placement| sqlx::types::Json(&placement.reason)))
-                        .push_bind(candidates.map(sqlx::types::Json));
-                });
-                sql.push($crate::timeline::UPSERT_TAIL);
-                let returned: Vec<$crate::timeline::Returned> =
-                    sql.build_query_as().fetch_all(&mut *$conn).await?;
-                outcomes.extend($crate::timeline::outcomes_of(
-                    run, returned, stored, changes,
-                ));
-            }
-            Ok::<_, $crate::Error>(outcomes)
+/// Upserts validated events with their placements on `conn`, a multi-row statement
+/// per [`statement_runs`] run, noting in `changes` what that did to insights; one
+/// outcome per row, in order.
+pub(crate) async fn upsert_rows<C, DB>(
+    conn: &mut C,
+    dialect: Dialect,
+    rows: &[PlacedEvent<'_>],
+    at_us: i64,
+    changes: &mut Changes,
+) -> Result<Vec<UpsertOutcome>>
+where
+    DB: Database,
+    for<'e> &'e mut C: Executor<'e, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Json<&'q Actor>>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q Attributes>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q AccountHints>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Json<&'q MatchReason>>: Encode<'q, DB> + Type<DB>,
+    Option<Json<Vec<i64>>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Returned: for<'r> FromRow<'r, DB::Row>,
+    KeyedFactRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for run in statement_runs(rows) {
+        let mut stored = HashMap::new();
+        for (connector, source_ids) in keys_by_connector(run) {
+            stored.extend(stored_facts(&mut *conn, dialect, connector, &source_ids).await?);
         }
-        .await
-    }};
+        let mut sql = QueryBuilder::<DB>::new(UPSERT_HEAD);
+        sql.push_values(run, |mut values, row| {
+            let event = row.event;
+            let placement = row.placement;
+            let candidates: Option<Vec<i64>> = (!row.candidates.is_empty())
+                .then(|| row.candidates.iter().map(|account| account.0).collect());
+            values
+                .push_bind(event.key.connector.as_str())
+                .push_bind(event.key.source_id.as_str())
+                .push_bind(event.source_version)
+                .push_bind(placement.map(|placement| placement.account.0))
+                .push_bind(event.kind.as_str())
+                .push_bind(to_us(event.occurred_at))
+                .push_bind(at_us)
+                .push_bind(event.title.trim())
+                .push_bind(event.summary.as_str())
+                .push_bind(event.url.as_deref())
+                .push_bind(event.actor.as_ref().map(Json))
+                .push_bind(Json(&event.attributes))
+                .push_bind(Json(&event.hints))
+                .push_bind(placement.map(|placement| placement.reason.rule()))
+                .push_bind(placement.map(|placement| Json(&placement.reason)))
+                .push_bind(candidates.map(Json));
+        });
+        sql.push(UPSERT_TAIL);
+        let returned: Vec<Returned> = sql.build_query_as().fetch_all(&mut *conn).await?;
+        outcomes.extend(outcomes_of(run, returned, stored, changes));
+    }
+    Ok(outcomes)
 }
-pub(crate) use upsert_rows;
 
 /// The source ids of `run`, grouped by connector (one group, for a connector's page).
-pub(crate) fn keys_by_connector<'a>(
-    run: &[PlacedEvent<'a>],
-) -> std::collections::BTreeMap<&'a str, Vec<&'a str>> {
-    let mut keys: std::collections::BTreeMap<&'a str, Vec<&'a str>> =
-        std::collections::BTreeMap::new();
+pub(crate) fn keys_by_connector<'a>(run: &[PlacedEvent<'a>]) -> BTreeMap<&'a str, Vec<&'a str>> {
+    let mut keys: BTreeMap<&'a str, Vec<&'a str>> = BTreeMap::new();
     for row in run {
         keys.entry(row.event.key.connector.as_str())
             .or_default()
@@ -321,62 +325,91 @@ pub(crate) fn keys_by_connector<'a>(
     keys
 }
 
-/// Upserts one validated event, placed as the event says, noting in `$changes` what
-/// that did to insights; evaluates to `Result<UpsertOutcome>`.
-macro_rules! upsert_event {
-    ($conn:expr, $dialect:expr, $event:expr, $at_us:expr, $changes:expr) => {{
-        let event: &rapport_core::timeline::NewEvent = $event;
-        let row = $crate::timeline::PlacedEvent {
-            event,
-            placement: event.placement.as_ref(),
-            candidates: &[],
-        };
-        $crate::timeline::upsert_rows!(
-            $conn,
-            $dialect,
-            std::slice::from_ref(&row),
-            $at_us,
-            $changes
-        )
-        .map(|outcomes| outcomes[0])
-    }};
+/// Upserts one validated event, placed as the event says, noting in `changes` what
+/// that did to insights.
+pub(crate) async fn upsert_event<C, DB>(
+    conn: &mut C,
+    dialect: Dialect,
+    event: &NewEvent,
+    at_us: i64,
+    changes: &mut Changes,
+) -> Result<UpsertOutcome>
+where
+    DB: Database,
+    for<'e> &'e mut C: Executor<'e, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Json<&'q Actor>>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q Attributes>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q AccountHints>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Json<&'q MatchReason>>: Encode<'q, DB> + Type<DB>,
+    Option<Json<Vec<i64>>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Returned: for<'r> FromRow<'r, DB::Row>,
+    KeyedFactRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let row = PlacedEvent {
+        event,
+        placement: event.placement.as_ref(),
+        candidates: &[],
+    };
+    let outcomes = upsert_rows(conn, dialect, std::slice::from_ref(&row), at_us, changes).await?;
+    Ok(outcomes[0])
 }
-pub(crate) use upsert_event;
 
 /// Places (by identity resolution, unless they name their account) and upserts a
-/// validated batch on transaction `$tx`, noting in `$changes` what that did to
-/// insights; evaluates to
-/// `Result<(PageCommit, Vec<UpsertOutcome>)>`.
-macro_rules! write_events {
-    ($tx:ident, $dialect:expr, $events:expr, $ignored:expr, $at_us:expr, $changes:expr) => {{
-        let events: &[rapport_core::timeline::NewEvent] = $events;
-        async {
-            let placements = $crate::identity::resolve_batch!($tx, $dialect, events, $ignored)?;
-            let rows: Vec<$crate::timeline::PlacedEvent<'_>> = events
-                .iter()
-                .zip(&placements)
-                .map(
-                    |(event, (placement, candidates))| $crate::timeline::PlacedEvent {
-                        event,
-                        placement: placement.as_ref(),
-                        candidates,
-                    },
-                )
-                .collect();
-            let outcomes = $crate::timeline::upsert_rows!($tx, $dialect, &rows, $at_us, $changes)?;
-            let mut commit = $crate::sync::PageCommit::default();
-            for (outcome, row) in outcomes.iter().zip(&rows) {
-                commit.summary.add(*outcome);
-                if row.placement.is_none() {
-                    commit.waiting += 1;
-                }
-            }
-            Ok::<_, $crate::Error>((commit, outcomes))
+/// validated batch on `conn`, a write transaction's connection, noting in `changes`
+/// what that did to insights.
+pub(crate) async fn write_events<C, DB>(
+    conn: &mut C,
+    dialect: Dialect,
+    events: &[NewEvent],
+    ignored: &[Domain],
+    at_us: i64,
+    changes: &mut Changes,
+) -> Result<(PageCommit, Vec<UpsertOutcome>)>
+where
+    DB: Database,
+    for<'e> &'e mut C: Executor<'e, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Json<&'q Actor>>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q Attributes>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q AccountHints>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Json<&'q MatchReason>>: Encode<'q, DB> + Type<DB>,
+    Option<Json<Vec<i64>>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Json<Vec<(String, String)>>: for<'q> Encode<'q, DB> + Type<DB>,
+    Json<Vec<String>>: for<'q> Encode<'q, DB> + Type<DB>,
+    (i64, String, String): for<'r> FromRow<'r, DB::Row>,
+    (i64, String): for<'r> FromRow<'r, DB::Row>,
+    Returned: for<'r> FromRow<'r, DB::Row>,
+    KeyedFactRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let placements = crate::identity::resolve_batch(&mut *conn, dialect, events, ignored).await?;
+    let rows: Vec<PlacedEvent<'_>> = events
+        .iter()
+        .zip(&placements)
+        .map(|(event, (placement, candidates))| PlacedEvent {
+            event,
+            placement: placement.as_ref(),
+            candidates,
+        })
+        .collect();
+    let outcomes = upsert_rows(conn, dialect, &rows, at_us, changes).await?;
+    let mut commit = PageCommit::default();
+    for (outcome, row) in outcomes.iter().zip(&rows) {
+        commit.summary.add(*outcome);
+        if row.placement.is_none() {
+            commit.waiting += 1;
         }
-        .await
-    }};
+    }
+    Ok((commit, outcomes))
 }
-pub(crate) use write_events;
 
 /// What narrows a page of events: a [`TimelineQuery`]'s or a [`FeedQuery`]'s filters
 /// and keyset cursor, whichever listing they came from.
@@ -422,66 +455,71 @@ impl<'a> PageFilters<'a> {
     }
 }
 
-/// Appends `$filters` ([`PageFilters`]) as `AND ...` clauses to a query that already
-/// has a `WHERE`. A macro because it expands inside `with_backend!`, on that backend's
-/// `QueryBuilder`.
-macro_rules! push_filters {
-    ($sql:ident, $filters:expr) => {{
-        let filters: PageFilters<'_> = $filters;
-        if !filters.connectors.is_empty() {
-            $sql.push(" AND connector IN (");
-            let mut list = $sql.separated(", ");
-            for connector in filters.connectors {
-                list.push_bind(connector.clone());
-            }
-            $sql.push(")");
+/// Appends `filters` as `AND ...` clauses to a query that already has a `WHERE`.
+fn push_filters<DB>(sql: &mut QueryBuilder<DB>, filters: PageFilters<'_>)
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    if !filters.connectors.is_empty() {
+        sql.push(" AND connector IN (");
+        let mut list = sql.separated(", ");
+        for connector in filters.connectors {
+            list.push_bind(connector.clone());
         }
-        if let Some(prefix) = filters.kind_prefix {
-            // `billing` matches `billing` and everything in `billing.` .. `billing/`
-            // ('/' is the byte after '.'): a range the index and both backends
-            // compare bytewise, with no LIKE wildcards to escape.
-            $sql.push(" AND (kind = ")
-                .push_bind(prefix.to_owned())
-                .push(" OR (kind >= ")
-                .push_bind(format!("{prefix}."))
-                .push(" AND kind < ")
-                .push_bind(format!("{prefix}/"))
-                .push("))");
-        }
-        if let Some(from) = filters.from {
-            $sql.push(" AND occurred_at_us >= ").push_bind(to_us(from));
-        }
-        if let Some(until) = filters.until {
-            $sql.push(" AND occurred_at_us < ").push_bind(to_us(until));
-        }
-        if let Some(after) = filters.after {
-            $sql.push(" AND (occurred_at_us, id) < (")
-                .push_bind(to_us(after.occurred_at))
-                .push(", ")
-                .push_bind(after.id.0)
-                .push(")");
-        }
-    }};
+        sql.push(")");
+    }
+    if let Some(prefix) = filters.kind_prefix {
+        // `billing` matches `billing` and everything in `billing.` .. `billing/`
+        // ('/' is the byte after '.'): a range the index and both backends compare
+        // bytewise, with no LIKE wildcards to escape.
+        sql.push(" AND (kind = ")
+            .push_bind(prefix.to_owned())
+            .push(" OR (kind >= ")
+            .push_bind(format!("{prefix}."))
+            .push(" AND kind < ")
+            .push_bind(format!("{prefix}/"))
+            .push("))");
+    }
+    if let Some(from) = filters.from {
+        sql.push(" AND occurred_at_us >= ").push_bind(to_us(from));
+    }
+    if let Some(until) = filters.until {
+        sql.push(" AND occurred_at_us < ").push_bind(to_us(until));
+    }
+    if let Some(after) = filters.after {
+        sql.push(" AND (occurred_at_us, id) < (")
+            .push_bind(to_us(after.occurred_at))
+            .push(", ")
+            .push_bind(after.id.0)
+            .push(")");
+    }
 }
 
-/// Appends newest-first order and one page (`$limit` + 1 rows).
-macro_rules! push_page_order {
-    ($sql:ident, $limit:expr) => {{
-        $sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
-            .push_bind(i64::from($limit) + 1);
-    }};
+/// Appends newest-first order and one page (`limit` + 1 rows).
+fn push_page_order<DB>(sql: &mut QueryBuilder<DB>, limit: u32)
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    sql.push(" ORDER BY occurred_at_us DESC, id DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
 }
 
-/// Appends `$filters`, then newest-first order and one page: `$limit` + 1 rows, the
+/// Appends `filters`, then newest-first order and one page: `limit` + 1 rows, the
 /// extra one telling whether a next page exists ([`page_of`]).
-macro_rules! push_page_tail {
-    ($sql:ident, $filters:expr, $limit:expr) => {{
-        push_filters!($sql, $filters);
-        push_page_order!($sql, $limit);
-    }};
+fn push_page_tail<DB>(sql: &mut QueryBuilder<DB>, filters: PageFilters<'_>, limit: u32)
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    push_filters(sql, filters);
+    push_page_order(sql, limit);
 }
 
-/// Builds, on `$sql`, one page (`$limit` + 1 rows) of the events of one or more
+/// Builds, on `sql`, one page (`limit` + 1 rows) of the events of one or more
 /// accounts, newest first: every account timeline, roll-up and narrow feed. Two forms,
 /// measured at 1M events (BENCHMARKS.md, "Scale"):
 /// - PostgreSQL: a merge of each account's own newest rows. For each id in one bound
@@ -495,34 +533,42 @@ macro_rules! push_page_tail {
 ///   reading and sorting every row of every account (575 ms for a busy parent).
 /// - SQLite: the plain `IN (...)`, on the per-account index by name, which it answers
 ///   without reading whole histories (1.3 ms), and where the merge is slower (9 ms).
-macro_rules! push_accounts_page {
-    ($sql:ident, $dialect:expr, $accounts:expr, $filters:expr, $limit:expr) => {{
-        if $dialect == $crate::Dialect::Postgres {
-            // A text bind both backends' builders accept, cast to `bigint[]` in SQL.
-            $sql.push(SELECT_EVENT)
-                .push(" WHERE id IN (SELECT id FROM unnest(CAST(")
-                .push_bind(postgres_array($accounts.iter().copied()))
-                .push(
-                    " AS bigint[])) AS book(account) CROSS JOIN LATERAL (
-                     SELECT id, occurred_at_us FROM timeline_events WHERE account_id = book.account",
-                );
-            push_page_tail!($sql, $filters, $limit);
-            $sql.push(") AS page");
-            push_page_order!($sql, $limit);
-            $sql.push(")");
-        } else {
-            // Named, so the newest-first index (for wide feeds) is never taken here.
-            $sql.push(SELECT_EVENT)
-                .push(" INDEXED BY timeline_by_account WHERE account_id IN (");
-            let mut list = $sql.separated(", ");
-            for account in $accounts.iter() {
-                list.push_bind(*account);
-            }
-            $sql.push(")");
-            push_filters!($sql, $filters);
+fn push_accounts_page<DB>(
+    sql: &mut QueryBuilder<DB>,
+    dialect: Dialect,
+    accounts: &[i64],
+    filters: PageFilters<'_>,
+    limit: u32,
+) where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    if dialect == Dialect::Postgres {
+        // A text bind both backends' builders accept, cast to `bigint[]` in SQL.
+        sql.push(SELECT_EVENT)
+            .push(" WHERE id IN (SELECT id FROM unnest(CAST(")
+            .push_bind(postgres_array(accounts.iter().copied()))
+            .push(
+                " AS bigint[])) AS book(account) CROSS JOIN LATERAL (
+                 SELECT id, occurred_at_us FROM timeline_events WHERE account_id = book.account",
+            );
+        push_page_tail(sql, filters, limit);
+        sql.push(") AS page");
+        push_page_order(sql, limit);
+        sql.push(")");
+    } else {
+        // Named, so the newest-first index (for wide feeds) is never taken here.
+        sql.push(SELECT_EVENT)
+            .push(" INDEXED BY timeline_by_account WHERE account_id IN (");
+        let mut list = sql.separated(", ");
+        for account in accounts {
+            list.push_bind(*account);
         }
-        push_page_order!($sql, $limit);
-    }};
+        sql.push(")");
+        push_filters(sql, filters);
+    }
+    push_page_order(sql, limit);
 }
 
 /// `ids` as a PostgreSQL array literal, `{1,2,3}`.
@@ -870,14 +916,15 @@ impl Store {
                 require_account(&mut *tx, AccountId(*account)).await?;
             }
             let mut changes = crate::insights::Changes::default();
-            let (commit, outcomes) = write_events!(
-                tx,
+            let (commit, outcomes) = write_events(
+                &mut *tx,
                 dialect,
                 events,
                 &self.ignored_domains,
                 at_us,
-                &mut changes
-            )?;
+                &mut changes,
+            )
+            .await?;
             if let Some(connector) = count_for_connector {
                 sqlx::query(
                     "UPDATE connector_state SET events_ingested = events_ingested + $2
@@ -1017,7 +1064,7 @@ impl Store {
         let filters = PageFilters::of_timeline(query);
         let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
             let mut sql = sqlx::QueryBuilder::new("");
-            push_accounts_page!(sql, dialect, accounts, filters, limit);
+            push_accounts_page(&mut sql, dialect, &accounts, filters, limit);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
         page_of(rows, limit)
@@ -1048,7 +1095,7 @@ impl Store {
                 let accounts: Vec<i64> = visible.iter().map(|account| account.0).collect();
                 let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
                     let mut sql = sqlx::QueryBuilder::new("");
-                    push_accounts_page!(sql, dialect, accounts, filters, limit);
+                    push_accounts_page(&mut sql, dialect, &accounts, filters, limit);
                     sql.build_query_as::<EventRow>().fetch_all(pool).await?
                 });
                 return page_of(rows, limit);
@@ -1061,7 +1108,7 @@ impl Store {
                 .push(SELECT_EVENT)
                 .push(dialect.newest_first_index())
                 .push(dialect.visible_account_filter());
-            push_page_tail!(sql, filters, limit);
+            push_page_tail(&mut sql, filters, limit);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
         page_of(rows, limit)
@@ -1149,7 +1196,7 @@ impl Store {
             if let Some(connector) = connector {
                 sql.push(" AND connector = ").push_bind(connector);
             }
-            push_page_tail!(sql, PageFilters::after(after), limit);
+            push_page_tail(&mut sql, PageFilters::after(after), limit);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
         page_of(rows, limit)

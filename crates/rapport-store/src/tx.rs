@@ -1,13 +1,13 @@
-//! Checks shared by write transactions, as functions generic over the backend: each
-//! takes any executor (a pool, or `&mut *tx` inside a transaction) and runs one query,
-//! so the same code serves SQLite and PostgreSQL with the bounds written here once
-//! per function.
+//! Checks shared by write transactions, and statement builders shared by
+//! repositories, as functions generic over the backend: each check takes any executor
+//! (a pool, or `&mut *tx` inside a transaction) and runs one query, so the same code
+//! serves SQLite and PostgreSQL with the bounds written here once per function.
 
 use crate::staff::{SELECT_STAFF, StaffRow};
 use crate::{Error, Result};
 use rapport_core::staff::Staff;
 use rapport_core::{AccountId, DomainError, StaffId};
-use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
 
 /// Fails with `DomainError::UnknownAccount` unless `account` exists.
 pub(crate) async fn require_account<'e, E, DB>(executor: E, account: AccountId) -> Result<()>
@@ -46,4 +46,19 @@ where
         Some(row) => row.into_staff(),
         None => Err(Error::from(DomainError::UnknownStaff(id))),
     }
+}
+
+/// `select` (ending in `IN (`) with `ids` bound as the list, closed, then `order`.
+pub(crate) fn select_by_ids<DB>(select: &str, ids: &[i64], order: &str) -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::new(select);
+    let mut list = sql.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    sql.push(") ").push(order);
+    sql
 }
