@@ -231,8 +231,18 @@ impl History {
                 (EventKind::INVOICE_PAID, format!("Invoice in_{n:010} paid"))
             }
             "zendesk" => {
+                // One ticket in 20 is still open, one in 10 urgent: an inbox a support
+                // team keeps up with, not one that never closes anything.
+                let draw = splitmix(n ^ 0x71C);
+                let status = if draw.is_multiple_of(20) {
+                    "open"
+                } else {
+                    "solved"
+                };
+                let priority = if draw % 10 == 1 { "urgent" } else { "normal" };
                 attributes.insert("ticket".into(), AttributeValue::Integer(n as i64));
-                attributes.insert("priority".into(), AttributeValue::Text("normal".into()));
+                attributes.insert("status".into(), AttributeValue::Text(status.into()));
+                attributes.insert("priority".into(), AttributeValue::Text(priority.into()));
                 (
                     EventKind::TICKET_CREATED,
                     format!("Ticket #{n}: cannot export the monthly report"),
@@ -243,13 +253,37 @@ impl History {
                     "attachments".into(),
                     AttributeValue::Integer((n % 3) as i64),
                 );
-                (
-                    EventKind::EMAIL_RECEIVED,
-                    format!("Re: renewal terms for next year ({n})"),
-                )
+                // Half from the client, half our replies.
+                let kind = if (n / 4).is_multiple_of(2) {
+                    EventKind::EMAIL_RECEIVED
+                } else {
+                    EventKind::EMAIL_SENT
+                };
+                (kind, format!("Re: renewal terms for next year ({n})"))
             }
             _ => {
+                // Each account has two subscriptions whose MRR moves up and down.
+                let money = |minor_units| {
+                    AttributeValue::Money(Money {
+                        minor_units,
+                        currency: "USD".into(),
+                    })
+                };
                 attributes.insert("stage".into(), AttributeValue::Text("negotiation".into()));
+                attributes.insert(
+                    "subscription_id".into(),
+                    AttributeValue::Text(format!("sub_{account}_{}", (n / 4) % 2)),
+                );
+                attributes.insert("plan".into(), AttributeValue::Text("Enterprise".into()));
+                // Mostly expansions; one change in ten is a downgrade.
+                let mrr = 5_000 + (splitmix(n ^ 0x5B) % 100_000) as i64;
+                let previous = if splitmix(n ^ 0x5C).is_multiple_of(10) {
+                    mrr + 1_000
+                } else {
+                    mrr - 500
+                };
+                attributes.insert("mrr".into(), money(mrr));
+                attributes.insert("previous_mrr".into(), money(previous));
                 (
                     EventKind::SUBSCRIPTION_UPDATED,
                     format!("Plan changed to Enterprise ({n})"),
