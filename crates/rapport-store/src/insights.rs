@@ -29,6 +29,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub(crate) const CONCERNED_KINDS: &str = "(kind LIKE 'email.%' OR kind LIKE 'billing.%' \
      OR kind IN ('support.ticket.created', 'task.created'))";
 
+/// Most accounts one rebuild reads the events of at once (one transaction each when
+/// rebuilding stale rows): few enough that a batch of busy accounts stays small in
+/// memory, many enough that ten thousand quiet ones are a hundred statements.
+const REBUILD_ACCOUNTS_PER_QUERY: usize = 100;
+
 /// The insight rows of the accounts listed after it (see `select_by_ids`).
 const SELECT_INSIGHTS: &str =
     "SELECT account_id, version, insight FROM account_insights WHERE account_id IN (";
@@ -177,9 +182,8 @@ where
             rebuild.insert(fact.account);
         }
     }
-    for account in rebuild {
-        held.insert(account, recompute(&mut *conn, account).await?);
-    }
+    let rebuild: Vec<i64> = rebuild.into_iter().collect();
+    held.extend(recompute(&mut *conn, &rebuild).await?);
     store(&mut *conn, &held).await
 }
 
@@ -321,8 +325,9 @@ fn decode(version: i64, text: &str) -> Option<Insight> {
     }
 }
 
-/// `account`'s insight from its events.
-async fn recompute<C, DB>(conn: &mut C, account: i64) -> Result<Insight>
+/// The insights of `accounts` from their events, one query per
+/// [`REBUILD_ACCOUNTS_PER_QUERY`] accounts; every account given has an entry.
+async fn recompute<C, DB>(conn: &mut C, accounts: &[i64]) -> Result<BTreeMap<i64, Insight>>
 where
     DB: Database,
     for<'e> &'e mut C: Executor<'e, Database = DB>,
@@ -330,15 +335,23 @@ where
     i64: for<'q> Encode<'q, DB> + Type<DB>,
     FactRow: for<'r> FromRow<'r, DB::Row>,
 {
-    let sql = format!(
-        "SELECT {FACT_COLUMNS} FROM timeline_events WHERE account_id = $1 AND {CONCERNED_KINDS}"
-    );
-    let rows: Vec<FactRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(account)
-        .fetch_all(&mut *conn)
-        .await?;
-    let facts: Vec<Fact> = rows.into_iter().filter_map(FactRow::into_fact).collect();
-    Ok(Insight::of(facts.iter().map(Fact::observed)))
+    let select = format!("SELECT {FACT_COLUMNS} FROM timeline_events WHERE account_id IN (");
+    let condition = format!("AND {CONCERNED_KINDS}");
+    let mut facts: BTreeMap<i64, Vec<Fact>> = accounts
+        .iter()
+        .map(|account| (*account, Vec::new()))
+        .collect();
+    for chunk in accounts.chunks(REBUILD_ACCOUNTS_PER_QUERY) {
+        let mut sql = select_by_ids::<DB>(&select, chunk, &condition);
+        let rows: Vec<FactRow> = sql.build_query_as().fetch_all(&mut *conn).await?;
+        for fact in rows.into_iter().filter_map(FactRow::into_fact) {
+            facts.entry(fact.account).or_default().push(fact);
+        }
+    }
+    Ok(facts
+        .into_iter()
+        .map(|(account, facts)| (account, Insight::of(facts.iter().map(Fact::observed))))
+        .collect())
 }
 
 /// Writes `insights` back, one statement.
@@ -395,16 +408,19 @@ impl Store {
                     }
                 }
             }
-            for account in accounts {
-                if !found.contains_key(account) {
-                    let exists: Option<i64> =
-                        sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
-                            .bind(account.0)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                    if exists.is_some() {
-                        found.insert(*account, recompute(&mut *conn, account.0).await?);
-                    }
+            let missing: Vec<i64> = ids
+                .iter()
+                .copied()
+                .filter(|account| !found.contains_key(&AccountId(*account)))
+                .collect();
+            for chunk in missing.chunks(ACCOUNTS_PER_STATEMENT_MAX) {
+                let sql = "SELECT id FROM accounts WHERE id IN (";
+                let existing: Vec<i64> = select_by_ids(sql, chunk, "")
+                    .build_query_scalar()
+                    .fetch_all(&mut *conn)
+                    .await?;
+                for (account, insight) in recompute(&mut *conn, &existing).await? {
+                    found.insert(AccountId(account), insight);
                 }
             }
         });
@@ -433,14 +449,16 @@ impl Store {
             .bind(INSIGHT_VERSION)
             .fetch_all(pool)
             .await?;
-            for account in stale {
+            for batch in stale.chunks(REBUILD_ACCOUNTS_PER_QUERY) {
                 let mut tx = pool.begin_with(dialect.begin_write()).await?;
-                // Locks the row (if any) first, so a writer's fold waits for this.
-                let _ = load(&mut *tx, dialect, &BTreeSet::from([account])).await?;
-                let insight = recompute(&mut *tx, account).await?;
-                store(&mut *tx, &BTreeMap::from([(account, insight)])).await?;
+                // Locks the rows first (creating missing ones), so a writer's fold
+                // waits for this and this sees what a writer committed before.
+                let accounts: BTreeSet<i64> = batch.iter().copied().collect();
+                let _ = load(&mut *tx, dialect, &accounts).await?;
+                let insights = recompute(&mut *tx, batch).await?;
+                store(&mut *tx, &insights).await?;
                 tx.commit().await?;
-                rebuilt += 1;
+                rebuilt += batch.len() as u64;
             }
         });
         if rebuilt > 0 {
