@@ -12,7 +12,6 @@ use crate::serve::{self, Serve};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What `flood` sends.
 #[derive(Debug, Clone)]
@@ -211,7 +210,7 @@ secrets = {{ webhook_token = {{ env = "RAPPORT_BENCH_FEED_TOKEN" }} }}
 }
 
 async fn get(address: &str, path: &str) -> Result<(u16, String)> {
-    request(
+    serve::request(
         address,
         &format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"),
     )
@@ -228,7 +227,7 @@ async fn post(
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
-    request(
+    serve::request(
         address,
         &format!(
             "POST {path} HTTP/1.1\r\nHost: {address}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -236,17 +235,4 @@ async fn post(
         ),
     )
     .await
-}
-
-async fn request(address: &str, raw: &str) -> Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    stream.write_all(raw.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .get(9..12)
-        .and_then(|code| code.parse().ok())
-        .context("an HTTP status line")?;
-    Ok((status, response))
 }

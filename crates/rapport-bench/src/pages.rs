@@ -15,7 +15,6 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What `pages` measures on.
 #[derive(Debug, Clone)]
@@ -186,27 +185,16 @@ async fn get(address: &str, header: &str, path: &str) -> Result<(u16, usize)> {
     Ok((status, response.len()))
 }
 
-/// Sends a GET and reads the whole response: its status and the response text.
+/// Sends a GET with one header line (or none) and reads the whole response.
 async fn request(address: &str, header: &str, path: &str) -> Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
     let header = if header.is_empty() {
         String::new()
     } else {
         format!("{header}\r\n")
     };
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n{header}Connection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("GET {path}: not an HTTP response"))?;
-    Ok((status, response))
+    serve::request(
+        address,
+        &format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n{header}Connection: close\r\n\r\n"),
+    )
+    .await
 }

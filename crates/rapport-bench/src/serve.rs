@@ -108,20 +108,29 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// Sends one raw HTTP/1.1 request (loopback only; it should say `Connection: close`)
+/// and reads the whole response: its status and the response text.
+pub async fn request(address: &str, raw: &str) -> Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream.write_all(raw.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .context("an HTTP status line")?;
+    Ok((status, response))
+}
+
 /// Waits (up to five minutes: a first start may migrate a large database) until the
 /// server at `address` answers `/readyz` with 200.
 pub async fn wait_ready(address: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
+    let probe = format!("GET /readyz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     loop {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
-            stream
-                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await?;
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response).await?;
-            if response.starts_with(b"HTTP/1.1 200") {
-                return Ok(());
-            }
+        if let Ok((200, _)) = request(address, &probe).await {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("the server at {address} did not become ready in 5 minutes");
