@@ -9,6 +9,7 @@ const PLUGINS: &[&str] = &[
     "billing-stripe",
     "email-imap",
     "example-feed",
+    "example-oauth",
     "hostile",
     "hostile-manifest",
     "support-zendesk",

@@ -50,6 +50,7 @@ pub async fn connector(
             secrets: pairs(secrets),
             allowed_hosts: vec![grant.to_owned()],
             allow_private_networks: true,
+            ..Default::default()
         })
         .expect("bind the connector")
 }

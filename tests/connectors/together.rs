@@ -50,6 +50,7 @@ async fn bind(
                 .collect::<BTreeMap<_, _>>(),
             allowed_hosts: vec![grant],
             allow_private_networks: true,
+            ..Default::default()
         })
         .expect("bind the connector");
     ConnectorSpec {

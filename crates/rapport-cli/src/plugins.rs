@@ -5,7 +5,7 @@
 
 use crate::PluginCheckArgs;
 use anyhow::Context;
-use rapport_plugin_host::{HostConfig, PluginHost, SUPPORTED_VERSIONS};
+use rapport_plugin_host::{Auth, HostConfig, PluginHost, SUPPORTED_VERSIONS};
 use std::borrow::Cow;
 use std::io::Write;
 use std::time::Instant;
@@ -111,6 +111,47 @@ pub(crate) fn export(
     Ok(())
 }
 
+/// How a plugin authenticates, for `plugin check --json`.
+fn auth_json(auth: &Auth) -> serde_json::Value {
+    match auth {
+        Auth::None => serde_json::json!({"kind": "none"}),
+        Auth::ApiKey(key) => serde_json::json!({
+            "kind": "api_key",
+            "secret": key.secret,
+            "description": key.description,
+        }),
+        Auth::OAuth2(oauth) => serde_json::json!({
+            "kind": "oauth2",
+            "authorization_endpoint": oauth.authorization_endpoint,
+            "token_endpoint": oauth.token_endpoint,
+            "revocation_endpoint": oauth.revocation_endpoint,
+            "scopes": oauth.scopes,
+            "pkce": oauth.pkce,
+            "extra_parameters": oauth.extra_parameters.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "token_hosts": oauth.token_hosts,
+        }),
+    }
+}
+
+/// How a plugin authenticates, in one line.
+fn auth_line(auth: &Auth) -> String {
+    match auth {
+        Auth::None => "none beyond its settings".to_owned(),
+        Auth::ApiKey(key) => format!("an API key, in the secret `{}`", key.secret),
+        Auth::OAuth2(oauth) => format!(
+            "OAuth 2.0{} at {}, scopes {}; token for {}",
+            if oauth.pkce { " with PKCE" } else { "" },
+            oauth.token_endpoint,
+            if oauth.scopes.is_empty() {
+                "none".to_owned()
+            } else {
+                oauth.scopes.join(" ")
+            },
+            oauth.token_hosts.join(", ")
+        ),
+    }
+}
+
 pub(crate) async fn check(
     args: &PluginCheckArgs,
     out: &mut (dyn Write + Send),
@@ -138,6 +179,7 @@ pub(crate) async fn check(
                 "secret": key.secret,
             })).collect::<Vec<_>>(),
             "hosts": manifest.hosts,
+            "auth": auth_json(&manifest.auth),
         });
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
@@ -160,6 +202,7 @@ pub(crate) async fn check(
         compiled.as_secs_f64()
     )?;
     writeln!(out, "  emits      {}", manifest.event_kinds.join(", "))?;
+    writeln!(out, "  auth       {}", auth_line(&manifest.auth))?;
     if manifest.config_keys.is_empty() {
         writeln!(out, "  settings   none")?;
     } else {
@@ -381,6 +424,7 @@ pub(crate) async fn test(
         secrets,
         allowed_hosts: vec![server.grant()],
         allow_private_networks: true,
+        ..Default::default()
     })?;
 
     let mut checkpoint = args.checkpoint.clone();
@@ -408,6 +452,7 @@ pub(crate) async fn test(
     if args.json {
         let report = serde_json::json!({
             "plugin": manifest.name,
+            "contract": plugin.contract_version().as_str(),
             "pages": pages.iter().map(|page| serde_json::json!({
                 "events": page.events,
                 "deleted": page.deleted,

@@ -1,8 +1,8 @@
 //! Constructors and small conveniences over the generated types.
 
 use crate::{
-    AccountHints, Actor, Attribute, AttributeValue, Config, ConfigKey, ConnectorError, Event,
-    ExternalId, Manifest, Money, Page, Timestamp,
+    AccountHints, Actor, ApiKeyAuth, Attribute, AttributeValue, Auth, Config, ConfigEntry,
+    ConfigKey, ConnectorError, Event, ExternalId, Manifest, Money, Oauth2Auth, Page, Timestamp,
 };
 
 /// Starts an event with the fields every event needs; everything else is empty. The
@@ -201,6 +201,7 @@ pub fn manifest(name: &str, version: &str, description: &str) -> ManifestBuilder
         event_kinds: Vec::new(),
         config_keys: Vec::new(),
         hosts: Vec::new(),
+        auth: Auth::None,
     })
 }
 
@@ -248,6 +249,81 @@ impl ManifestBuilder {
     }
 }
 
+impl ManifestBuilder {
+    /// Declares that the connector authenticates with an API key, read from the secret
+    /// `secret` (declare it with [`ManifestBuilder::secret`] too).
+    pub fn api_key(mut self, secret: &str, description: &str) -> Self {
+        self.0.auth = Auth::ApiKey(ApiKeyAuth {
+            secret: secret.to_owned(),
+            description: description.to_owned(),
+        });
+        self
+    }
+
+    /// Declares that the connector authenticates with OAuth 2.0: the host runs the
+    /// authorization flow and keeps the tokens; the connector asks for a current access
+    /// token with [`crate::auth::access_token`] (or [`crate::http::Request::oauth`]).
+    pub fn oauth2(mut self, oauth: OAuth2Builder) -> Self {
+        self.0.auth = Auth::Oauth2(oauth.0);
+        self
+    }
+}
+
+/// Builds an [`Oauth2Auth`] declaration.
+#[derive(Debug)]
+pub struct OAuth2Builder(Oauth2Auth);
+
+/// Starts an OAuth 2.0 declaration with the provider's authorization and token
+/// endpoints (https URLs, or templates over settings: `{base_url}/oauth/token`).
+pub fn oauth2(authorization_endpoint: &str, token_endpoint: &str) -> OAuth2Builder {
+    OAuth2Builder(Oauth2Auth {
+        authorization_endpoint: authorization_endpoint.to_owned(),
+        token_endpoint: token_endpoint.to_owned(),
+        revocation_endpoint: None,
+        scopes: Vec::new(),
+        pkce: false,
+        extra_parameters: Vec::new(),
+        token_hosts: Vec::new(),
+    })
+}
+
+impl OAuth2Builder {
+    /// The scopes to ask for.
+    pub fn scopes(mut self, scopes: &[&str]) -> Self {
+        self.0
+            .scopes
+            .extend(scopes.iter().map(|scope| (*scope).to_owned()));
+        self
+    }
+
+    /// The provider takes PKCE (S256).
+    pub fn pkce(mut self) -> Self {
+        self.0.pkce = true;
+        self
+    }
+
+    /// Where tokens are revoked (RFC 7009) when a connection is removed.
+    pub fn revocation(mut self, endpoint: &str) -> Self {
+        self.0.revocation_endpoint = Some(endpoint.to_owned());
+        self
+    }
+
+    /// An extra parameter of the authorization request (`access_type=offline`).
+    pub fn parameter(mut self, key: &str, value: &str) -> Self {
+        self.0.extra_parameters.push(ConfigEntry {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        });
+        self
+    }
+
+    /// A host the access token is sent to: one of the manifest's hosts.
+    pub fn token_for(mut self, host: &str) -> Self {
+        self.0.token_hosts.push(host.to_owned());
+        self
+    }
+}
+
 impl From<ManifestBuilder> for Manifest {
     fn from(builder: ManifestBuilder) -> Manifest {
         builder.0
@@ -285,6 +361,7 @@ mod tests {
                 },
             ],
             secrets: Vec::new(),
+            connection: None,
         };
         assert_eq!(config.number("page_size", 100, 1..=100).unwrap(), 50);
         assert_eq!(config.number("absent", 7, 1..=100).unwrap(), 7);
@@ -337,6 +414,7 @@ mod tests {
                 key: "api_key".into(),
                 value: "sk_live_hidden".into(),
             }],
+            connection: None,
         };
         assert_eq!(config.require("base_url").unwrap(), "http://127.0.0.1:9");
         assert_eq!(config.require_secret("api_key").unwrap(), "sk_live_hidden");

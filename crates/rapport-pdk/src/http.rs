@@ -87,6 +87,18 @@ impl Request {
         self.header("authorization", &format!("Bearer {token}"))
     }
 
+    /// Adds `Authorization` with the connection's current OAuth 2.0 access token
+    /// ([`crate::auth::access_token`]). When the source then answers 401, return the
+    /// `auth` error that [`Request::send_ok`] makes of it: the host refreshes the token
+    /// and repeats the call.
+    pub fn oauth(self) -> Result<Self, ConnectorError> {
+        let token = crate::auth::access_token()?;
+        Ok(self.header(
+            "authorization",
+            &format!("{} {}", token.token_type, token.token),
+        ))
+    }
+
     /// Sends the request and returns the response whatever its status.
     pub fn send(self) -> Result<Response, ConnectorError> {
         let target = Target::parse(&self.url)?;

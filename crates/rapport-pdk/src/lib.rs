@@ -1,7 +1,7 @@
 //! The rapport plugin development kit: everything a Rust connector needs.
 //!
 //! A connector is a WebAssembly component that implements the contract in `wit/`
-//! (`rapport:connector@0.1.0`). This crate gives it the generated bindings, an HTTP
+//! (`rapport:connector@0.2.0`). This crate gives it the generated bindings, an HTTP
 //! client over `wasi:http`, logging into the host's log, time helpers and builders, so
 //! that the connector itself is only its mapping.
 //!
@@ -61,16 +61,31 @@
 //! declares with [`ManifestBuilder::needs_host`] *and* the operator grants. Secrets
 //! arrive in [`Config`] and must never be logged.
 
-/// The generated bindings for `rapport:connector@0.1.0`.
+/// The generated bindings for `rapport:connector@0.2.0`. The WASI interfaces its world
+/// imports are the `wasip2` crate's, which [`http`] uses too.
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         world: "connector",
         pub_export_macro: true,
         default_bindings_module: "rapport_pdk::bindings",
+        with: {
+            "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+            "wasi:http/types@0.2.12": wasip2::http::types,
+            "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
+            "wasi:sockets/network@0.2.12": wasip2::sockets::network,
+            "wasi:sockets/instance-network@0.2.12": wasip2::sockets::instance_network,
+            "wasi:sockets/ip-name-lookup@0.2.12": wasip2::sockets::ip_name_lookup,
+            "wasi:sockets/tcp@0.2.12": wasip2::sockets::tcp,
+            "wasi:sockets/tcp-create-socket@0.2.12": wasip2::sockets::tcp_create_socket,
+        },
     });
 }
 
+pub mod auth;
 mod builders;
 pub mod checkpoint;
 pub mod http;
@@ -81,16 +96,17 @@ pub mod webhook;
 
 pub use bindings::exports::rapport::connector::plugin::Guest as Connector;
 pub use bindings::rapport::connector::types::{
-    AccountHints, Actor, Attribute, AttributeValue, Config, ConfigEntry, ConfigKey, ConnectorError,
-    Event, ExternalId, Header, Manifest, Money, Page, RateLimit, Timestamp, WebhookRequest,
+    AccountHints, Actor, ApiKeyAuth, Attribute, AttributeValue, Auth, Config, ConfigEntry,
+    ConfigKey, Connection, ConnectionScope, ConnectorError, Event, ExternalId, Header, Manifest,
+    Money, Oauth2Auth, Page, RateLimit, Timestamp, WebhookRequest,
 };
-pub use builders::{ManifestBuilder, event, manifest, snippet};
+pub use builders::{ManifestBuilder, OAuth2Builder, event, manifest, oauth2, snippet};
 
 /// Everything a connector usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
         AttributeValue, Config, Connector, ConnectorError, Event, Manifest, Page, WebhookRequest,
-        checkpoint, event, http, log, manifest, time, webhook,
+        auth, checkpoint, event, http, log, manifest, oauth2, time, webhook,
     };
 }
 

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 
 /// Limits applied to every call into a plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +98,10 @@ pub struct Grants {
     /// Allow private, loopback and link-local addresses (tests, on-premises servers).
     /// Cloud metadata addresses stay refused even then.
     pub allow_private_networks: bool,
+    /// The connection the connector runs for (contract 0.2.0 and later hand it over).
+    pub connection: Option<Connection>,
+    /// Where its OAuth 2.0 access tokens come from, when it authenticates with OAuth.
+    pub tokens: Option<Arc<dyn TokenSource>>,
 }
 
 impl fmt::Debug for Grants {
@@ -112,8 +119,80 @@ impl fmt::Debug for Grants {
             )
             .field("allowed_hosts", &self.allowed_hosts)
             .field("allow_private_networks", &self.allow_private_networks)
+            .field("connection", &self.connection)
+            .field("tokens", &self.tokens.as_ref().map(|_| "<token source>"))
             .finish()
     }
+}
+
+/// Whose credentials a connection holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionScope {
+    /// The organisation's one connection.
+    Org,
+    /// One staff member's own.
+    Person,
+}
+
+/// The connection a connector runs for, as the embedder knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// The embedder's id for it.
+    pub id: String,
+    /// Whose it is.
+    pub scope: ConnectionScope,
+    /// For a person's connection: their email address.
+    pub owner_email: Option<String>,
+    /// The account at the provider the credentials belong to, when known.
+    pub provider_account: Option<String>,
+}
+
+/// An OAuth 2.0 access token. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The token itself.
+    pub token: String,
+    /// How it is presented ("Bearer").
+    pub token_type: String,
+    /// When it expires, in microseconds since the Unix epoch, if the provider said.
+    pub expires_at_micros: Option<i64>,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"<redacted>")
+            .field("token_type", &self.token_type)
+            .field("expires_at_micros", &self.expires_at_micros)
+            .finish()
+    }
+}
+
+/// Why no access token could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The grant is gone (revoked, `invalid_grant`, never completed): the connection's
+    /// owner must connect again.
+    #[error("the connection must be reconnected: {0}")]
+    NeedsReconnect(String),
+    /// The provider or the store could not be reached; worth retrying later.
+    #[error("no access token right now: {0}")]
+    Unavailable(String),
+}
+
+/// A future a [`TokenSource`] returns.
+pub type TokenFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, TokenError>> + Send + 'a>>;
+
+/// Where a connector's access tokens come from: the embedder keeps the grant (and the
+/// refresh token, which never enters a sandbox) and refreshes it.
+pub trait TokenSource: Send + Sync {
+    /// A token valid for at least a minute, refreshed first when it is due.
+    fn access_token(&self) -> TokenFuture<'_, AccessToken>;
+
+    /// The source refused `token` (the connector failed with `auth` after using it):
+    /// refresh, so the next [`access_token`](TokenSource::access_token) gives another
+    /// one. A refresh the provider refuses is [`TokenError::NeedsReconnect`].
+    fn refused<'a>(&'a self, token: &'a AccessToken) -> TokenFuture<'a, ()>;
 }
 
 /// A webhook delivery, as received.

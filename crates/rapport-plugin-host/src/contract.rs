@@ -1,18 +1,25 @@
-//! The contract versions this host runs, one module each. A new contract version gets a
-//! new module (`v0_2_0`) with its own `bindgen!` over `wit/v0.2.0`; the old module stays,
-//! so plugins built against older versions keep loading.
+//! The contract versions this host runs, one module each with its own `bindgen!` over
+//! `wit/vX.Y.Z`. The newest (`current`) converts and checks what guests return; each
+//! older module only upgrades its guests' values into the newest types, so plugins built
+//! against older versions keep loading and nothing is checked twice. A new contract
+//! version gets a new module and becomes `current`; the one before it learns to upgrade.
 
 use crate::sandbox::Sandbox;
 use wasmtime::component::Linker;
 
 pub(crate) mod v0_1_0;
+pub(crate) mod v0_2_0;
+
+/// The newest contract version.
+pub(crate) use v0_2_0 as current;
 
 /// The package every version's exports live in.
 pub(crate) const PACKAGE: &str = "rapport:connector";
 
 /// Links every supported version's host imports.
 pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
-    v0_1_0::add_to_linker(linker)
+    v0_1_0::add_to_linker(linker)?;
+    v0_2_0::add_to_linker(linker)
 }
 
 /// A connector's error message as the host keeps it: secrets already scrubbed by the

@@ -10,8 +10,12 @@
 //! - `network` decides where a connector may connect (HTTP and TCP): deny by default,
 //!   allowed only to the intersection of what the plugin declares and the operator
 //!   grants, and never to private, link-local or metadata addresses unless allowed.
-//! - `contract` holds one module per supported contract version (today `v0_1_0`), each
-//!   with its `bindgen!` and conversions into host types.
+//! - `contract` holds one module per supported contract version (`v0_1_0`, `v0_2_0`),
+//!   each with its `bindgen!`; the newest converts guest values into host types, older
+//!   ones upgrade their guests' values into the newest first.
+//! - OAuth 2.0 connectors (0.2.0) get access tokens from the embedder's
+//!   [`TokenSource`] through `host.access-token`; a call that fails with `auth` after
+//!   taking one reports it refused (the source refreshes) and runs once more.
 //!
 //! # Invariants
 //! - This is the only crate that knows wasmtime. It knows nothing of SQL or HTTP
@@ -31,11 +35,14 @@ mod network;
 mod plugin;
 mod sandbox;
 
-pub use config::{CallLimits, Grants, HostConfig, WebhookRequest};
+pub use config::{
+    AccessToken, CallLimits, Connection, ConnectionScope, Grants, HostConfig, TokenError,
+    TokenFuture, TokenSource, WebhookRequest,
+};
 pub use engine::{EPOCH_TICK_MS, PluginHost};
 pub use error::{ConnectorError, PluginError, Result};
 pub use network::{HostPattern, HostTemplate};
 pub use plugin::{
-    ConfigKey, Connector, ContractVersion, Manifest, Plugin, RefusedEvent, SUPPORTED_VERSIONS,
-    SyncPage, WebhookEvents,
+    ApiKeyAuth, Auth, ConfigKey, Connector, ContractVersion, Manifest, OAuth2Auth, Plugin,
+    RefusedEvent, SUPPORTED_VERSIONS, SyncPage, WebhookEvents,
 };

@@ -37,3 +37,13 @@ pub const ERROR_MESSAGE_BYTES_MAX: usize = 2 * 1024;
 /// Longest log line forwarded, in bytes; the rest is cut. Lines come from the `log`
 /// import and from the connector's stdout and stderr.
 pub const LOG_LINE_BYTES_MAX: usize = 4 * 1024;
+/// Longest OAuth 2.0 endpoint (authorization, token, revocation), in bytes.
+pub const OAUTH_ENDPOINT_BYTES_MAX: usize = 2_048;
+/// Most OAuth 2.0 scopes a manifest asks for.
+pub const OAUTH_SCOPES_MAX: usize = 64;
+/// Longest OAuth 2.0 scope, in bytes.
+pub const OAUTH_SCOPE_BYTES_MAX: usize = 512;
+/// Most extra parameters of an OAuth 2.0 authorization request.
+pub const OAUTH_EXTRA_PARAMETERS_MAX: usize = 16;
+/// Most hosts an OAuth 2.0 access token is declared for.
+pub const OAUTH_TOKEN_HOSTS_MAX: usize = 32;

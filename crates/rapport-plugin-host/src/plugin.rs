@@ -1,8 +1,9 @@
 //! Loaded plugins and the connectors bound to them.
 
-use crate::config::{Grants, WebhookRequest};
-use crate::contract::{self, v0_1_0};
+use crate::config::{AccessToken, Grants, TokenError, WebhookRequest};
+use crate::contract::{self, current, v0_1_0, v0_2_0};
 use crate::engine::{EPOCH_TICK_MS, PluginHost};
+use crate::error::ConnectorError;
 use crate::error::{PluginError, Result};
 use crate::limits::*;
 use crate::network::{HostPattern, HostTemplate, NameGrants, NetworkPolicy};
@@ -17,7 +18,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// Contract versions this build runs, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION];
+pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1_0::VERSION, v0_2_0::VERSION];
 
 /// Grace the host allows past a call's deadline before abandoning it outright — for
 /// a plugin blocked inside a host call (network I/O), which epochs cannot interrupt.
@@ -33,6 +34,8 @@ const WAITING_PER_SLOT_MAX: u32 = 4;
 pub enum ContractVersion {
     /// `rapport:connector@0.1.0`.
     V0_1_0,
+    /// `rapport:connector@0.2.0`: auth declared, access tokens from the host.
+    V0_2_0,
 }
 
 impl ContractVersion {
@@ -40,6 +43,7 @@ impl ContractVersion {
     pub fn as_str(self) -> &'static str {
         match self {
             ContractVersion::V0_1_0 => v0_1_0::VERSION,
+            ContractVersion::V0_2_0 => v0_2_0::VERSION,
         }
     }
 }
@@ -59,6 +63,49 @@ pub struct Manifest {
     pub config_keys: Vec<ConfigKey>,
     /// The hosts it needs (`*` when the operator chooses).
     pub hosts: Vec<String>,
+    /// How it authenticates (0.1.0 plugins: [`Auth::None`]).
+    pub auth: Auth,
+}
+
+/// How a plugin authenticates to its source.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Auth {
+    /// Nothing beyond its settings and secrets.
+    #[default]
+    None,
+    /// A key, passed as one of its secrets.
+    ApiKey(ApiKeyAuth),
+    /// OAuth 2.0, authorization code grant; the host holds the tokens.
+    OAuth2(OAuth2Auth),
+}
+
+/// An API key a plugin needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyAuth {
+    /// The secret that carries it (one of the declared configuration keys).
+    pub secret: String,
+    /// What the person is asked for.
+    pub description: String,
+}
+
+/// A plugin's OAuth 2.0 provider, as its manifest declares it. Endpoints may be
+/// templates over settings, like hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Auth {
+    /// Where the person is sent to grant access.
+    pub authorization_endpoint: String,
+    /// Where codes and refresh tokens are exchanged.
+    pub token_endpoint: String,
+    /// RFC 7009 revocation, if the provider has it.
+    pub revocation_endpoint: Option<String>,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    /// Whether to use PKCE (S256).
+    pub pkce: bool,
+    /// Extra parameters of the authorization request.
+    pub extra_parameters: Vec<(String, String)>,
+    /// The hosts the access token is for (each one of the manifest's hosts).
+    pub token_hosts: Vec<String>,
 }
 
 /// One configuration key a plugin understands.
@@ -97,12 +144,18 @@ struct PluginInner {
     host: PluginHost,
     name: String,
     version: ContractVersion,
-    bindings: v0_1_0::ConnectorPre<Sandbox>,
+    bindings: Bindings,
     manifest: Manifest,
     /// The manifest's event kinds, parsed: what its events are checked against.
     kinds: Vec<KindPattern>,
     /// The manifest's hosts, parsed: filled in from each connector's settings.
     hosts: Vec<HostTemplate>,
+}
+
+/// A plugin's pre-instantiated component, typed by its contract version.
+enum Bindings {
+    V0_1_0(v0_1_0::ConnectorPre<Sandbox>),
+    V0_2_0(v0_2_0::ConnectorPre<Sandbox>),
 }
 
 impl std::fmt::Debug for Plugin {
@@ -140,6 +193,7 @@ fn contract_version(
     };
     match found {
         v0_1_0::VERSION => Ok(ContractVersion::V0_1_0),
+        v0_2_0::VERSION => Ok(ContractVersion::V0_2_0),
         other => Err(PluginError::UnsupportedVersion {
             name: name.to_owned(),
             found: other.to_owned(),
@@ -160,7 +214,14 @@ impl Plugin {
             .linker
             .instantiate_pre(&component)
             .map_err(instantiate_error)?;
-        let bindings = v0_1_0::ConnectorPre::new(pre).map_err(instantiate_error)?;
+        let bindings = match version {
+            ContractVersion::V0_1_0 => {
+                Bindings::V0_1_0(v0_1_0::ConnectorPre::new(pre).map_err(instantiate_error)?)
+            }
+            ContractVersion::V0_2_0 => {
+                Bindings::V0_2_0(v0_2_0::ConnectorPre::new(pre).map_err(instantiate_error)?)
+            }
+        };
         let mut plugin = Plugin {
             inner: Arc::new(PluginInner {
                 host,
@@ -174,6 +235,7 @@ impl Plugin {
                     event_kinds: Vec::new(),
                     config_keys: Vec::new(),
                     hosts: Vec::new(),
+                    auth: Auth::None,
                 },
                 kinds: Vec::new(),
                 hosts: Vec::new(),
@@ -191,7 +253,7 @@ impl Plugin {
                 slots: Arc::new(CallSlots::new(1)),
             };
             match describer.run(Call::Describe).await? {
-                Outcome::Manifest(manifest) => manifest,
+                Outcome::Manifest(manifest) => *manifest,
                 _ => unreachable!("describe returns a manifest"),
             }
         };
@@ -247,6 +309,12 @@ impl Plugin {
             name: format!("connector `{}`", grants.connector_id),
             reason,
         };
+        if grants.tokens.is_some() && !matches!(self.inner.manifest.auth, Auth::OAuth2(_)) {
+            return Err(invalid(format!(
+                "it is given OAuth 2.0 tokens, but its plugin `{}` does not declare OAuth 2.0 auth",
+                self.inner.manifest.name
+            )));
+        }
         let declared = self.declared_hosts(&grants.settings).map_err(invalid)?;
         let policy = NetworkPolicy::new(
             declared,
@@ -366,7 +434,181 @@ fn validate_manifest(
         }
         hosts.push(template);
     }
+    validate_auth(manifest).map_err(invalid)?;
     Ok((kinds, hosts))
+}
+
+/// Parameters of an authorization request that the host sets itself: a manifest may
+/// not override them.
+const OAUTH_RESERVED_PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+/// Checks a manifest's `auth` against the contract.
+fn validate_auth(manifest: &Manifest) -> std::result::Result<(), String> {
+    match &manifest.auth {
+        Auth::None => Ok(()),
+        Auth::ApiKey(key) => {
+            match manifest.config_keys.iter().find(|k| k.name == key.secret) {
+                Some(declared) if declared.secret => {}
+                Some(_) => {
+                    return Err(format!(
+                        "its API key is read from `{}`, which is a setting; declare it with `secret: true`",
+                        key.secret
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "its API key is read from the secret `{}`, which it does not declare",
+                        key.secret
+                            .chars()
+                            .take(80)
+                            .collect::<String>()
+                            .escape_debug()
+                    ));
+                }
+            }
+            let chars = key.description.chars().count();
+            if chars > CONFIG_KEY_DESCRIPTION_CHARS_MAX
+                || key.description.chars().any(char::is_control)
+            {
+                return Err(format!(
+                    "its API key's description must be at most {CONFIG_KEY_DESCRIPTION_CHARS_MAX} characters without control characters"
+                ));
+            }
+            Ok(())
+        }
+        Auth::OAuth2(oauth) => {
+            let endpoints = [
+                (
+                    "authorization endpoint",
+                    Some(&oauth.authorization_endpoint),
+                ),
+                ("token endpoint", Some(&oauth.token_endpoint)),
+                ("revocation endpoint", oauth.revocation_endpoint.as_ref()),
+            ];
+            for (what, endpoint) in endpoints {
+                if let Some(endpoint) = endpoint {
+                    validate_endpoint(manifest, what, endpoint)?;
+                }
+            }
+            if oauth.scopes.len() > OAUTH_SCOPES_MAX {
+                return Err(format!(
+                    "it asks for {} OAuth scopes; at most {OAUTH_SCOPES_MAX} are allowed",
+                    oauth.scopes.len()
+                ));
+            }
+            for scope in &oauth.scopes {
+                // RFC 6749 section 3.3: a scope token is printable ASCII without space,
+                // `"` or `\`.
+                let token_ok = !scope.is_empty()
+                    && scope.len() <= OAUTH_SCOPE_BYTES_MAX
+                    && scope
+                        .bytes()
+                        .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+                if !token_ok {
+                    return Err(format!(
+                        "OAuth scope `{}` must be 1-{OAUTH_SCOPE_BYTES_MAX} printable ASCII characters without spaces, quotes or backslashes (RFC 6749, section 3.3)",
+                        scope.chars().take(80).collect::<String>().escape_debug()
+                    ));
+                }
+            }
+            if oauth.extra_parameters.len() > OAUTH_EXTRA_PARAMETERS_MAX {
+                return Err(format!(
+                    "it sets {} extra authorization parameters; at most {OAUTH_EXTRA_PARAMETERS_MAX} are allowed",
+                    oauth.extra_parameters.len()
+                ));
+            }
+            for (key, value) in &oauth.extra_parameters {
+                if key.is_empty() || key.len() > 64 || value.len() > 512 {
+                    return Err(
+                        "an extra authorization parameter must have a name of 1-64 bytes and a value of at most 512".into(),
+                    );
+                }
+                if OAUTH_RESERVED_PARAMETERS.contains(&key.as_str()) {
+                    return Err(format!(
+                        "the extra authorization parameter `{key}` is set by the host; remove it from the manifest"
+                    ));
+                }
+            }
+            if oauth.token_hosts.is_empty() {
+                return Err(
+                    "its OAuth access token is for no host: list in `token-hosts` the hosts it is sent to".into(),
+                );
+            }
+            if oauth.token_hosts.len() > OAUTH_TOKEN_HOSTS_MAX {
+                return Err(format!(
+                    "its OAuth access token is for {} hosts; at most {OAUTH_TOKEN_HOSTS_MAX} are allowed",
+                    oauth.token_hosts.len()
+                ));
+            }
+            for host in &oauth.token_hosts {
+                if !manifest.hosts.contains(host) {
+                    return Err(format!(
+                        "its OAuth access token is for `{}`, which is not one of the hosts it declares ({}); the token may go only where the connector may",
+                        host.chars().take(300).collect::<String>().escape_debug(),
+                        manifest.hosts.join(", ")
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An OAuth endpoint is an https URL, or a template whose `{placeholders}` are declared
+/// settings (`{base_url}/oauth/token`, for a provider whose address is configured).
+fn validate_endpoint(
+    manifest: &Manifest,
+    what: &str,
+    endpoint: &str,
+) -> std::result::Result<(), String> {
+    if endpoint.len() > OAUTH_ENDPOINT_BYTES_MAX
+        || endpoint.chars().any(|c| c.is_control() || c == ' ')
+    {
+        return Err(format!(
+            "its OAuth {what} must be at most {OAUTH_ENDPOINT_BYTES_MAX} bytes without spaces or control characters"
+        ));
+    }
+    let mut rest = endpoint;
+    let mut placeholders = Vec::new();
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!(
+                "its OAuth {what} `{endpoint}` has an unclosed `{{`"
+            ));
+        };
+        let inside = &rest[open + 1..open + close];
+        placeholders.push(inside.split('|').next().unwrap_or_default().to_owned());
+        rest = &rest[open + close + 1..];
+    }
+    for setting in &placeholders {
+        match manifest.config_keys.iter().find(|key| &key.name == setting) {
+            Some(key) if !key.secret => {}
+            Some(_) => {
+                return Err(format!(
+                    "its OAuth {what} reads `{setting}`, which is a secret; endpoints may only be templated from settings"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "its OAuth {what} reads the setting `{setting}`, which it does not declare"
+                ));
+            }
+        }
+    }
+    if !endpoint.starts_with("https://") && !endpoint.starts_with('{') {
+        return Err(format!(
+            "its OAuth {what} `{endpoint}` must be an https URL (or start with a setting that holds one)"
+        ));
+    }
+    Ok(())
 }
 
 /// One connector's share of the host's call slots: at most `max` of its calls run at
@@ -406,6 +648,7 @@ impl std::fmt::Debug for Connector {
     }
 }
 
+#[derive(Clone)]
 enum Call {
     Describe,
     Check,
@@ -414,7 +657,7 @@ enum Call {
 }
 
 enum Outcome {
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
     Checked,
     Page(SyncPage),
     Events(WebhookEvents),
@@ -517,9 +760,40 @@ impl Connector {
         admitted.unwrap_or_else(|_elapsed| Err(busy()))
     }
 
-    /// Runs one call in a fresh sandbox and store.
+    /// Runs one call. When it fails with `auth` after the plugin took an access token,
+    /// the token is reported refused (its source refreshes it) and the call runs once
+    /// more: a token revoked or expired early costs one retry, not a failed sync.
     async fn run(&self, call: Call) -> Result<Outcome> {
-        let _admitted = self.admit(&call).await?;
+        let Some(tokens) = self.grants.tokens.as_ref() else {
+            return self.run_once(call).await.0;
+        };
+        let again = call.clone();
+        match self.run_once(call).await {
+            (Err(PluginError::Connector(ConnectorError::Auth(message))), Some(token)) => {
+                tracing::info!(connector = %self.grants.connector_id, "the source refused the access token; refreshing it and trying once more");
+                match tokens.refused(&token).await {
+                    Ok(()) => self.run_once(again).await.0,
+                    Err(TokenError::NeedsReconnect(reason)) => Err(ConnectorError::Auth(format!(
+                        "{message}; refreshing the token failed, so the connection must be reconnected: {reason}"
+                    ))
+                    .into()),
+                    Err(TokenError::Unavailable(reason)) => Err(ConnectorError::Transient(
+                        format!("{message}; the token could not be refreshed now: {reason}"),
+                    )
+                    .into()),
+                }
+            }
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// Runs one call in a fresh sandbox and store; returns what it gave and the access
+    /// token it was handed, if any.
+    async fn run_once(&self, call: Call) -> (Result<Outcome>, Option<AccessToken>) {
+        let _admitted = match self.admit(&call).await {
+            Ok(admitted) => admitted,
+            Err(error) => return (Err(error), None),
+        };
         let inner = &self.plugin.inner;
         let host = &inner.host.inner;
         let limits = host.config.limits.clone();
@@ -533,6 +807,7 @@ impl Connector {
             self.policy.clone(),
             names,
             self.grants.secrets.values().cloned().collect(),
+            self.grants.tokens.clone(),
             &limits,
             host.budget.clone(),
         );
@@ -550,107 +825,152 @@ impl Connector {
             })
         });
 
-        let config = v0_1_0::config(&self.grants);
+        let config = current::config(&self.grants);
         let started = Instant::now();
         let host_timeout =
             Duration::from_millis(limits.deadline_ms + 2 * EPOCH_TICK_MS + HOST_TIMEOUT_GRACE_MS);
         let called = tokio::time::timeout(host_timeout, async {
-            let instance = inner.bindings.instantiate_async(&mut store).await?;
-            let plugin = instance.rapport_connector_plugin();
-            wasmtime::Result::Ok(match call {
-                Call::Describe => Raw::Manifest(plugin.call_describe(&mut store).await?),
-                Call::Check => Raw::Checked(plugin.call_check(&mut store, &config).await?),
-                Call::Sync(checkpoint) => Raw::Page(
-                    plugin
-                        .call_sync(&mut store, &config, checkpoint.as_deref())
-                        .await?,
-                ),
-                Call::Webhook(request) => Raw::Events(
-                    plugin
-                        .call_handle_webhook(&mut store, &config, &v0_1_0::webhook_request(request))
-                        .await?,
-                ),
+            wasmtime::Result::Ok(match &inner.bindings {
+                Bindings::V0_2_0(bindings) => {
+                    let instance = bindings.instantiate_async(&mut store).await?;
+                    let plugin = instance.rapport_connector_plugin();
+                    match call {
+                        Call::Describe => {
+                            Raw::Manifest(Box::new(plugin.call_describe(&mut store).await?))
+                        }
+                        Call::Check => Raw::Checked(plugin.call_check(&mut store, &config).await?),
+                        Call::Sync(checkpoint) => Raw::Page(
+                            plugin
+                                .call_sync(&mut store, &config, checkpoint.as_deref())
+                                .await?,
+                        ),
+                        Call::Webhook(request) => Raw::Events(
+                            plugin
+                                .call_handle_webhook(
+                                    &mut store,
+                                    &config,
+                                    &current::webhook_request(request),
+                                )
+                                .await?,
+                        ),
+                    }
+                }
+                Bindings::V0_1_0(bindings) => {
+                    let config = v0_1_0::config(&self.grants);
+                    let instance = bindings.instantiate_async(&mut store).await?;
+                    let plugin = instance.rapport_connector_plugin();
+                    match call {
+                        Call::Describe => Raw::Manifest(Box::new(v0_1_0::manifest(
+                            plugin.call_describe(&mut store).await?,
+                        ))),
+                        Call::Check => Raw::Checked(v0_1_0::result(
+                            plugin.call_check(&mut store, &config).await?,
+                            |()| (),
+                        )),
+                        Call::Sync(checkpoint) => Raw::Page(v0_1_0::result(
+                            plugin
+                                .call_sync(&mut store, &config, checkpoint.as_deref())
+                                .await?,
+                            v0_1_0::page,
+                        )),
+                        Call::Webhook(request) => Raw::Events(v0_1_0::result(
+                            plugin
+                                .call_handle_webhook(
+                                    &mut store,
+                                    &config,
+                                    &v0_1_0::webhook_request(request),
+                                )
+                                .await?,
+                            v0_1_0::events,
+                        )),
+                    }
+                }
             })
         })
         .await;
         let elapsed_ms = started.elapsed().as_millis();
         let sandbox = store.data();
         sandbox.finish_log();
-        // A forbidden destination fails the call whatever the plugin made of the refusal.
-        if let Some(denial) = sandbox
-            .denials
-            .lock()
-            .expect("denials lock")
-            .first()
-            .cloned()
-        {
-            tracing::warn!(connector = %connector_id, target = %denial.target, "plugin tried to reach a forbidden destination");
-            return Err(PluginError::ForbiddenNetwork {
-                target: denial.target,
-                reason: denial.reason,
-            });
-        }
-        let raw = match called {
-            Err(_elapsed) => {
-                return Err(PluginError::Timeout {
-                    deadline_ms: limits.deadline_ms,
+        let handed = sandbox.handed_token.clone();
+        let outcome = (|| {
+            // A forbidden destination fails the call whatever the plugin made of the
+            // refusal.
+            if let Some(denial) = sandbox
+                .denials
+                .lock()
+                .expect("denials lock")
+                .first()
+                .cloned()
+            {
+                tracing::warn!(connector = %connector_id, target = %denial.target, "plugin tried to reach a forbidden destination");
+                return Err(PluginError::ForbiddenNetwork {
+                    target: denial.target,
+                    reason: denial.reason,
                 });
             }
-            Ok(Err(error)) => {
-                let failure = classify(error, sandbox, &limits, host.budget.limit_bytes());
-                tracing::warn!(connector = %connector_id, elapsed_ms, error = %failure, "plugin call failed");
-                return Err(failure);
+            let raw = match called {
+                Err(_elapsed) => {
+                    return Err(PluginError::Timeout {
+                        deadline_ms: limits.deadline_ms,
+                    });
+                }
+                Ok(Err(error)) => {
+                    let failure = classify(error, sandbox, &limits, host.budget.limit_bytes());
+                    tracing::warn!(connector = %connector_id, elapsed_ms, error = %failure, "plugin call failed");
+                    return Err(failure);
+                }
+                Ok(Ok(raw)) => raw,
+            };
+            tracing::debug!(connector = %connector_id, elapsed_ms, "plugin call finished");
+            let kinds = &inner.kinds;
+            let failed = |error| PluginError::from(current::connector_error(error, sandbox));
+            match raw {
+                Raw::Manifest(manifest) => {
+                    Ok(Outcome::Manifest(Box::new(current::manifest(*manifest))))
+                }
+                Raw::Checked(result) => result.map(|()| Outcome::Checked).map_err(failed),
+                Raw::Page(result) => {
+                    let page = result.map_err(failed)?;
+                    check_output(&page.events, &limits)?;
+                    check_page(page.checkpoint.as_deref(), &page.deleted)?;
+                    current::page(&connector_id, kinds, page).map(Outcome::Page)
+                }
+                Raw::Events(result) => {
+                    let events = result.map_err(failed)?;
+                    check_output(&events, &limits)?;
+                    Ok(Outcome::Events(current::webhook_events(
+                        &connector_id,
+                        kinds,
+                        events,
+                    )))
+                }
             }
-            Ok(Ok(raw)) => raw,
-        };
-        tracing::debug!(connector = %connector_id, elapsed_ms, "plugin call finished");
-        let kinds = &inner.kinds;
-        match raw {
-            Raw::Manifest(manifest) => Ok(Outcome::Manifest(v0_1_0::manifest(manifest))),
-            Raw::Checked(result) => result
-                .map(|()| Outcome::Checked)
-                .map_err(|error| v0_1_0::connector_error(error, sandbox).into()),
-            Raw::Page(result) => {
-                let page = result
-                    .map_err(|error| PluginError::from(v0_1_0::connector_error(error, sandbox)))?;
-                check_output(&page.events, &limits)?;
-                check_page(page.checkpoint.as_deref(), &page.deleted)?;
-                v0_1_0::page(&connector_id, kinds, page).map(Outcome::Page)
-            }
-            Raw::Events(result) => {
-                let events = result
-                    .map_err(|error| PluginError::from(v0_1_0::connector_error(error, sandbox)))?;
-                check_output(&events, &limits)?;
-                Ok(Outcome::Events(v0_1_0::webhook_events(
-                    &connector_id,
-                    kinds,
-                    events,
-                )))
-            }
-        }
+        })();
+        (outcome, handed)
     }
 }
 
-/// What came back from the guest, before conversion.
+/// What came back from the guest, upgraded to the newest contract's types but not yet
+/// checked or converted.
 enum Raw {
-    Manifest(v0_1_0::rapport::connector::types::Manifest),
-    Checked(std::result::Result<(), v0_1_0::rapport::connector::types::ConnectorError>),
+    Manifest(Box<current::rapport::connector::types::Manifest>),
+    Checked(std::result::Result<(), current::rapport::connector::types::ConnectorError>),
     Page(
         std::result::Result<
-            v0_1_0::rapport::connector::types::Page,
-            v0_1_0::rapport::connector::types::ConnectorError,
+            current::rapport::connector::types::Page,
+            current::rapport::connector::types::ConnectorError,
         >,
     ),
     Events(
         std::result::Result<
-            Vec<v0_1_0::rapport::connector::types::Event>,
-            v0_1_0::rapport::connector::types::ConnectorError,
+            Vec<current::rapport::connector::types::Event>,
+            current::rapport::connector::types::ConnectorError,
         >,
     ),
 }
 
 fn check_output(
-    events: &[v0_1_0::rapport::connector::types::Event],
+    events: &[current::rapport::connector::types::Event],
     limits: &crate::config::CallLimits,
 ) -> Result<()> {
     if events.len() > limits.events_max {
@@ -659,7 +979,7 @@ fn check_output(
             max: limits.events_max,
         });
     }
-    let bytes = v0_1_0::text_bytes(events);
+    let bytes = current::text_bytes(events);
     if bytes > limits.returned_bytes_max {
         return Err(PluginError::TooLarge {
             bytes,
@@ -750,5 +1070,115 @@ fn classify(
         None => PluginError::Trapped {
             message: with_output(format!("{error:#}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth() -> OAuth2Auth {
+        OAuth2Auth {
+            authorization_endpoint: "https://accounts.example.com/o/oauth2/auth".into(),
+            token_endpoint: "{base_url}/token".into(),
+            revocation_endpoint: None,
+            scopes: vec!["https://www.googleapis.com/auth/gmail.readonly".into()],
+            pkce: true,
+            extra_parameters: vec![("access_type".into(), "offline".into())],
+            token_hosts: vec!["gmail.googleapis.com".into()],
+        }
+    }
+
+    fn manifest(auth: Auth) -> Manifest {
+        Manifest {
+            name: "m".into(),
+            version: "1".into(),
+            description: String::new(),
+            event_kinds: vec!["email.*".into()],
+            config_keys: vec![
+                ConfigKey {
+                    name: "base_url".into(),
+                    description: String::new(),
+                    required: true,
+                    secret: false,
+                },
+                ConfigKey {
+                    name: "api_key".into(),
+                    description: String::new(),
+                    required: true,
+                    secret: true,
+                },
+            ],
+            hosts: vec!["gmail.googleapis.com".into(), "{base_url}".into()],
+            auth,
+        }
+    }
+
+    fn refusal(auth: Auth) -> String {
+        validate_auth(&manifest(auth)).unwrap_err()
+    }
+
+    #[test]
+    fn a_well_formed_declaration_is_accepted() {
+        validate_auth(&manifest(Auth::None)).unwrap();
+        validate_auth(&manifest(Auth::OAuth2(oauth()))).unwrap();
+        validate_auth(&manifest(Auth::ApiKey(ApiKeyAuth {
+            secret: "api_key".into(),
+            description: "A key from Settings".into(),
+        })))
+        .unwrap();
+    }
+
+    #[test]
+    fn the_token_goes_only_where_the_connector_may() {
+        let mut elsewhere = oauth();
+        elsewhere.token_hosts = vec!["collector.example.net".into()];
+        assert!(refusal(Auth::OAuth2(elsewhere)).contains("not one of the hosts it declares"));
+        let mut nowhere = oauth();
+        nowhere.token_hosts.clear();
+        assert!(refusal(Auth::OAuth2(nowhere)).contains("for no host"));
+    }
+
+    #[test]
+    fn endpoints_are_https_or_templates_over_declared_settings() {
+        let mut plain = oauth();
+        plain.token_endpoint = "http://accounts.example.com/token".into();
+        assert!(refusal(Auth::OAuth2(plain)).contains("must be an https URL"));
+        let mut undeclared = oauth();
+        undeclared.authorization_endpoint = "https://{tenant}.example.com/authorize".into();
+        assert!(refusal(Auth::OAuth2(undeclared)).contains("does not declare"));
+        let mut secret = oauth();
+        secret.revocation_endpoint = Some("{api_key}/revoke".into());
+        assert!(refusal(Auth::OAuth2(secret)).contains("which is a secret"));
+        let mut unclosed = oauth();
+        unclosed.token_endpoint = "{base_url/token".into();
+        assert!(refusal(Auth::OAuth2(unclosed)).contains("unclosed"));
+    }
+
+    #[test]
+    fn scopes_and_parameters_follow_rfc_6749() {
+        let mut spaced = oauth();
+        spaced.scopes = vec!["mail.read calendars.read".into()];
+        assert!(refusal(Auth::OAuth2(spaced)).contains("section 3.3"));
+        let mut reserved = oauth();
+        reserved
+            .extra_parameters
+            .push(("redirect_uri".into(), "https://evil.example/cb".into()));
+        assert!(refusal(Auth::OAuth2(reserved)).contains("set by the host"));
+        let mut many = oauth();
+        many.scopes = (0..=OAUTH_SCOPES_MAX).map(|n| format!("s{n}")).collect();
+        assert!(refusal(Auth::OAuth2(many)).contains("at most 64"));
+    }
+
+    #[test]
+    fn an_api_key_must_be_a_declared_secret() {
+        let key = |secret: &str| {
+            Auth::ApiKey(ApiKeyAuth {
+                secret: secret.into(),
+                description: String::new(),
+            })
+        };
+        assert!(refusal(key("base_url")).contains("declare it with `secret: true`"));
+        assert!(refusal(key("token")).contains("does not declare"));
     }
 }

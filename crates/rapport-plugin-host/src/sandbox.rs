@@ -3,7 +3,7 @@
 //! memory limiter that also draws on the host's shared budget; stdout and stderr that
 //! feed the log; and the log forwarder. A new sandbox is built for every call.
 
-use crate::config::CallLimits;
+use crate::config::{AccessToken, CallLimits, TokenError, TokenSource};
 use crate::limits::LOG_LINE_BYTES_MAX;
 use crate::network::{Denial, HttpHooks, NameGrants, NetworkPolicy, socket_check};
 use std::collections::VecDeque;
@@ -40,6 +40,11 @@ pub(crate) struct Sandbox {
     pub(crate) denials: Arc<Mutex<Vec<Denial>>>,
     names: Arc<NameGrants>,
     pub(crate) log: Arc<Mutex<CallLog>>,
+    /// Where `host.access-token` gets tokens; none outside an OAuth connection.
+    tokens: Option<Arc<dyn TokenSource>>,
+    /// The last access token handed to the guest this call: the one to report as
+    /// refused when the call fails with `auth`.
+    pub(crate) handed_token: Option<AccessToken>,
 }
 
 impl Sandbox {
@@ -48,6 +53,7 @@ impl Sandbox {
         policy: Arc<NetworkPolicy>,
         names: NameGrants,
         secrets: Vec<String>,
+        tokens: Option<Arc<dyn TokenSource>>,
         limits: &CallLimits,
         budget: Arc<MemoryBudget>,
     ) -> Sandbox {
@@ -90,7 +96,22 @@ impl Sandbox {
             denials,
             names: Arc::new(names),
             log,
+            tokens,
+            handed_token: None,
         }
+    }
+
+    /// A current access token from the call's token source (`Err(None)`: there is
+    /// none). The token joins the secrets scrubbed from the call's log and errors.
+    pub(crate) async fn fetch_access_token(&mut self) -> Result<AccessToken, Option<TokenError>> {
+        let tokens = self.tokens.clone().ok_or(None)?;
+        let token = tokens.access_token().await.map_err(Some)?;
+        self.log
+            .lock()
+            .expect("call log lock")
+            .add_secret(token.token.clone());
+        self.handed_token = Some(token.clone());
+        Ok(token)
     }
 
     /// `text` with every secret value replaced, so a plugin cannot leak a secret into
@@ -279,6 +300,12 @@ impl CallLog {
 
     fn scrub(&self, text: &str) -> String {
         scrub(&self.secrets, text)
+    }
+
+    fn add_secret(&mut self, secret: String) {
+        if secret.len() >= 4 && !self.secrets.contains(&secret) {
+            self.secrets.push(secret);
+        }
     }
 
     /// Forwards one line, unless the call's budget is spent.

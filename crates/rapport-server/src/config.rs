@@ -842,6 +842,7 @@ impl Config {
                 secrets: connector.secrets.clone(),
                 allowed_hosts: connector.allowed_hosts.clone(),
                 allow_private_networks: connector.allow_private_networks,
+                ..Grants::default()
             };
             match plugin.connector(grants) {
                 Ok(bound) => specs.push(ConnectorSpec {

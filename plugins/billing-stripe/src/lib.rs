@@ -239,6 +239,7 @@ mod tests {
                 value: "2025-01-01T00:00:00Z".into(),
             }],
             secrets: Vec::new(),
+            connection: None,
         };
         assert_eq!(
             Checkpoint::load(None, &config).unwrap().since,

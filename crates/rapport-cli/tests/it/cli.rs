@@ -362,6 +362,41 @@ fn timeline_shows_an_account_by_name_or_id_and_says_what_to_fix() {
     }
 }
 
+/// An OAuth connector's check says where the person grants access and for what.
+#[test]
+fn plugin_check_shows_how_a_plugin_authenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let checked = rapport(
+        &["plugin", "check", rapport_testkit::EXAMPLE_OAUTH],
+        dir.path(),
+    );
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let report = text(&checked.stdout);
+    assert!(
+        report.contains(
+            "auth       OAuth 2.0 with PKCE at {base_url}/oauth/token, scopes activities.read offline_access; token for {base_url}"
+        ),
+        "{report}"
+    );
+    let json = rapport(
+        &["plugin", "check", rapport_testkit::EXAMPLE_OAUTH, "--json"],
+        dir.path(),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["auth"]["kind"], "oauth2", "{report}");
+    assert_eq!(report["auth"]["pkce"], true, "{report}");
+    assert_eq!(
+        report["auth"]["revocation_endpoint"], "{base_url}/oauth/revoke",
+        "{report}"
+    );
+    let feed = rapport(
+        &["plugin", "check", rapport_testkit::EXAMPLE_FEED, "--json"],
+        dir.path(),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&feed.stdout).unwrap();
+    assert_eq!(report["auth"]["kind"], "none", "{report}");
+}
+
 #[test]
 fn plugin_check_reports_what_a_plugin_is_and_asks_for() {
     let dir = tempfile::tempdir().unwrap();
@@ -376,7 +411,7 @@ fn plugin_check_reports_what_a_plugin_is_and_asks_for() {
         "{report}"
     );
     assert!(
-        report.contains("contract   rapport:connector@0.1.0 (supported)"),
+        report.contains("contract   rapport:connector@0.2.0 (supported)"),
         "{report}"
     );
     assert!(
@@ -400,7 +435,7 @@ fn plugin_check_reports_what_a_plugin_is_and_asks_for() {
     assert!(json.status.success(), "{}", text(&json.stderr));
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["name"], "support-zendesk");
-    assert_eq!(report["contract"], "rapport:connector@0.1.0");
+    assert_eq!(report["contract"], "rapport:connector@0.2.0");
     assert!(
         report["config"]
             .as_array()
@@ -870,7 +905,7 @@ fn plugin_new_scaffolds_a_connector_that_builds_loads_and_runs_on_its_fixtures()
     assert!(checked.status.success(), "{}", text(&checked.stderr));
     let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
     assert_eq!(report["name"], "acme-crm");
-    assert_eq!(report["contract"], "rapport:connector@0.1.0");
+    assert_eq!(report["contract"], "rapport:connector@0.2.0");
 
     // And runs against its recorded responses, page by page.
     let fixtures = crate_dir.join("fixtures");
@@ -982,9 +1017,11 @@ fn plugin_new_scaffolds_a_connector_that_builds_loads_and_runs_on_its_fixtures()
     }
 }
 
-/// The Python connector in `plugins/python-notes`, built with componentize-py and run
-/// through the host: connectors need not be Rust. CI installs componentize-py; without
-/// it this says it was skipped (and fails under `CI=true`).
+/// The Python connector in `plugins/python-notes`, built with componentize-py from the
+/// contract's own world (`wit/v0.2.0`, no world of its own) and run through the host:
+/// connectors need not be Rust, and the world's wasi:http imports are enough for one to
+/// reach its source. CI installs componentize-py; without it this says it was skipped
+/// (and fails under `CI=true`).
 #[test]
 fn a_connector_written_in_python_loads_and_syncs() {
     let componentize = |args: &[&str], dir: &Path| {
@@ -1012,7 +1049,7 @@ fn a_connector_written_in_python_loads_and_syncs() {
     let built = componentize(
         &[
             "-d",
-            repo.join("wit/v0.1.0").to_str().unwrap(),
+            repo.join("wit/v0.2.0").to_str().unwrap(),
             "-w",
             "connector",
             "componentize",
@@ -1075,5 +1112,40 @@ fn a_connector_written_in_python_loads_and_syncs() {
         text(&refused.stderr).contains("`items` is not JSON"),
         "{}",
         text(&refused.stderr)
+    );
+
+    // Over HTTP, through the world's wasi:http imports, from a recorded response.
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    std::fs::write(
+        served.join("notes.json"),
+        serde_json::json!({
+            "request": {"method": "GET", "path": "/notes"},
+            "response": {"status": 200, "headers": {"content-type": "application/json"}, "body": [
+                {"id": "h1", "at_unix": 1764300000, "title": "Fetched over HTTP", "email": "cfo@client.example"}
+            ]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let fetched = rapport(
+        &[
+            "plugin",
+            "test",
+            wasm,
+            "--fixtures",
+            served.to_str().unwrap(),
+            "--setting",
+            "notes_url={upstream}/notes",
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&fetched.stdout).unwrap();
+    assert_eq!(report["contract"], "0.2.0", "{report}");
+    assert_eq!(
+        report["pages"][0]["events"][0]["title"], "Fetched over HTTP",
+        "{report}"
     );
 }

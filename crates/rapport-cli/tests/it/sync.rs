@@ -170,7 +170,7 @@ async fn config_check_reports_problems_with_positions() {
     let stdout = text(&output.stdout);
     assert!(stdout.starts_with("rapport.toml is valid"), "{stdout}");
     assert!(
-        stdout.contains("feed — example-feed 0.1.0 (0.1.0), every 10m"),
+        stdout.contains("feed — example-feed 0.1.0 (0.2.0), every 10m"),
         "{stdout}"
     );
 

@@ -1,15 +1,12 @@
-//! `rapport:connector@0.1.0`: bindings and conversions to host types.
+//! `rapport:connector@0.1.0`, frozen: its bindings, and the upgrade of what its guests
+//! return into the newest version's types, where it is checked and converted like
+//! anything else (`super::current`). 0.2.0 only added to 0.1.0 (auth, the connection,
+//! `access-token`), so an upgrade is a field-by-field copy with the additions empty.
 
+use super::current::{self, rapport::connector::host as current_host};
 use crate::config::{Grants, WebhookRequest};
-use crate::error::{ConnectorError, PluginError};
-use crate::plugin::{ConfigKey, Manifest, SyncPage};
 use crate::sandbox::Sandbox;
-use chrono::DateTime;
-use rapport_core::account::{Domain, EmailAddress, ExternalId};
-use rapport_core::timeline::{
-    AccountHints, Actor, AttributeValue, Attributes, EventKind, KindPattern, Money, NewEvent,
-    clean_text,
-};
+use current::rapport::connector::types as new;
 use wasmtime::component::{HasSelf, Linker};
 
 wasmtime::component::bindgen!({
@@ -18,8 +15,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use exports::rapport::connector::plugin as guest;
-use rapport::connector::types as wit;
+use rapport::connector::types as old;
 
 pub(crate) const VERSION: &str = "0.1.0";
 
@@ -29,52 +25,56 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
 
 impl rapport::connector::host::Host for Sandbox {
     fn log(&mut self, level: rapport::connector::host::LogLevel, message: String) {
-        use rapport::connector::host::LogLevel;
+        use current_host::LogLevel as New;
+        use rapport::connector::host::LogLevel as Old;
         let level = match level {
-            LogLevel::Trace => tracing::Level::TRACE,
-            LogLevel::Debug => tracing::Level::DEBUG,
-            LogLevel::Info => tracing::Level::INFO,
-            LogLevel::Warn => tracing::Level::WARN,
-            LogLevel::Error => tracing::Level::ERROR,
+            Old::Trace => New::Trace,
+            Old::Debug => New::Debug,
+            Old::Info => New::Info,
+            Old::Warn => New::Warn,
+            Old::Error => New::Error,
         };
-        Sandbox::log(self, level, &message);
+        current_host::Host::log(self, level, message);
     }
 }
 
 impl rapport::connector::types::Host for Sandbox {}
 
-/// The configuration handed to the plugin: its settings and its own secrets.
-pub(crate) fn config(grants: &Grants) -> wit::Config {
-    let entries = |map: &std::collections::BTreeMap<String, String>| {
-        map.iter()
-            .map(|(key, value)| wit::ConfigEntry {
-                key: key.clone(),
-                value: value.clone(),
+/// The configuration handed to a 0.1.0 plugin: its settings and its own secrets (it
+/// knows nothing of connections).
+pub(crate) fn config(grants: &Grants) -> old::Config {
+    let current = current::config(grants);
+    let entries = |entries: Vec<new::ConfigEntry>| {
+        entries
+            .into_iter()
+            .map(|entry| old::ConfigEntry {
+                key: entry.key,
+                value: entry.value,
             })
             .collect()
     };
-    wit::Config {
-        settings: entries(&grants.settings),
-        secrets: entries(&grants.secrets),
+    old::Config {
+        settings: entries(current.settings),
+        secrets: entries(current.secrets),
     }
 }
 
-pub(crate) fn webhook_request(request: WebhookRequest) -> wit::WebhookRequest {
-    wit::WebhookRequest {
+pub(crate) fn webhook_request(request: WebhookRequest) -> old::WebhookRequest {
+    old::WebhookRequest {
         method: request.method,
         path: request.path,
         query: request.query,
         headers: request
             .headers
             .into_iter()
-            .map(|(name, value)| wit::Header { name, value })
+            .map(|(name, value)| old::Header { name, value })
             .collect(),
         body: request.body,
     }
 }
 
-pub(crate) fn manifest(manifest: wit::Manifest) -> Manifest {
-    Manifest {
+pub(crate) fn manifest(manifest: old::Manifest) -> new::Manifest {
+    new::Manifest {
         name: manifest.name,
         version: manifest.version,
         description: manifest.description,
@@ -82,7 +82,7 @@ pub(crate) fn manifest(manifest: wit::Manifest) -> Manifest {
         config_keys: manifest
             .config_keys
             .into_iter()
-            .map(|key| ConfigKey {
+            .map(|key| new::ConfigKey {
                 name: key.name,
                 description: key.description,
                 required: key.required,
@@ -90,212 +90,90 @@ pub(crate) fn manifest(manifest: wit::Manifest) -> Manifest {
             })
             .collect(),
         hosts: manifest.hosts,
+        auth: new::Auth::None,
     }
 }
 
-pub(crate) fn connector_error(error: guest::ConnectorError, sandbox: &Sandbox) -> ConnectorError {
-    let message = |text: String| crate::contract::error_message(&sandbox.scrub(&text));
+pub(crate) fn connector_error(error: old::ConnectorError) -> new::ConnectorError {
     match error {
-        wit::ConnectorError::Config(text) => ConnectorError::Config(message(text)),
-        wit::ConnectorError::Auth(text) => ConnectorError::Auth(message(text)),
-        wit::ConnectorError::RateLimited(limit) => ConnectorError::RateLimited {
-            retry_after_ms: limit.retry_after_ms,
-            message: message(limit.message),
-        },
-        wit::ConnectorError::Transient(text) => ConnectorError::Transient(message(text)),
-        wit::ConnectorError::Fatal(text) => ConnectorError::Fatal(message(text)),
+        old::ConnectorError::Config(text) => new::ConnectorError::Config(text),
+        old::ConnectorError::Auth(text) => new::ConnectorError::Auth(text),
+        old::ConnectorError::RateLimited(limit) => {
+            new::ConnectorError::RateLimited(new::RateLimit {
+                retry_after_ms: limit.retry_after_ms,
+                message: limit.message,
+            })
+        }
+        old::ConnectorError::Transient(text) => new::ConnectorError::Transient(text),
+        old::ConnectorError::Fatal(text) => new::ConnectorError::Fatal(text),
     }
 }
 
-/// Bytes of text a list of events carries, for the returned-bytes cap.
-pub(crate) fn text_bytes(events: &[wit::Event]) -> usize {
-    events
-        .iter()
-        .map(|event| {
-            let hints = &event.hints;
-            event.source_id.len()
-                + event.kind.len()
-                + event.title.len()
-                + event.summary.len()
-                + event.url.as_ref().map_or(0, String::len)
-                + event.actor.as_ref().map_or(0, |actor| {
-                    actor.name.as_ref().map_or(0, String::len)
-                        + actor.email.as_ref().map_or(0, String::len)
-                })
-                + hints
-                    .external_ids
-                    .iter()
-                    .map(|id| id.system.len() + id.id.len())
-                    .sum::<usize>()
-                + hints.emails.iter().map(String::len).sum::<usize>()
-                + hints.domains.iter().map(String::len).sum::<usize>()
-                + event
-                    .attributes
-                    .iter()
-                    .map(|attribute| {
-                        attribute.name.len()
-                            + match &attribute.value {
-                                wit::AttributeValue::Text(text) => text.len(),
-                                wit::AttributeValue::Money(money) => money.currency.len() + 8,
-                                _ => 8,
-                            }
-                    })
-                    .sum::<usize>()
-        })
-        .sum()
+pub(crate) fn result<T, U>(
+    result: Result<T, old::ConnectorError>,
+    upgrade: impl FnOnce(T) -> U,
+) -> Result<U, new::ConnectorError> {
+    result.map(upgrade).map_err(connector_error)
 }
 
-pub(crate) fn page(
-    connector_id: &str,
-    kinds: &[KindPattern],
-    page: wit::Page,
-) -> Result<SyncPage, PluginError> {
-    Ok(SyncPage {
-        events: events(connector_id, kinds, page.events)?,
+pub(crate) fn page(page: old::Page) -> new::Page {
+    new::Page {
+        events: events(page.events),
         deleted: page.deleted,
         checkpoint: page.checkpoint,
         more: page.more,
-    })
+    }
 }
 
-/// Converts guest events into the event model, validating each. Display text
-/// (titles, summaries, names, text attributes) is cleaned of control characters; hints
-/// that do not parse (a malformed address in an email header, say) are dropped, not
-/// fatal: they only help matching. Anything else invalid — a kind the manifest does not
-/// declare included — fails the call, naming the event.
-pub(crate) fn events(
-    connector_id: &str,
-    kinds: &[KindPattern],
-    events: Vec<wit::Event>,
-) -> Result<Vec<NewEvent>, PluginError> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(index, event)| convert_event(connector_id, kinds, index, event))
-        .collect()
+pub(crate) fn events(events: Vec<old::Event>) -> Vec<new::Event> {
+    events.into_iter().map(event).collect()
 }
 
-/// Converts a webhook delivery's events as [`events`] does, but refuses each invalid
-/// event on its own instead of failing the call.
-pub(crate) fn webhook_events(
-    connector_id: &str,
-    kinds: &[KindPattern],
-    events: Vec<wit::Event>,
-) -> crate::plugin::WebhookEvents {
-    let mut delivery = crate::plugin::WebhookEvents::default();
-    for (index, event) in events.into_iter().enumerate() {
-        match convert_event(connector_id, kinds, index, event) {
-            Ok(event) => delivery.events.push(event),
-            Err(PluginError::InvalidEvent {
-                index,
-                source_id,
-                reason,
-            }) => delivery.refused.push(crate::plugin::RefusedEvent {
-                index,
-                source_id,
-                reason,
-            }),
-            Err(other) => delivery.refused.push(crate::plugin::RefusedEvent {
-                index,
-                source_id: String::new(),
-                reason: other.to_string(),
-            }),
-        }
-    }
-    delivery
-}
-
-fn convert_event(
-    connector_id: &str,
-    kinds: &[KindPattern],
-    index: usize,
-    event: wit::Event,
-) -> Result<NewEvent, PluginError> {
-    let source_id = event.source_id.clone();
-    let invalid = |reason: String| PluginError::InvalidEvent {
-        index,
-        source_id: crate::contract::shown_id(&source_id),
-        reason,
-    };
-    let kind = EventKind::parse(&event.kind).map_err(|error| invalid(error.to_string()))?;
-    if !kinds.iter().any(|declared| declared.covers(&kind)) {
-        return Err(invalid(format!(
-            "its kind `{kind}` is not among the kinds the connector declares ({}); a connector may emit only what its manifest lists",
-            if kinds.is_empty() {
-                "none".to_owned()
-            } else {
-                kinds
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        )));
-    }
-    let occurred_at = DateTime::from_timestamp_micros(event.occurred_at)
-        .ok_or_else(|| invalid(format!("occurred-at {} is out of range", event.occurred_at)))?;
-    let mut converted = NewEvent::new(
-        connector_id,
-        event.source_id,
-        kind,
-        occurred_at,
-        clean_text(event.title),
-    );
-    converted.source_version = event.source_version;
-    converted.summary = clean_text(event.summary);
-    converted.url = event.url;
-    converted.actor = event.actor.map(|actor| Actor {
-        name: actor.name.map(clean_text),
-        email: actor
-            .email
-            .and_then(|email| EmailAddress::parse(&email).ok()),
-        staff: None,
-    });
-    converted.hints = AccountHints {
-        external_ids: event
-            .hints
-            .external_ids
-            .iter()
-            .filter_map(|id| ExternalId::new(&id.system, &id.id).ok())
+fn event(event: old::Event) -> new::Event {
+    new::Event {
+        source_id: event.source_id,
+        source_version: event.source_version,
+        kind: event.kind,
+        occurred_at: event.occurred_at,
+        title: event.title,
+        summary: event.summary,
+        url: event.url,
+        actor: event.actor.map(|actor| new::Actor {
+            name: actor.name,
+            email: actor.email,
+        }),
+        hints: new::AccountHints {
+            external_ids: event
+                .hints
+                .external_ids
+                .into_iter()
+                .map(|id| new::ExternalId {
+                    system: id.system,
+                    id: id.id,
+                })
+                .collect(),
+            emails: event.hints.emails,
+            domains: event.hints.domains,
+        },
+        attributes: event
+            .attributes
+            .into_iter()
+            .map(|attribute| new::Attribute {
+                name: attribute.name,
+                value: match attribute.value {
+                    old::AttributeValue::Text(text) => new::AttributeValue::Text(text),
+                    old::AttributeValue::Integer(number) => new::AttributeValue::Integer(number),
+                    old::AttributeValue::Float(number) => new::AttributeValue::Float(number),
+                    old::AttributeValue::Boolean(flag) => new::AttributeValue::Boolean(flag),
+                    old::AttributeValue::Timestamp(micros) => {
+                        new::AttributeValue::Timestamp(micros)
+                    }
+                    old::AttributeValue::Money(money) => new::AttributeValue::Money(new::Money {
+                        minor_units: money.minor_units,
+                        currency: money.currency,
+                    }),
+                },
+            })
             .collect(),
-        emails: event
-            .hints
-            .emails
-            .iter()
-            .filter_map(|email| EmailAddress::parse(email).ok())
-            .collect(),
-        domains: event
-            .hints
-            .domains
-            .iter()
-            .filter_map(|domain| Domain::parse(domain).ok())
-            .collect(),
-    };
-    let mut attributes = Attributes::new();
-    for attribute in event.attributes {
-        let value = match attribute.value {
-            wit::AttributeValue::Text(text) => AttributeValue::Text(clean_text(text)),
-            wit::AttributeValue::Integer(number) => AttributeValue::Integer(number),
-            wit::AttributeValue::Float(number) => AttributeValue::Float(number),
-            wit::AttributeValue::Boolean(flag) => AttributeValue::Bool(flag),
-            wit::AttributeValue::Timestamp(micros) => AttributeValue::Timestamp(
-                DateTime::from_timestamp_micros(micros).ok_or_else(|| {
-                    invalid(format!(
-                        "attribute `{}` holds an out-of-range time",
-                        attribute.name
-                    ))
-                })?,
-            ),
-            wit::AttributeValue::Money(money) => AttributeValue::Money(Money {
-                minor_units: money.minor_units,
-                currency: money.currency.to_uppercase(),
-            }),
-        };
-        attributes.insert(attribute.name, value);
     }
-    converted.attributes = attributes;
-    converted
-        .validate()
-        .map_err(|error| invalid(error.to_string()))?;
-    Ok(converted)
 }

@@ -3,14 +3,14 @@
 
 use crate::support::*;
 use rapport_plugin_host::{
-    ContractVersion, HostConfig, PluginError, PluginHost, SUPPORTED_VERSIONS,
+    Auth, ContractVersion, HostConfig, PluginError, PluginHost, SUPPORTED_VERSIONS,
 };
 
 #[tokio::test]
 async fn a_connector_loads_and_describes_itself() {
     let host = host();
     let plugin = example_feed(&host).await;
-    assert_eq!(plugin.contract_version(), ContractVersion::V0_1_0);
+    assert_eq!(plugin.contract_version(), ContractVersion::V0_2_0);
     let manifest = plugin.manifest();
     assert_eq!(manifest.name, "example-feed");
     assert_eq!(manifest.event_kinds, ["support.*", "feed.*"]);
@@ -21,7 +21,8 @@ async fn a_connector_loads_and_describes_itself() {
         .find(|key| key.name == "token")
         .unwrap();
     assert!(secret.secret && !secret.required);
-    assert_eq!(SUPPORTED_VERSIONS, ["0.1.0"]);
+    assert_eq!(manifest.auth, Auth::None);
+    assert_eq!(SUPPORTED_VERSIONS, ["0.1.0", "0.2.0"]);
 }
 
 #[tokio::test]
@@ -62,7 +63,7 @@ async fn an_unknown_contract_version_names_what_is_supported() {
     // Re-label the example as implementing 0.9.0 (same length, so the binary stays
     // valid): a component from a future rapport.
     let bytes = std::fs::read(rapport_testkit::EXAMPLE_FEED).unwrap();
-    let from = b"rapport:connector/plugin@0.1.0";
+    let from = b"rapport:connector/plugin@0.2.0";
     let to = b"rapport:connector/plugin@0.9.0";
     let mut patched = bytes.clone();
     let mut replaced = 0;
@@ -83,7 +84,7 @@ async fn an_unknown_contract_version_names_what_is_supported() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "future.wasm implements rapport:connector@0.9.0, which this build does not support; supported versions: 0.1.0"
+        "future.wasm implements rapport:connector@0.9.0, which this build does not support; supported versions: 0.1.0, 0.2.0"
     );
 }
 

@@ -5,6 +5,8 @@ mod support;
 
 mod boundary;
 mod containment;
+mod contracts;
 mod loading;
 mod network;
+mod oauth;
 mod sync;

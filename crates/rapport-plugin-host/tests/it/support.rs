@@ -38,6 +38,19 @@ pub async fn example_feed(host: &PluginHost) -> Plugin {
         .expect("load example-feed")
 }
 
+pub async fn example_oauth(host: &PluginHost) -> Plugin {
+    host.load(std::path::Path::new(rapport_testkit::EXAMPLE_OAUTH))
+        .await
+        .expect("load example-oauth")
+}
+
+/// `example-feed` as built against contract 0.1.0 when 0.2.0 came: a committed build, so
+/// the proof that 0.1.0 connectors keep working does not depend on today's sources.
+pub const EXAMPLE_FEED_0_1_0: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/contract-0.1.0/example_feed.wasm"
+);
+
 pub async fn hostile(host: &PluginHost) -> Plugin {
     host.load(std::path::Path::new(rapport_testkit::HOSTILE))
         .await
@@ -54,6 +67,7 @@ pub fn grants(id: &str, settings: &[(&str, &str)], allowed_hosts: &[String]) -> 
         secrets: BTreeMap::new(),
         allowed_hosts: allowed_hosts.to_vec(),
         allow_private_networks: true,
+        ..Default::default()
     }
 }
 

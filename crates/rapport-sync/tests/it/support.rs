@@ -48,6 +48,7 @@ pub fn spec(plugin: &Plugin, feed_url: &str, grant: &str, fingerprint: &str) -> 
             secrets: BTreeMap::from([("webhook_token".to_owned(), "s3cret".to_owned())]),
             allowed_hosts: vec![grant.to_owned()],
             allow_private_networks: true,
+            ..Default::default()
         })
         .expect("bind the connector");
     ConnectorSpec {
