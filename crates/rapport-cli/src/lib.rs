@@ -10,6 +10,7 @@ mod plugins;
 mod progress;
 mod sample_activity;
 mod scaffold;
+mod secrets;
 mod signin;
 mod timeline;
 mod tokens;
@@ -91,6 +92,71 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The key ring that seals connection tokens at rest (`RAPPORT_SECRET_KEY` or
+    /// `RAPPORT_SECRET_KEY_FILE`): make a key, see what the stored tokens need, rotate.
+    Secrets {
+        /// What to do.
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// List and revoke connections: the credentials connectors run with, the
+    /// organisation's or one person's.
+    Connection {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConnectionCommand,
+    },
+}
+
+/// `rapport secrets` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Print a new random key ring entry (`<id>:<base64 key>`). Put it first in the
+    /// key ring to make it the primary key; keep the old entries after it until
+    /// `rotate` has re-sealed everything.
+    GenerateKey {
+        /// The key's id (default: today's date).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Show the configured key ring and how many stored tokens each key sealed; fails
+    /// when some need a key the ring lacks.
+    Status {
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Re-seal every stored token under the key ring's primary key.
+    Rotate {
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// `rapport connection` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// List connections: connector, owner, status, when their tokens were refreshed.
+    List {
+        /// Only this staff member's connections (by work email).
+        #[arg(long)]
+        staff: Option<String>,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a connection by id: its tokens are deleted.
+    Revoke {
+        /// The connection's id (from `rapport connection list`).
+        id: i64,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
 }
 
@@ -452,6 +518,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
             PluginCommand::Export(args) => plugins::export(&args, out),
         },
         Command::Token { command } => tokens::run(command, out).await,
+        Command::Secrets { command } => secrets::run(command, out).await,
+        Command::Connection { command } => secrets::connections(command, out).await,
         Command::Import { command } => import::run(command, out).await,
         Command::Signin(args) => signin::link(&args, out).await,
         Command::Password(args) => signin::password(&args, &mut std::io::stdin().lock(), out).await,

@@ -29,6 +29,19 @@ pub(crate) async fn open_existing(database: &str) -> anyhow::Result<Store> {
         .context("failed to open the database")
 }
 
+/// Every staff member's work email by id: people are shown by their email, not their
+/// row id.
+pub(crate) async fn staff_emails(
+    store: &Store,
+) -> anyhow::Result<std::collections::BTreeMap<rapport_core::StaffId, String>> {
+    Ok(store
+        .list_staff()
+        .await?
+        .into_iter()
+        .map(|staff| (staff.id, staff.email.to_string()))
+        .collect())
+}
+
 pub(crate) async fn staff_by_email(store: &Store, spelled: &str) -> anyhow::Result<Staff> {
     let email = EmailAddress::parse(spelled).with_context(|| format!("--staff `{spelled}`"))?;
     match store.staff_by_email(&email).await? {
@@ -128,13 +141,7 @@ async fn list(args: &TokenListArgs, out: &mut (dyn Write + Send)) -> anyhow::Res
     } else if tokens.is_empty() {
         writeln!(out, "No API tokens.")?;
     } else {
-        // People are known by their email, not their row id.
-        let emails: std::collections::BTreeMap<_, _> = store
-            .list_staff()
-            .await?
-            .into_iter()
-            .map(|staff| (staff.id, staff.email.to_string()))
-            .collect();
+        let emails = staff_emails(&store).await?;
         let staff_width = tokens
             .iter()
             .filter_map(|token| emails.get(&token.staff).map(String::len))

@@ -26,6 +26,7 @@ pub mod matching;
 pub mod password;
 pub mod permission;
 pub mod revenue;
+pub mod secret;
 pub mod staff;
 pub mod timeline;
 pub mod token;

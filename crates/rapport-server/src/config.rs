@@ -158,6 +158,9 @@ pub struct Config {
     pub plugins: PluginTuning,
     /// The connectors, in file order.
     pub connectors: Vec<ConnectorConfig>,
+    /// The key ring secrets at rest are sealed with (`RAPPORT_SECRET_KEY` or
+    /// `RAPPORT_SECRET_KEY_FILE`), if configured.
+    pub secret_keys: Option<rapport_core::secret::KeyRing>,
     source: String,
 }
 
@@ -791,6 +794,11 @@ impl Config {
         let sync = check_sync(&raw.sync, &mut problems);
         let plugins = check_plugins(&raw.plugins, &mut problems);
 
+        let secret_keys = crate::secrets::key_ring_from(env).unwrap_or_else(|message| {
+            problems.add(&(0..0), message);
+            None
+        });
+
         let mut connectors = Vec::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for raw in raw.connectors {
@@ -811,6 +819,7 @@ impl Config {
             sync,
             plugins,
             connectors,
+            secret_keys,
             source: source.to_owned(),
         })
     }

@@ -12,6 +12,8 @@
 //!   listener, with graceful shutdown.
 //! - `audit`: the audit trail — one entry per successful write through the API or the
 //!   web UI (one middleware), and sign-ins, failed ones included.
+//! - [`secrets`]: the key ring that seals connection tokens at rest, from the
+//!   environment; a node refuses to start when stored tokens need a key it lacks.
 //! - `listener`: accepting connections and serving HTTP/1.1 on them, bounded: a
 //!   connection cap and header, body and idle timeouts (`[server]`, [`HttpTuning`]).
 //!
@@ -29,6 +31,7 @@ mod http;
 mod insight;
 mod listener;
 mod metrics;
+pub mod secrets;
 mod web;
 
 pub use api::openapi;
@@ -82,6 +85,7 @@ impl Server {
             },
         )
         .await?;
+        secrets::require_keys(&store, config.secret_keys.as_ref()).await?;
         let engine_config = config.sync.engine_config(config.node_id.as_deref());
         let engine = Engine::new(store, engine_config, specs).await?;
         Ok(Server {

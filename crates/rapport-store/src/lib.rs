@@ -5,7 +5,9 @@
 //! - [`Store`]: opens a database from a URL, applies migrations, and carries every
 //!   repository method; one module per concern: `staff`, `accounts`, `assignments`,
 //!   `timeline`, `visibility`, `audit` (the audit trail), `insights` (each account's
-//!   insight, kept in the transactions that write its events).
+//!   insight, kept in the transactions that write its events), `connections` (the
+//!   credentials connectors run with, stored only sealed, and the lease that serialises
+//!   their refresh across nodes).
 //! - Every method is written once. The `with_backend!` macro expands its body for each
 //!   backend, so the same code is compiled against `SqlitePool` and `PgPool` with
 //!   concrete types, and the few statements that differ choose through [`Dialect`].
@@ -22,6 +24,7 @@
 mod accounts;
 mod assignments;
 mod audit;
+mod connections;
 mod error;
 mod health;
 mod identity;
@@ -43,6 +46,10 @@ pub use accounts::{AccountUpdate, SEARCH_TEXT_CHARS_MAX};
 pub use audit::{
     AUDIT_DETAIL_BYTES_MAX, AUDIT_PAGE_MAX, AUDIT_TEXT_CHARS_MAX, AuditEntry, AuditQuery,
     NewAuditEntry,
+};
+pub use connections::{
+    Connection, ConnectionId, ConnectionKey, ConnectionStatus, ConnectionTokens, GrantedTokens,
+    RefreshedTokens,
 };
 pub use error::{Error, Result};
 pub use health::{WRITE_FAILURE_MEMORY, WriteFailure};

@@ -1149,3 +1149,123 @@ fn a_connector_written_in_python_loads_and_syncs() {
         "{report}"
     );
 }
+
+fn rapport_with_keys(args: &[&str], dir: &Path, ring: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RAPPORT_DATABASE")
+        .env_remove("RAPPORT_CONFIG")
+        .env_remove("RAPPORT_SECRET_KEY_FILE")
+        .env("RAPPORT_SECRET_KEY", ring)
+        .output()
+        .expect("run rapport")
+}
+
+/// `rapport secrets` makes keys, says which keys the stored tokens need and rotates;
+/// `rapport connection` lists and revokes connections.
+#[tokio::test]
+async fn secrets_and_connections_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rapport.db").display());
+    seed_vp(&url, "Vera VP", "vera@ours.example", true).await;
+
+    let generated = rapport(&["secrets", "generate-key", "--id", "2026-01"], dir.path());
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    let old_entry = text(&generated.stdout).trim().to_owned();
+    assert!(old_entry.starts_with("2026-01:"), "{old_entry}");
+    let old = rapport_core::secret::KeyRing::parse(&old_entry).unwrap();
+
+    // A connection with sealed tokens, as the OAuth flow stores one.
+    let store = rapport_store::Store::connect(&url).await.unwrap();
+    let vera = store
+        .staff_by_email(&EmailAddress::parse("vera@ours.example").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let key = rapport_store::ConnectionKey {
+        connector: "gmail".into(),
+        owner: Some(vera.id),
+    };
+    store
+        .grant_connection(
+            &key,
+            rapport_store::GrantedTokens {
+                access: old.seal("ya29.cli-access", &key.seal_context("access")),
+                access_expires_at: None,
+                refresh: Some(old.seal("1//cli-refresh", &key.seal_context("refresh"))),
+                scopes: vec!["gmail.readonly".into()],
+                provider_account: Some("vera@ours.example".into()),
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let missing = rapport(&["secrets", "status", "--database", &url], dir.path());
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("no secret key is configured"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    let new_entry =
+        text(&rapport(&["secrets", "generate-key", "--id", "2026-12"], dir.path()).stdout)
+            .trim()
+            .to_owned();
+    let ring = format!("{new_entry},{old_entry}");
+    let status = rapport_with_keys(
+        &["secrets", "status", "--database", &url],
+        dir.path(),
+        &ring,
+    );
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(
+        text(&status.stdout).contains("sealed tokens under `2026-01`: 2 (older key"),
+        "{}",
+        text(&status.stdout)
+    );
+    let rotated = rapport_with_keys(
+        &["secrets", "rotate", "--database", &url],
+        dir.path(),
+        &ring,
+    );
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    assert!(text(&rotated.stdout).starts_with("re-sealed 2 token(s) under `2026-12`"));
+    let status = rapport_with_keys(
+        &["secrets", "status", "--database", &url],
+        dir.path(),
+        &new_entry,
+    );
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(text(&status.stdout).contains("sealed tokens under `2026-12`: 2 (current)"));
+
+    let listed = rapport(&["connection", "list", "--database", &url], dir.path());
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let listed = text(&listed.stdout);
+    assert!(
+        listed.contains("gmail")
+            && listed.contains("vera@ours.example")
+            && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(!listed.contains("cli-access") && !listed.contains("cli-refresh"));
+    let revoked = rapport(
+        &["connection", "revoke", "1", "--database", &url],
+        dir.path(),
+    );
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    let json = rapport(
+        &["connection", "list", "--json", "--database", &url],
+        dir.path(),
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "revoked", "{rows}");
+    let unknown = rapport(
+        &["connection", "revoke", "99", "--database", &url],
+        dir.path(),
+    );
+    assert!(text(&unknown.stderr).contains("there is no connection 99"));
+}

@@ -13,6 +13,7 @@ mod http;
 mod openapi;
 mod permissions;
 mod resilience;
+mod secrets;
 mod surface;
 mod visibility;
 mod web;

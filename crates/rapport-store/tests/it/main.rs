@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod assignments;
+mod connections;
 mod identity;
 mod insights;
 mod migrations;
