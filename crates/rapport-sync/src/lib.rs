@@ -8,6 +8,9 @@
 //! - `schedule`: `every 5m` or cron. `retry`: what each failure kind means for the next
 //!   run (wait for `retry-after`, back off with jitter, or stop until the configuration
 //!   changes).
+//! - [`oauth`]: the OAuth 2.0 client (authorization URL with PKCE and `state`, code
+//!   exchange, refresh, revocation). [`connections`]: a connection's sealed tokens as a
+//!   connector's `TokenSource`, refreshed when due, one node at a time.
 //!
 //! # Invariants
 //! - A run holds the connector's lease (store-side, fenced by a token) for its whole
@@ -22,7 +25,9 @@
 //! - Every run ends in a status record: state, last success, last error with its kind,
 //!   next run, events ingested.
 
+pub mod connections;
 mod engine;
+pub mod oauth;
 mod process;
 mod retry;
 mod schedule;

@@ -4,5 +4,6 @@
 
 mod support;
 
+mod connections;
 mod containment;
 mod engine;

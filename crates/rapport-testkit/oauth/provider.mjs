@@ -1,0 +1,65 @@
+// A real OAuth 2.0 / OpenID Connect provider (panva/node-oidc-provider, from npm) for
+// rapport's tests, on loopback. Configured like the providers rapport meets: the
+// authorization code grant with PKCE, refresh tokens that rotate on every use (reuse
+// of a spent one revokes the grant, as Google and Microsoft may), RFC 7009 revocation,
+// short-lived access tokens, and an `email` claim. Its development interactions (a
+// login form that accepts any login, then a consent form) stand in for the person.
+//
+// Usage: node provider.mjs <port> <redirect-uri> [access-token-ttl-seconds]
+// Prints `ready <issuer>` once it listens.
+import Provider from "oidc-provider";
+
+const [port, redirectUri, accessTtl = "3600"] = process.argv.slice(2);
+const issuer = `http://127.0.0.1:${port}`;
+
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: "rapport",
+      client_secret: "rapport-test-secret",
+      redirect_uris: [redirectUri],
+      grant_types: ["authorization_code", "refresh_token"],
+      response_types: ["code"],
+      token_endpoint_auth_method: "client_secret_post",
+    },
+  ],
+  pkce: { required: () => true },
+  scopes: ["openid", "offline_access", "email", "activities.read"],
+  claims: { openid: ["sub"], email: ["email", "email_verified"] },
+  features: {
+    devInteractions: { enabled: true },
+    revocation: { enabled: true },
+  },
+  // Refresh tokens rotate on every use.
+  rotateRefreshToken: true,
+  // offline_access (a refresh token) without a separate prompt=consent round.
+  issueRefreshToken: async (ctx, client, code) =>
+    client.grantTypeAllowed("refresh_token") && code.scopes.has("offline_access"),
+  ttl: {
+    AccessToken: Number(accessTtl),
+    AuthorizationCode: 60,
+    Grant: 86400,
+    IdToken: 3600,
+    Interaction: 600,
+    RefreshToken: 86400,
+    Session: 86400,
+  },
+  loadExistingGrant: async (ctx) => {
+    // Consent once: later authorizations of the same client reuse the grant.
+    const grantId =
+      ctx.oidc.result?.consent?.grantId ||
+      ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
+  },
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    claims: async () => ({ sub: id, email: id, email_verified: true }),
+  }),
+});
+// Loopback over plain http: allow it, as a test provider.
+provider.proxy = true;
+
+const server = provider.listen(Number(port), "127.0.0.1", () => {
+  console.log(`ready ${issuer}`);
+});
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
