@@ -707,3 +707,139 @@ async fn staff_work_in_the_browser() {
 
     client.close().await.unwrap();
 }
+
+/// A person connects their account in the browser, through a real OAuth 2.0 provider
+/// (oidc-provider from npm) with PKCE: rapport sends them to the provider, they sign in
+/// and consent there, and come back connected; then they disconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_connects_their_account_in_the_browser() {
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let callback = format!("{base}/connections/callback");
+    let Some(provider) = rapport_testkit::oauth::Provider::start(&callback, 3600).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        rapport_testkit::EXAMPLE_OAUTH,
+        dir.path().join("example-oauth.wasm"),
+    )
+    .unwrap();
+    let source = provider.config_toml();
+    let ring = rapport_core::secret::KeyRing::generate_entry("k1");
+    let env = |name: &str| match name {
+        rapport_testkit::oauth::CLIENT_SECRET_ENV => {
+            Some(rapport_testkit::oauth::CLIENT_SECRET.to_owned())
+        }
+        "RAPPORT_SECRET_KEY" => Some(ring.clone()),
+        _ => None,
+    };
+    let config =
+        rapport_server::Config::parse(&source, &dir.path().join("rapport.toml"), &env).unwrap();
+    let server = rapport_server::Server::start(config).await.unwrap();
+    let store = server.engine.store().clone();
+    store
+        .create_staff(
+            rapport_core::staff::NewStaff {
+                name: "Sam Lee".into(),
+                email: EmailAddress::parse("sam.lee@ours.example").unwrap(),
+                level: rapport_core::staff::Level::Manager,
+                reports_to: None,
+                is_admin: false,
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let state = AppState::new(server.engine.clone(), 1024 * 1024)
+        .await
+        .unwrap()
+        .with_connections(server.connections.clone());
+    tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    let client = browser(&driver).await;
+
+    client
+        .goto(&sign_in_link(&store, &base, "sam.lee@ours.example").await)
+        .await
+        .unwrap();
+    client.goto(&format!("{base}/connections")).await.unwrap();
+    assert!(text_of(&client, "main").await.contains("not connected"));
+    client
+        .find(Locator::Css("a[href='/connections/activity/connect']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // At the provider: sign in, then consent.
+    let login = client
+        .wait()
+        .for_element(Locator::Css("input[name=login]"))
+        .await
+        .unwrap();
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&provider.issuer),
+        "on the provider's own page"
+    );
+    login.send_keys("sam.lee@ours.example").await.unwrap();
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys("any")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::XPath(
+            "//button[@type='submit' and contains(., 'Continue')]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // Back at rapport, connected.
+    wait_for_path(&client, "/connections").await;
+    let page = text_when(&client, "main", |text| text.contains("Connected.")).await;
+    assert!(page.contains("connected"), "{page}");
+    screenshot(&client, "connections").await;
+    let connections = store.connections(Some("activity"), None).await.unwrap();
+    assert_eq!(connections.len(), 1);
+    assert_eq!(
+        connections[0].status,
+        rapport_store::ConnectionStatus::Active
+    );
+
+    client
+        .find(Locator::XPath("//button[contains(., 'Disconnect')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&client, "main", |text| text.contains("Disconnected")).await;
+    assert_eq!(
+        store.connections(Some("activity"), None).await.unwrap()[0].status,
+        rapport_store::ConnectionStatus::Revoked
+    );
+    client.close().await.unwrap();
+    provider.stop().await;
+}

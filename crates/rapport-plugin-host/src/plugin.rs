@@ -297,6 +297,43 @@ impl Plugin {
         Ok(declared)
     }
 
+    /// The plugin's OAuth 2.0 declaration with its endpoints filled in from
+    /// `settings` (`{base_url}/oauth/token`, `{tenant|common}`), or `None` when it does
+    /// not authenticate with OAuth 2.0. An endpoint whose setting is missing, or that
+    /// does not come out an http(s) URL, is an error naming it.
+    pub fn oauth_endpoints(
+        &self,
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Option<OAuth2Auth>, String> {
+        let Auth::OAuth2(declared) = &self.inner.manifest.auth else {
+            return Ok(None);
+        };
+        let fill = |what: &str, template: &str| -> Result<String, String> {
+            let filled = fill_template(template, settings).map_err(|setting| {
+                format!("its OAuth {what} `{template}` needs the setting `{setting}`")
+            })?;
+            if !(filled.starts_with("https://") || filled.starts_with("http://")) {
+                return Err(format!(
+                    "its OAuth {what} `{template}` comes out as `{filled}`, which is not an http(s) URL"
+                ));
+            }
+            Ok(filled)
+        };
+        Ok(Some(OAuth2Auth {
+            authorization_endpoint: fill(
+                "authorization endpoint",
+                &declared.authorization_endpoint,
+            )?,
+            token_endpoint: fill("token endpoint", &declared.token_endpoint)?,
+            revocation_endpoint: declared
+                .revocation_endpoint
+                .as_deref()
+                .map(|endpoint| fill("revocation endpoint", endpoint))
+                .transpose()?,
+            ..declared.clone()
+        }))
+    }
+
     /// Binds the plugin to one configured connector.
     pub fn connector(&self, grants: Grants) -> Result<Connector> {
         validate_connector_id(&grants.connector_id).map_err(|error| {
@@ -449,6 +486,39 @@ const OAUTH_RESERVED_PARAMETERS: &[&str] = &[
     "code_challenge",
     "code_challenge_method",
 ];
+
+/// `template` with each `{setting}` (or `{setting|default}`) replaced by its value;
+/// the name of a setting that is missing (and has no default) otherwise.
+fn fill_template(
+    template: &str,
+    settings: &std::collections::BTreeMap<String, String>,
+) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            return Err(rest[open..].to_owned());
+        };
+        let inside = &rest[open + 1..open + close];
+        let (name, default) = match inside.split_once('|') {
+            Some((name, default)) => (name, Some(default)),
+            None => (inside, None),
+        };
+        match settings
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+            .or(default)
+        {
+            Some(value) => out.push_str(value.trim_end_matches('/')),
+            None => return Err(name.to_owned()),
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
 
 /// Checks a manifest's `auth` against the contract.
 fn validate_auth(manifest: &Manifest) -> std::result::Result<(), String> {
@@ -1168,6 +1238,28 @@ mod tests {
         let mut many = oauth();
         many.scopes = (0..=OAUTH_SCOPES_MAX).map(|n| format!("s{n}")).collect();
         assert!(refusal(Auth::OAuth2(many)).contains("at most 64"));
+    }
+
+    #[test]
+    fn endpoint_templates_fill_from_settings() {
+        let settings: std::collections::BTreeMap<String, String> =
+            [("base_url".to_owned(), "https://api.example.com/".to_owned())].into();
+        assert_eq!(
+            fill_template("{base_url}/oauth/token", &settings).unwrap(),
+            "https://api.example.com/oauth/token"
+        );
+        assert_eq!(
+            fill_template(
+                "https://login.microsoftonline.com/{tenant|common}/oauth2/v2.0/token",
+                &settings
+            )
+            .unwrap(),
+            "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            fill_template("{tenant}/x", &settings).unwrap_err(),
+            "tenant"
+        );
     }
 
     #[test]

@@ -116,6 +116,22 @@ struct RawConnector {
     settings: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     secrets: BTreeMap<String, Spanned<RawSecret>>,
+    /// `org` (one connection, the default) or `person` (each staff member their own).
+    #[serde(default)]
+    scope: Option<Spanned<String>>,
+    /// The client registered at the provider, for a plugin that declares OAuth 2.0.
+    #[serde(default)]
+    oauth: Option<Spanned<RawOAuth>>,
+}
+
+/// `oauth = { client_id = "...", client_secret = { env = "..." }, redirect_uri = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    client_id: String,
+    #[serde(default)]
+    client_secret: Option<RawSecret>,
+    redirect_uri: String,
 }
 
 fn enabled_by_default() -> bool {
@@ -526,8 +542,39 @@ pub struct ConnectorConfig {
     pub allowed_hosts: Vec<String>,
     /// Whether it may reach private-network addresses.
     pub allow_private_networks: bool,
+    /// Whose connections it runs with: the organisation's one, or each person's own.
+    pub scope: rapport_plugin_host::ConnectionScope,
+    /// The OAuth 2.0 client registered at the provider, when its plugin declares OAuth.
+    pub oauth: Option<OAuthRegistration>,
     spans: ConnectorSpans,
 }
+
+/// The OAuth 2.0 client this deployment registered at a connector's provider.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthRegistration {
+    /// The client id.
+    pub client_id: String,
+    /// The client secret (none for a public client).
+    pub client_secret: Option<String>,
+    /// Where the provider sends people back: this deployment's `/connections/callback`.
+    pub redirect_uri: String,
+}
+
+impl fmt::Debug for OAuthRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthRegistration")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("redirect_uri", &self.redirect_uri)
+            .finish()
+    }
+}
+
+/// The path of the OAuth callback every `redirect_uri` must name.
+pub const OAUTH_CALLBACK_PATH: &str = "/connections/callback";
 
 impl fmt::Debug for ConnectorConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -546,6 +593,7 @@ impl fmt::Debug for ConnectorConfig {
 #[derive(Debug, Clone)]
 struct ConnectorSpans {
     id: Range<usize>,
+    oauth: Option<Range<usize>>,
     plugin: Range<usize>,
     allowed_hosts: Vec<Range<usize>>,
     settings: BTreeMap<String, Range<usize>>,
@@ -853,11 +901,18 @@ impl Config {
                 allow_private_networks: connector.allow_private_networks,
                 ..Grants::default()
             };
+            // The engine does not yet run syncs on connections (one per person, or the
+            // organisation's): an OAuth connector is registered, and connectable, but
+            // not scheduled.
+            let enabled = connector.enabled && connector.oauth.is_none();
+            if connector.enabled && !enabled {
+                tracing::warn!(connector = %connector.id, "OAuth connectors are connected on the Connections page but not synced yet by this version");
+            }
             match plugin.connector(grants) {
                 Ok(bound) => specs.push(ConnectorSpec {
                     connector: bound,
                     schedule: connector.schedule.clone(),
-                    enabled: connector.enabled,
+                    enabled,
                     fingerprint: connector.fingerprint(&plugin),
                 }),
                 Err(error) => problems.add(
@@ -894,6 +949,10 @@ impl ConnectorConfig {
             hash.write(host.as_bytes());
         }
         hash.write(&[u8::from(self.allow_private_networks)]);
+        if let Some(oauth) = &self.oauth {
+            hash.write(oauth.client_id.as_bytes());
+            hash.write(oauth.redirect_uri.as_bytes());
+        }
         format!("{:016x}", hash.0)
     }
 }
@@ -1054,6 +1113,67 @@ fn check_connector(
         }
     }
 
+    let scope = match raw
+        .scope
+        .as_ref()
+        .map(|scope| (scope.get_ref().as_str(), scope.span()))
+    {
+        None | Some(("org", _)) => rapport_plugin_host::ConnectionScope::Org,
+        Some(("person", _)) => rapport_plugin_host::ConnectionScope::Person,
+        Some((other, span)) => {
+            problems.add(
+                &span,
+                format!("scope `{other}` must be `org` (one connection for the organisation) or `person` (each staff member connects their own)"),
+            );
+            rapport_plugin_host::ConnectionScope::Org
+        }
+    };
+    let oauth = raw.oauth.as_ref().map(|oauth| {
+        let span = oauth.span();
+        let raw_oauth = oauth.get_ref();
+        if raw_oauth.client_id.trim().is_empty() {
+            problems.add(&span, "oauth.client_id is empty: give the client id the provider issued");
+        }
+        let client_secret = match &raw_oauth.client_secret {
+            None => None,
+            Some(RawSecret { env: Some(variable), file: None }) => match env(variable) {
+                Some(value) if !value.is_empty() => Some(value),
+                _ if !raw.enabled => None,
+                _ => {
+                    problems.add(&span, format!("oauth.client_secret reads the environment variable `{variable}`, which is not set; export it before starting rapport"));
+                    None
+                }
+            },
+            Some(RawSecret { env: None, file: Some(file) }) => match read_secret_file(&base.join(file)) {
+                Ok(value) => Some(value),
+                Err(_) if !raw.enabled => None,
+                Err(reason) => {
+                    problems.add(&span, format!("oauth.client_secret reads the file {file}, which {reason}"));
+                    None
+                }
+            },
+            Some(_) => {
+                problems.add(&span, "oauth.client_secret must name exactly one source: `{ env = \"VARIABLE\" }` or `{ file = \"path\" }`");
+                None
+            }
+        };
+        match url::Url::parse(&raw_oauth.redirect_uri) {
+            Ok(parsed) if parsed.path() == OAUTH_CALLBACK_PATH && matches!(parsed.scheme(), "https" | "http") => {}
+            _ => problems.add(
+                &span,
+                format!(
+                    "oauth.redirect_uri `{}` must be this deployment's address followed by {OAUTH_CALLBACK_PATH} (e.g. https://rapport.example.com{OAUTH_CALLBACK_PATH}), registered as is at the provider",
+                    raw_oauth.redirect_uri
+                ),
+            ),
+        }
+        OAuthRegistration {
+            client_id: raw_oauth.client_id.clone(),
+            client_secret,
+            redirect_uri: raw_oauth.redirect_uri.clone(),
+        }
+    });
+
     let mut allowed_hosts = Vec::new();
     let mut host_spans = Vec::new();
     for host in &raw.allowed_hosts {
@@ -1074,8 +1194,11 @@ fn check_connector(
         secrets,
         allowed_hosts,
         allow_private_networks: raw.allow_private_networks,
+        scope,
+        oauth,
         spans: ConnectorSpans {
             id: id_span,
+            oauth: raw.oauth.as_ref().map(|oauth| oauth.span()),
             plugin: raw.plugin.span(),
             allowed_hosts: host_spans,
             settings: setting_spans,
@@ -1110,6 +1233,44 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
 }
 
 /// Checks a connector against its plugin's manifest; false if anything is wrong.
+/// A plugin that declares OAuth 2.0 needs the client this deployment registered at the
+/// provider, and endpoints its settings fill in; `oauth` and `scope = "person"` make
+/// sense only for such a plugin.
+fn check_auth(connector: &ConnectorConfig, plugin: &Plugin, problems: &mut Problems<'_>) {
+    let name = &plugin.manifest().name;
+    let oauth_span = connector
+        .spans
+        .oauth
+        .clone()
+        .unwrap_or(connector.spans.id.clone());
+    match (plugin.oauth_endpoints(&connector.settings), &connector.oauth) {
+        (Err(reason), _) => problems.add(&connector.spans.id, format!("connector `{}`: {reason}", connector.id)),
+        (Ok(Some(_)), None) if connector.enabled => problems.add(
+            &connector.spans.id,
+            format!(
+                "connector `{}`'s plugin `{name}` authenticates with OAuth 2.0: register rapport as a client at the provider and add `oauth = {{ client_id = \"...\", client_secret = {{ env = \"...\" }}, redirect_uri = \"https://<this deployment>{OAUTH_CALLBACK_PATH}\" }}`",
+                connector.id
+            ),
+        ),
+        (Ok(None), Some(_)) => problems.add(
+            &oauth_span,
+            format!("plugin `{name}` does not authenticate with OAuth 2.0, so `oauth` has nothing to configure: remove it"),
+        ),
+        _ => {}
+    }
+    if connector.scope == rapport_plugin_host::ConnectionScope::Person
+        && !matches!(plugin.manifest().auth, rapport_plugin_host::Auth::OAuth2(_))
+    {
+        problems.add(
+            &connector.spans.id,
+            format!(
+                "connector `{}` has scope = \"person\", but its plugin `{name}` has no per-person credentials (it does not authenticate with OAuth 2.0): remove the scope",
+                connector.id
+            ),
+        );
+    }
+}
+
 fn check_against_manifest(
     connector: &ConnectorConfig,
     plugin: &Plugin,
@@ -1170,6 +1331,7 @@ fn check_against_manifest(
             Some(_) => {}
         }
     }
+    check_auth(connector, plugin, problems);
     // The same patterns, filled in from the same settings, as the host will use.
     let declared = match plugin.declared_hosts(&connector.settings) {
         Ok(declared) => declared,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     pub(crate) cursors: CursorSigner,
     pub(crate) metrics: Arc<Metrics>,
+    /// The connectors people connect accounts for (none unless configured).
+    pub connections: Arc<crate::connections::Connections>,
 }
 
 impl AppState {
@@ -44,7 +46,17 @@ impl AppState {
             request_timeout: REQUEST_TIMEOUT,
             cursors: CursorSigner::new(&key),
             metrics: Arc::new(Metrics::default()),
+            connections: Arc::default(),
         })
+    }
+
+    /// With the deployment's connectable connectors.
+    pub fn with_connections(
+        mut self,
+        connections: Arc<crate::connections::Connections>,
+    ) -> AppState {
+        self.connections = connections;
+        self
     }
 }
 

@@ -12,6 +12,8 @@
 //!   listener, with graceful shutdown.
 //! - `audit`: the audit trail — one entry per successful write through the API or the
 //!   web UI (one middleware), and sign-ins, failed ones included.
+//! - [`connections`]: connecting accounts through OAuth 2.0 (start, callback,
+//!   disconnect), for the web UI's Connections page.
 //! - [`secrets`]: the key ring that seals connection tokens at rest, from the
 //!   environment; a node refuses to start when stored tokens need a key it lacks.
 //! - `listener`: accepting connections and serving HTTP/1.1 on them, bounded: a
@@ -27,6 +29,7 @@ mod api;
 mod app;
 mod audit;
 pub mod config;
+pub mod connections;
 mod http;
 mod insight;
 mod listener;
@@ -59,6 +62,8 @@ pub struct Server {
     pub config: Config,
     /// The sync engine (with the store it writes to).
     pub engine: Arc<Engine>,
+    /// The connectors people connect accounts for.
+    pub connections: Arc<connections::Connections>,
 }
 
 impl Server {
@@ -86,11 +91,13 @@ impl Server {
         )
         .await?;
         secrets::require_keys(&store, config.secret_keys.as_ref()).await?;
+        let connections = connections::Connections::from_config(&config, &specs)?;
         let engine_config = config.sync.engine_config(config.node_id.as_deref());
         let engine = Engine::new(store, engine_config, specs).await?;
         Ok(Server {
             config,
             engine: Arc::new(engine),
+            connections: Arc::new(connections),
         })
     }
 
@@ -118,8 +125,9 @@ impl Server {
         let (stop, stopping) = watch::channel(false);
         let signals = tokio::spawn(forward_shutdown(shutdown, stop));
         let scheduler = tokio::spawn(Arc::clone(&self.engine).run(stopping.clone()));
-        let state =
-            AppState::new(Arc::clone(&self.engine), self.config.webhook_body_bytes_max).await?;
+        let state = AppState::new(Arc::clone(&self.engine), self.config.webhook_body_bytes_max)
+            .await?
+            .with_connections(Arc::clone(&self.connections));
         let address = listener.local_addr()?;
         tracing::info!(%address, node = self.engine.node_id(), "rapport is serving");
         listener::serve(listener, app(state), self.config.http, stopping.clone()).await;

@@ -501,7 +501,8 @@ impl Store {
         let rows: Vec<(Option<String>, Option<String>)> = with_backend!(self, |pool, dialect| {
             sqlx::query_as(
                 "SELECT access_token_sealed, refresh_token_sealed FROM connections
-                 WHERE access_token_sealed IS NOT NULL OR refresh_token_sealed IS NOT NULL",
+                 WHERE access_token_sealed IS NOT NULL OR refresh_token_sealed IS NOT NULL
+                 UNION ALL SELECT verifier_sealed, NULL FROM oauth_flows",
             )
             .fetch_all(pool)
             .await?
@@ -542,5 +543,105 @@ impl Store {
             .rows_affected()
         });
         Ok(stored == 1)
+    }
+}
+
+/// An authorization in progress (see [`Store::begin_oauth_flow`]).
+#[derive(Debug, Clone)]
+pub struct OAuthFlow {
+    /// Who started it.
+    pub staff: StaffId,
+    /// The SHA-256 of the browser session's form token it is bound to.
+    pub session_hash: String,
+    /// The connection it makes.
+    pub key: ConnectionKey,
+    /// The PKCE verifier, sealed for [`OAuthFlow::seal_context`].
+    pub verifier: Sealed,
+    /// When it stops being usable.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl OAuthFlow {
+    /// The associated data a flow's verifier is sealed with: bound to its state.
+    pub fn seal_context(state_hash: &str) -> String {
+        format!("oauth-flow/{state_hash}/verifier")
+    }
+}
+
+impl Store {
+    /// Records an authorization in progress under the SHA-256 of its `state`; expired
+    /// flows are cleared on the way.
+    pub async fn begin_oauth_flow(
+        &self,
+        state_hash: &str,
+        flow: &OAuthFlow,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let scope = if flow.key.owner.is_some() {
+            "person"
+        } else {
+            "org"
+        };
+        with_backend!(self, |pool, dialect| {
+            sqlx::query("DELETE FROM oauth_flows WHERE expires_at_us <= $1")
+                .bind(to_us(at))
+                .execute(pool)
+                .await?;
+            sqlx::query(
+                "INSERT INTO oauth_flows (state_hash, staff_id, session_hash, connector, scope,
+                     verifier_sealed, created_at_us, expires_at_us)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(state_hash)
+            .bind(flow.staff.0)
+            .bind(&flow.session_hash)
+            .bind(&flow.key.connector)
+            .bind(scope)
+            .bind(flow.verifier.as_str())
+            .bind(to_us(at))
+            .bind(to_us(flow.expires_at))
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Takes the flow whose state hashes to `state_hash`, once, if `staff` started it in
+    /// the session whose form token hashes to `session_hash`: it is deleted as it is
+    /// read (so a way back works once), an expired one is `None`, and someone else's
+    /// attempt neither gets it nor spends it.
+    pub async fn take_oauth_flow(
+        &self,
+        state_hash: &str,
+        staff: StaffId,
+        session_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<OAuthFlow>> {
+        type FlowRow = (i64, String, String, String, String, i64);
+        let row: Option<FlowRow> = with_backend!(self, |pool, dialect| {
+            sqlx::query_as(
+                "DELETE FROM oauth_flows WHERE state_hash = $1 AND staff_id = $2 AND session_hash = $3
+                 RETURNING staff_id, session_hash, connector, scope, verifier_sealed, expires_at_us",
+            )
+            .bind(state_hash)
+            .bind(staff.0)
+            .bind(session_hash)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.and_then(
+            |(staff, session_hash, connector, scope, verifier, expires)| {
+                (expires > to_us(at)).then(|| OAuthFlow {
+                    staff: StaffId(staff),
+                    session_hash,
+                    key: ConnectionKey {
+                        connector,
+                        owner: (scope == "person").then_some(StaffId(staff)),
+                    },
+                    verifier: Sealed::from_stored(verifier),
+                    expires_at: from_us(expires),
+                })
+            },
+        ))
     }
 }

@@ -49,7 +49,7 @@ pub use audit::{
 };
 pub use connections::{
     Connection, ConnectionId, ConnectionKey, ConnectionStatus, ConnectionTokens, GrantedTokens,
-    RefreshedTokens,
+    OAuthFlow, RefreshedTokens,
 };
 pub use error::{Error, Result};
 pub use health::{WRITE_FAILURE_MEMORY, WriteFailure};

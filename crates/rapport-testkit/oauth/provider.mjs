@@ -26,6 +26,13 @@ const provider = new Provider(issuer, {
   pkce: { required: () => true },
   scopes: ["openid", "offline_access", "email", "activities.read"],
   claims: { openid: ["sub"], email: ["email", "email_verified"] },
+  // Paths as rapport's example-oauth connector declares them ({base_url}/oauth/...).
+  routes: {
+    authorization: "/oauth/authorize",
+    token: "/oauth/token",
+    revocation: "/oauth/revoke",
+    userinfo: "/oauth/userinfo",
+  },
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },

@@ -3,7 +3,9 @@
 //! `crates/rapport-testkit/oauth`, which `.ci/run` does), configured with PKCE required,
 //! rotating refresh tokens, revocation and short access tokens. [`Provider::authorize`]
 //! plays the person: it follows the authorization URL through the provider's login and
-//! consent pages, as a browser would post them, to the redirect carrying the code.
+//! consent pages, as a browser would post them, to the redirect carrying the code. Its
+//! endpoints are at `/oauth/authorize`, `/oauth/token` and `/oauth/revoke`, where the
+//! `example-oauth` connector declares them (`{base_url}/oauth/...`).
 //!
 //! Without Node.js or the installed package, [`Provider::start`] says the test was
 //! skipped and returns `None` — and panics under `CI=true`, where skipping is a failure.
@@ -17,6 +19,8 @@ use tokio::process::{Child, Command};
 pub const CLIENT_ID: &str = "rapport";
 /// Its secret.
 pub const CLIENT_SECRET: &str = "rapport-test-secret";
+/// Where [`Provider::config_toml`] reads the client secret from.
+pub const CLIENT_SECRET_ENV: &str = "ACTIVITY_CLIENT_SECRET";
 
 /// A running provider; stopped when dropped.
 #[derive(Debug)]
@@ -89,19 +93,41 @@ impl Provider {
         })
     }
 
+    /// A `rapport.toml` serving from `sqlite://rapport.db` with one connector people
+    /// connect: `activity`, the `example-oauth` plugin (copied beside the file as
+    /// `example-oauth.wasm`), person-scoped, against this provider, its client secret read
+    /// from [`CLIENT_SECRET_ENV`].
+    pub fn config_toml(&self) -> String {
+        format!(
+            r#"
+[server]
+database = "sqlite://rapport.db"
+
+[[connector]]
+id = "activity"
+plugin = "example-oauth.wasm"
+scope = "person"
+settings = {{ base_url = "{issuer}" }}
+oauth = {{ client_id = "{CLIENT_ID}", client_secret = {{ env = "{CLIENT_SECRET_ENV}" }}, redirect_uri = "{redirect}" }}
+"#,
+            issuer = self.issuer,
+            redirect = self.redirect_uri,
+        )
+    }
+
     /// Its authorization endpoint.
     pub fn authorization_endpoint(&self) -> String {
-        format!("{}/auth", self.issuer)
+        format!("{}/oauth/authorize", self.issuer)
     }
 
     /// Its token endpoint.
     pub fn token_endpoint(&self) -> String {
-        format!("{}/token", self.issuer)
+        format!("{}/oauth/token", self.issuer)
     }
 
     /// Its revocation endpoint (RFC 7009).
     pub fn revocation_endpoint(&self) -> String {
-        format!("{}/token/revocation", self.issuer)
+        format!("{}/oauth/revoke", self.issuer)
     }
 
     /// Follows `authorization_url` as the person `login` would: signs in, consents,

@@ -46,6 +46,8 @@ impl Connector for ExampleOAuth {
             oauth2("{base_url}/oauth/authorize", "{base_url}/oauth/token")
                 .revocation("{base_url}/oauth/revoke")
                 .scopes(&["activities.read", "offline_access"])
+                // As Google needs: a refresh token is issued only with consent asked.
+                .parameter("prompt", "consent")
                 .pkce()
                 .token_for("{base_url}"),
         )

@@ -8,6 +8,7 @@
 //! - `page`: the shared layout, HTML error pages and formatting.
 //! - `chart`: inline SVG charts, drawn on the server.
 //! - one module per page: `book`, `account`, `team`, `ops` (connectors and inbox),
+//!   `connections` (connecting accounts through OAuth 2.0),
 //!   `audit` (the audit trail, for admins).
 //! - templates in `crates/rapport-server/templates` (askama: compiled in and escaped
 //!   by default); the one stylesheet in `assets/app.css`. No JavaScript, no build step.
@@ -23,6 +24,7 @@ mod account;
 mod audit;
 mod book;
 mod chart;
+mod connections;
 mod ops;
 mod page;
 mod session;
@@ -65,6 +67,13 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/connectors", get(ops::connectors))
         .route("/connectors/{name}/sync", post(ops::run_now))
         .route("/connectors/{name}/check", post(ops::check_now))
+        .route("/connections", get(connections::page))
+        .route("/connections/callback", get(connections::callback))
+        .route("/connections/{target}/connect", get(connections::connect))
+        .route(
+            "/connections/{target}/disconnect",
+            post(connections::disconnect),
+        )
         .route("/inbox", get(ops::inbox))
         .route("/inbox/{id}/place", post(ops::place))
         .route("/audit", get(audit::page))

@@ -7,6 +7,7 @@ mod support;
 mod audit;
 mod auth;
 mod config_golden;
+mod connections;
 mod flows;
 mod fuzz;
 mod http;

@@ -33,6 +33,19 @@ pub struct World {
 }
 
 impl World {
+    /// A world of just `staff` around `router`, for tests that set up their own server.
+    pub fn around(router: Router, store: Store, staff: BTreeMap<&'static str, Staff>) -> World {
+        World {
+            router,
+            store,
+            staff,
+            tokens: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            unmatched: EventId(0),
+        }
+    }
+
     pub fn id(&self, person: &str) -> StaffId {
         self.staff[person].id
     }

@@ -1,0 +1,263 @@
+//! Connecting accounts: the OAuth 2.0 connectors of this deployment (each with its
+//! scope and the client registered at its provider) and the steps of connecting one —
+//! start an authorization, finish it from the provider's callback, disconnect. The web
+//! UI and the API only translate requests into these and answers out of them.
+//!
+//! An authorization is bound to the person and to their browser session: its `state`
+//! is random, stored only as a SHA-256, and its row (with the PKCE verifier, sealed)
+//! is used once and within [`FLOW_MINUTES`]. The tokens it yields are sealed with the
+//! deployment's key ring before they are stored.
+
+use crate::config::Config;
+use chrono::{Duration, Utc};
+use rapport_core::StaffId;
+use rapport_core::secret::KeyRing;
+use rapport_core::token::token_hash;
+use rapport_plugin_host::ConnectionScope;
+use rapport_store::{Connection, ConnectionId, ConnectionKey, GrantedTokens, OAuthFlow, Store};
+use rapport_sync::ConnectorSpec;
+use rapport_sync::oauth::{OAuthClient, OAuthError, OAuthProvider};
+use std::collections::BTreeMap;
+
+/// How long a person has to come back from the provider.
+pub const FLOW_MINUTES: i64 = 10;
+
+/// One connector people connect accounts for.
+#[derive(Debug, Clone)]
+pub struct Connectable {
+    /// The connector's id.
+    pub connector: String,
+    /// Its plugin's name.
+    pub plugin: String,
+    /// The organisation's one connection, or each person's own.
+    pub scope: ConnectionScope,
+    /// What the person grants, as the provider names it.
+    pub scopes: Vec<String>,
+    client: OAuthClient,
+}
+
+/// The deployment's connectable connectors and the key ring their tokens are sealed
+/// with.
+#[derive(Debug, Clone, Default)]
+pub struct Connections {
+    keys: Option<KeyRing>,
+    connectors: BTreeMap<String, Connectable>,
+}
+
+/// Why a step of connecting failed; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No such connectable connector.
+    #[error("there is no connector `{0}` to connect: the Connections page lists them")]
+    Unknown(String),
+    /// The person may not make this connection.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No key ring: tokens could not be sealed.
+    #[error(
+        "connecting accounts needs a secret key to seal their tokens: the operator sets RAPPORT_SECRET_KEY (see `rapport secrets generate-key`)"
+    )]
+    NoKeys,
+    /// The callback does not belong to a live authorization of this browser.
+    #[error(
+        "this sign-in with the provider is not one this browser started, was already used, or took longer than {FLOW_MINUTES} minutes: start connecting again"
+    )]
+    UnknownFlow,
+    /// The provider said no.
+    #[error("the provider did not grant access: {0}")]
+    Denied(String),
+    /// The provider failed.
+    #[error(transparent)]
+    Provider(#[from] OAuthError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] rapport_store::Error),
+}
+
+impl Connections {
+    /// The OAuth connectors of `config`, their endpoints as their plugins declare them
+    /// (filled in from settings), with the clients the configuration registers.
+    pub fn from_config(config: &Config, specs: &[ConnectorSpec]) -> anyhow::Result<Connections> {
+        let mut connectors = BTreeMap::new();
+        for connector in &config.connectors {
+            let Some(registration) = &connector.oauth else {
+                continue;
+            };
+            let Some(spec) = specs.iter().find(|spec| spec.id() == connector.id) else {
+                continue;
+            };
+            let plugin = spec.connector.plugin();
+            let endpoints = plugin
+                .oauth_endpoints(&connector.settings)
+                .map_err(|reason| anyhow::anyhow!("connector `{}`: {reason}", connector.id))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "connector `{}`'s plugin does not declare OAuth 2.0",
+                        connector.id
+                    )
+                })?;
+            let client = OAuthClient::new(OAuthProvider {
+                authorization_endpoint: endpoints.authorization_endpoint,
+                token_endpoint: endpoints.token_endpoint,
+                revocation_endpoint: endpoints.revocation_endpoint,
+                client_id: registration.client_id.clone(),
+                client_secret: registration.client_secret.clone(),
+                redirect_uri: registration.redirect_uri.clone(),
+                scopes: endpoints.scopes.clone(),
+                extra_parameters: endpoints.extra_parameters,
+            })?;
+            connectors.insert(
+                connector.id.clone(),
+                Connectable {
+                    connector: connector.id.clone(),
+                    plugin: plugin.manifest().name.clone(),
+                    scope: connector.scope,
+                    scopes: endpoints.scopes,
+                    client,
+                },
+            );
+        }
+        Ok(Connections {
+            keys: config.secret_keys.clone(),
+            connectors,
+        })
+    }
+
+    /// The connectable connectors, by id.
+    pub fn connectors(&self) -> impl Iterator<Item = &Connectable> {
+        self.connectors.values()
+    }
+
+    fn connectable(&self, connector: &str) -> Result<&Connectable, ConnectError> {
+        self.connectors
+            .get(connector)
+            .ok_or_else(|| ConnectError::Unknown(connector.to_owned()))
+    }
+
+    fn keys(&self) -> Result<&KeyRing, ConnectError> {
+        self.keys.as_ref().ok_or(ConnectError::NoKeys)
+    }
+
+    /// Starts connecting `connector` for `staff` (an admin, for the organisation's
+    /// connection), in the browser session whose form token is `session_token`: returns
+    /// the provider URL to send them to.
+    pub async fn begin(
+        &self,
+        store: &Store,
+        connector: &str,
+        staff: StaffId,
+        is_admin: bool,
+        session_token: &str,
+    ) -> Result<String, ConnectError> {
+        let connectable = self.connectable(connector)?;
+        let owner = match connectable.scope {
+            ConnectionScope::Person => Some(staff),
+            ConnectionScope::Org if is_admin => None,
+            ConnectionScope::Org => {
+                return Err(ConnectError::Forbidden(format!(
+                    "`{connector}` has one connection for the whole organisation; an admin connects it"
+                )));
+            }
+        };
+        let keys = self.keys()?;
+        let request = connectable.client.authorization_request()?;
+        let state_hash = token_hash(&request.state);
+        let now = Utc::now();
+        let flow = OAuthFlow {
+            staff,
+            session_hash: token_hash(session_token),
+            key: ConnectionKey {
+                connector: connector.to_owned(),
+                owner,
+            },
+            verifier: keys.seal(
+                &request.pkce_verifier,
+                &OAuthFlow::seal_context(&state_hash),
+            ),
+            expires_at: now + Duration::minutes(FLOW_MINUTES),
+        };
+        store.begin_oauth_flow(&state_hash, &flow, now).await?;
+        Ok(request.url)
+    }
+
+    /// Finishes an authorization from the provider's callback (`state` and `code`, or
+    /// its `error`), for the person signed in with `session_token`: exchanges the code,
+    /// seals the tokens and stores the connection.
+    pub async fn finish(
+        &self,
+        store: &Store,
+        staff: StaffId,
+        session_token: &str,
+        state: &str,
+        outcome: Result<&str, &str>,
+    ) -> Result<Connection, ConnectError> {
+        let keys = self.keys()?;
+        let state_hash = token_hash(state);
+        let flow = store
+            .take_oauth_flow(&state_hash, staff, &token_hash(session_token), Utc::now())
+            .await?
+            .ok_or(ConnectError::UnknownFlow)?;
+        let code = outcome.map_err(|error| ConnectError::Denied(error.to_owned()))?;
+        let connectable = self.connectable(&flow.key.connector)?;
+        let verifier = keys
+            .open(&flow.verifier, &OAuthFlow::seal_context(&state_hash))
+            .map_err(|_| ConnectError::UnknownFlow)?;
+        let issued = connectable.client.exchange_code(code, &verifier).await?;
+        let key = flow.key;
+        let granted = GrantedTokens {
+            access: keys.seal(&issued.access_token, &key.seal_context("access")),
+            access_expires_at: issued.expires_at,
+            refresh: issued
+                .refresh_token
+                .as_deref()
+                .map(|refresh| keys.seal(refresh, &key.seal_context("refresh"))),
+            scopes: issued.scopes.unwrap_or_else(|| connectable.scopes.clone()),
+            provider_account: None,
+        };
+        Ok(store.grant_connection(&key, granted, Utc::now()).await?)
+    }
+
+    /// Disconnects `connection` for `staff` (its owner, or an admin): deletes its
+    /// tokens and revokes the grant at the provider where it can. Returns whether the
+    /// provider confirmed the revocation.
+    pub async fn disconnect(
+        &self,
+        store: &Store,
+        connection: ConnectionId,
+        staff: StaffId,
+        is_admin: bool,
+        by: &str,
+    ) -> Result<bool, ConnectError> {
+        let found = store
+            .connection(connection)
+            .await?
+            .ok_or_else(|| ConnectError::Unknown(connection.to_string()))?;
+        if found.key.owner != Some(staff) && !is_admin {
+            // Someone else's connection is not shown to them: say it does not exist.
+            return Err(ConnectError::Unknown(connection.to_string()));
+        }
+        let held = store
+            .disconnect(connection, &format!("disconnected by {by}"), Utc::now())
+            .await?;
+        let (Some(held), Ok(connectable), Ok(keys)) =
+            (held, self.connectable(&found.key.connector), self.keys())
+        else {
+            return Ok(false);
+        };
+        let Some(refresh) = held
+            .refresh
+            .as_ref()
+            .and_then(|sealed| keys.open(sealed, &held.key.seal_context("refresh")).ok())
+        else {
+            return Ok(false);
+        };
+        match connectable.client.revoke(&refresh).await {
+            Ok(revoked) => Ok(revoked),
+            Err(error) => {
+                // The tokens are gone here either way; the grant lapses at the provider.
+                tracing::warn!(connection = %connection, %error, "revoking the grant at the provider failed");
+                Ok(false)
+            }
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Connecting an account from the web UI, through the router, against a real OAuth 2.0
+//! provider (oidc-provider from npm, on loopback): a person starts connecting, signs in
+//! and consents at the provider, comes back, and their connection is stored with its
+//! tokens sealed; the way back works once and only for the browser that started it;
+//! disconnecting deletes the tokens and revokes the grant at the provider.
+
+use crate::web::{send, session};
+use axum::http::{Method, StatusCode, header};
+use rapport_core::secret::KeyRing;
+use rapport_core::staff::{Level, NewStaff};
+use rapport_server::{AppState, Config, Server, app};
+use rapport_store::{ConnectionKey, ConnectionStatus};
+use rapport_sync::oauth::{OAuthClient, OAuthError, OAuthProvider};
+use rapport_testkit::oauth::{CLIENT_ID, CLIENT_SECRET, Provider};
+use std::collections::BTreeMap;
+
+const CALLBACK: &str = "http://rapport.test/connections/callback";
+
+fn location(reply: &crate::web::Reply) -> String {
+    reply
+        .headers
+        .get(header::LOCATION)
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_connects_their_account_and_disconnects_it() {
+    let Some(provider) = Provider::start(CALLBACK, 3600).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        rapport_testkit::EXAMPLE_OAUTH,
+        dir.path().join("example-oauth.wasm"),
+    )
+    .unwrap();
+    let source = provider.config_toml();
+    let ring = KeyRing::generate_entry("k1");
+    let keys = KeyRing::parse(&ring).unwrap();
+    let env = |name: &str| match name {
+        rapport_testkit::oauth::CLIENT_SECRET_ENV => Some(CLIENT_SECRET.to_owned()),
+        "RAPPORT_SECRET_KEY" => Some(ring.clone()),
+        _ => None,
+    };
+    let config = Config::parse(&source, &dir.path().join("rapport.toml"), &env).unwrap();
+    let server = Server::start(config).await.unwrap();
+    let store = server.engine.store().clone();
+    let mut staff = BTreeMap::new();
+    for (name, email) in [("Sam", "sam@ours.example"), ("Ana", "ana@ours.example")] {
+        let person = store
+            .create_staff(
+                NewStaff {
+                    name: name.into(),
+                    email: rapport_core::account::EmailAddress::parse(email).unwrap(),
+                    level: Level::Manager,
+                    reports_to: None,
+                    is_admin: false,
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        staff.insert(name, person);
+    }
+    let router = app(
+        AppState::new(server.engine.clone(), server.config.webhook_body_bytes_max)
+            .await
+            .unwrap()
+            .with_connections(server.connections.clone()),
+    );
+    let world = crate::support::World::around(router, store.clone(), staff);
+    let (sam_cookie, sam_csrf) = session(&world, "Sam").await;
+    let (ana_cookie, _) = session(&world, "Ana").await;
+
+    let page = send(
+        &world,
+        Method::GET,
+        "/connections",
+        Some(&sam_cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("not connected"), "{}", page.body);
+    assert!(page.body.contains("href=\"/connections/activity/connect\""));
+
+    // Sam starts connecting and is sent to the provider, with PKCE and a state.
+    let start = send(
+        &world,
+        Method::GET,
+        "/connections/activity/connect",
+        Some(&sam_cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let to_provider = location(&start);
+    assert!(
+        to_provider.starts_with(&provider.authorization_endpoint()),
+        "{to_provider}"
+    );
+    assert!(to_provider.contains("code_challenge_method=S256"));
+
+    // At the provider Sam signs in and consents; the provider sends him back.
+    let back = provider.authorize(&to_provider, "sam@ours.example").await;
+    let back_path = back.strip_prefix("http://rapport.test").unwrap().to_owned();
+    assert!(back_path.starts_with("/connections/callback?"), "{back}");
+
+    // Ana's browser cannot use Sam's way back, and trying does not spend it.
+    let stolen = send(
+        &world,
+        Method::GET,
+        &back_path,
+        Some(&ana_cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        stolen.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        stolen.body
+    );
+    assert!(
+        stolen.body.contains("not one this browser started"),
+        "{}",
+        stolen.body
+    );
+    let done = send(
+        &world,
+        Method::GET,
+        &back_path,
+        Some(&sam_cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(location(&done), "/connections?done=connected");
+    let again = send(
+        &world,
+        Method::GET,
+        &back_path,
+        Some(&sam_cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        again.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a way back works once"
+    );
+
+    // A provider's refusal comes back as what it said.
+    let start = send(
+        &world,
+        Method::GET,
+        "/connections/activity/connect",
+        Some(&sam_cookie),
+        None,
+        &[],
+    )
+    .await;
+    let state = url::Url::parse(&location(&start))
+        .unwrap()
+        .query_pairs()
+        .find(|(key, _)| key == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let denied = send(
+        &world,
+        Method::GET,
+        &format!("/connections/callback?error=access_denied&error_description=The+user+said+no&state={state}"),
+        Some(&sam_cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(denied.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        denied.body.contains("access_denied: The user said no"),
+        "{}",
+        denied.body
+    );
+
+    let sam = world.id("Sam");
+    let connections = store
+        .connections(Some("activity"), Some(sam))
+        .await
+        .unwrap();
+    assert_eq!(connections.len(), 1);
+    let connection = &connections[0];
+    assert_eq!(connection.status, ConnectionStatus::Active);
+    assert!(connection.has_refresh_token);
+    let key = ConnectionKey {
+        connector: "activity".into(),
+        owner: Some(sam),
+    };
+    let tokens = store
+        .connection_tokens(connection.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let refresh = keys
+        .open(
+            tokens.refresh.as_ref().unwrap(),
+            &key.seal_context("refresh"),
+        )
+        .unwrap();
+    let page = send(
+        &world,
+        Method::GET,
+        "/connections",
+        Some(&sam_cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert!(page.body.contains(">connected<"), "{}", page.body);
+    assert!(!page.body.contains(&refresh), "no token on the page");
+    // Ana sees her own (none), not Sam's.
+    let page = send(
+        &world,
+        Method::GET,
+        "/connections",
+        Some(&ana_cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert!(page.body.contains("not connected"), "{}", page.body);
+    let hers = send(
+        &world,
+        Method::POST,
+        &format!("/connections/{}/disconnect", connection.id),
+        Some(&ana_cookie),
+        Some(&[("csrf", &session(&world, "Ana").await.1)]),
+        &[("origin", "http://rapport.test")],
+    )
+    .await;
+    assert_ne!(
+        hers.status,
+        StatusCode::SEE_OTHER,
+        "Ana cannot disconnect Sam's connection"
+    );
+
+    // Sam disconnects: the tokens are deleted and the grant revoked at the provider.
+    let gone = send(
+        &world,
+        Method::POST,
+        &format!("/connections/{}/disconnect", connection.id),
+        Some(&sam_cookie),
+        Some(&[("csrf", &sam_csrf)]),
+        &[("origin", "http://rapport.test")],
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
+    let after = store.connection(connection.id).await.unwrap().unwrap();
+    assert_eq!(after.status, ConnectionStatus::Revoked);
+    assert!(!after.has_refresh_token);
+    let client = OAuthClient::new(OAuthProvider {
+        authorization_endpoint: provider.authorization_endpoint(),
+        token_endpoint: provider.token_endpoint(),
+        revocation_endpoint: None,
+        client_id: CLIENT_ID.into(),
+        client_secret: Some(CLIENT_SECRET.into()),
+        redirect_uri: CALLBACK.into(),
+        scopes: vec![],
+        extra_parameters: vec![],
+    })
+    .unwrap();
+    let refused = client.refresh(&refresh).await.unwrap_err();
+    assert!(
+        matches!(refused, OAuthError::Refused(_)),
+        "revoked at the provider: {refused:?}"
+    );
+    provider.stop().await;
+}
+
+/// What `rapport.toml` needs for an OAuth connector, each problem saying what to fix.
+#[tokio::test]
+async fn oauth_connectors_are_checked_with_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        rapport_testkit::EXAMPLE_OAUTH,
+        dir.path().join("example-oauth.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        rapport_testkit::EXAMPLE_FEED,
+        dir.path().join("example-feed.wasm"),
+    )
+    .unwrap();
+    let path = dir.path().join("rapport.toml");
+    let parse = |connector: &str| {
+        let source =
+            format!("[server]\ndatabase = \"sqlite://rapport.db\"\n\n[[connector]]\n{connector}\n");
+        Config::parse(&source, &path, &|_| None)
+    };
+    let problem = |connector: &str| parse(connector).unwrap_err().to_string();
+    assert!(
+        problem("id = \"a\"\nplugin = \"example-oauth.wasm\"\nscope = \"everyone\"\nsettings = { base_url = \"https://api.example.com\" }")
+            .contains("scope `everyone` must be `org`")
+    );
+    assert!(
+        problem("id = \"a\"\nplugin = \"example-oauth.wasm\"\nsettings = { base_url = \"https://api.example.com\" }\noauth = { client_id = \"c\", redirect_uri = \"https://rapport.example.com/oauth\" }")
+            .contains("must be this deployment's address followed by /connections/callback")
+    );
+    let host =
+        rapport_plugin_host::PluginHost::new(rapport_plugin_host::HostConfig::default()).unwrap();
+    let bind = |connector: &'static str| {
+        let config = parse(connector).unwrap();
+        let host = host.clone();
+        async move { config.bind_connectors(&host).await.unwrap_err().to_string() }
+    };
+    let missing = bind("id = \"a\"\nplugin = \"example-oauth.wasm\"\nsettings = { base_url = \"https://api.example.com\" }").await;
+    assert!(
+        missing.contains("authenticates with OAuth 2.0: register rapport as a client"),
+        "{missing}"
+    );
+    let needless = bind("id = \"a\"\nplugin = \"example-feed.wasm\"\nsettings = { base_url = \"https://feed.example.com\" }\noauth = { client_id = \"c\", redirect_uri = \"https://rapport.example.com/connections/callback\" }").await;
+    assert!(
+        needless
+            .contains("does not authenticate with OAuth 2.0, so `oauth` has nothing to configure"),
+        "{needless}"
+    );
+    let person = bind("id = \"a\"\nplugin = \"example-feed.wasm\"\nscope = \"person\"\nsettings = { base_url = \"https://feed.example.com\" }").await;
+    assert!(person.contains("has no per-person credentials"), "{person}");
+}
