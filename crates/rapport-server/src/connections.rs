@@ -14,13 +14,17 @@ use rapport_core::StaffId;
 use rapport_core::secret::KeyRing;
 use rapport_core::token::token_hash;
 use rapport_plugin_host::ConnectionScope;
+use rapport_store::ConnectionStatus;
 use rapport_store::{Connection, ConnectionId, ConnectionKey, GrantedTokens, OAuthFlow, Store};
 use rapport_sync::ConnectorSpec;
+use rapport_sync::connections::ConnectionTokenSource;
 use rapport_sync::oauth::{OAuthClient, OAuthError, OAuthProvider};
 use std::collections::BTreeMap;
 
 /// How long a person has to come back from the provider.
 pub const FLOW_MINUTES: i64 = 10;
+/// How often a node looks for connections whose tokens are due for a refresh.
+pub const REFRESH_PASS_INTERVAL_S: u64 = 60;
 
 /// One connector people connect accounts for.
 #[derive(Debug, Clone)]
@@ -34,6 +38,17 @@ pub struct Connectable {
     /// What the person grants, as the provider names it.
     pub scopes: Vec<String>,
     client: OAuthClient,
+}
+
+/// What one [`Connections::refresh_due`] pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshPass {
+    /// Connections whose tokens were refreshed.
+    pub refreshed: u32,
+    /// Connections the provider refused: they now need reconnecting.
+    pub needs_reconnect: u32,
+    /// Connections that could not be refreshed now (tried again next pass).
+    pub failed: u32,
 }
 
 /// The deployment's connectable connectors and the key ring their tokens are sealed
@@ -215,6 +230,58 @@ impl Connections {
             provider_account: None,
         };
         Ok(store.grant_connection(&key, granted, Utc::now()).await?)
+    }
+
+    /// Refreshes every active connection whose tokens are due — expiring within two
+    /// minutes, or last refreshed a day ago — so tokens stay fresh (and a revoked grant
+    /// is noticed) whether or not anything syncs with them. The refresh is claimed per
+    /// connection in the store, so nodes running this at once never refresh one
+    /// connection twice.
+    pub async fn refresh_due(
+        &self,
+        store: &Store,
+        node: &str,
+    ) -> Result<RefreshPass, ConnectError> {
+        let mut pass = RefreshPass::default();
+        let Ok(keys) = self.keys() else {
+            return Ok(pass);
+        };
+        for connection in store.connections(None, None).await? {
+            let Some(connectable) = self.connectors.get(&connection.key.connector) else {
+                continue;
+            };
+            if connection.status != ConnectionStatus::Active {
+                continue;
+            }
+            let before = connection.token_version;
+            let source = ConnectionTokenSource::new(
+                store.clone(),
+                keys.clone(),
+                connectable.client.clone(),
+                connection.id,
+                node,
+            );
+            match source.current().await {
+                Ok(_) => {
+                    let after = store
+                        .connection(connection.id)
+                        .await?
+                        .map_or(before, |c| c.token_version);
+                    if after != before {
+                        pass.refreshed += 1;
+                    }
+                }
+                Err(rapport_plugin_host::TokenError::NeedsReconnect(reason)) => {
+                    tracing::warn!(connection = %connection.id, connector = %connection.key.connector, %reason, "a connection needs reconnecting");
+                    pass.needs_reconnect += 1;
+                }
+                Err(rapport_plugin_host::TokenError::Unavailable(reason)) => {
+                    tracing::info!(connection = %connection.id, %reason, "refreshing a connection's tokens failed; trying again later");
+                    pass.failed += 1;
+                }
+            }
+        }
+        Ok(pass)
     }
 
     /// Disconnects `connection` for `staff` (its owner, or an admin): deletes its

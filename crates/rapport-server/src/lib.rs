@@ -125,6 +125,11 @@ impl Server {
         let (stop, stopping) = watch::channel(false);
         let signals = tokio::spawn(forward_shutdown(shutdown, stop));
         let scheduler = tokio::spawn(Arc::clone(&self.engine).run(stopping.clone()));
+        let refresher = tokio::spawn(keep_tokens_fresh(
+            Arc::clone(&self.engine),
+            Arc::clone(&self.connections),
+            stopping.clone(),
+        ));
         let state = AppState::new(Arc::clone(&self.engine), self.config.webhook_body_bytes_max)
             .await?
             .with_connections(Arc::clone(&self.connections));
@@ -132,9 +137,43 @@ impl Server {
         tracing::info!(%address, node = self.engine.node_id(), "rapport is serving");
         listener::serve(listener, app(state), self.config.http, stopping.clone()).await;
         scheduler.await?;
+        refresher.abort();
         signals.abort();
         self.engine.store().close().await;
         Ok(())
+    }
+}
+
+/// Refreshes due connection tokens every minute until `stopping`.
+async fn keep_tokens_fresh(
+    engine: Arc<Engine>,
+    connections: Arc<connections::Connections>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    if connections.connectors().next().is_none() {
+        return;
+    }
+    let every = std::time::Duration::from_secs(connections::REFRESH_PASS_INTERVAL_S);
+    loop {
+        match connections
+            .refresh_due(engine.store(), engine.node_id())
+            .await
+        {
+            Ok(pass) if pass != connections::RefreshPass::default() => {
+                tracing::info!(
+                    refreshed = pass.refreshed,
+                    needs_reconnect = pass.needs_reconnect,
+                    failed = pass.failed,
+                    "refreshed connection tokens"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "the connection refresh pass failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
     }
 }
 

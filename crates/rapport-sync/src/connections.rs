@@ -269,3 +269,55 @@ impl TokenSource for ConnectionTokenSource {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rapport_core::secret::Sealed;
+    use rapport_store::ConnectionId;
+
+    fn tokens(expires_in_s: Option<i64>, refreshed_ago_h: i64, refresh: bool) -> ConnectionTokens {
+        let now = Utc::now();
+        ConnectionTokens {
+            id: ConnectionId(1),
+            key: ConnectionKey {
+                connector: "gmail".into(),
+                owner: None,
+            },
+            status: ConnectionStatus::Active,
+            access: Some(Sealed::from_stored("rs1.k1.x".into())),
+            access_expires_at: expires_in_s.map(|s| now + chrono::Duration::seconds(s)),
+            refresh: refresh.then(|| Sealed::from_stored("rs1.k1.y".into())),
+            refreshed_at: Some(now - chrono::Duration::hours(refreshed_ago_h)),
+            token_version: 1,
+        }
+    }
+
+    #[test]
+    fn tokens_are_due_before_expiry_and_at_least_daily() {
+        let now = Utc::now();
+        assert!(!ConnectionTokenSource::due(
+            &tokens(Some(3_600), 1, true),
+            now
+        ));
+        assert!(
+            ConnectionTokenSource::due(&tokens(Some(60), 1, true), now),
+            "expiring soon"
+        );
+        assert!(
+            ConnectionTokenSource::due(&tokens(Some(3_600), 25, true), now),
+            "a day old"
+        );
+        assert!(
+            !ConnectionTokenSource::due(&tokens(Some(3_600), 25, false), now),
+            "nothing to refresh with"
+        );
+        assert!(
+            !ConnectionTokenSource::due(&tokens(None, 1, true), now),
+            "no expiry said"
+        );
+        let mut none = tokens(Some(3_600), 1, true);
+        none.access = None;
+        assert!(ConnectionTokenSource::due(&none, now));
+    }
+}

@@ -223,6 +223,13 @@ async fn a_person_connects_their_account_and_disconnects_it() {
     )
     .await;
     assert!(page.body.contains(">connected<"), "{}", page.body);
+    // Fresh tokens are left alone by the refresh pass.
+    let pass = server
+        .connections
+        .refresh_due(&store, "node-a")
+        .await
+        .unwrap();
+    assert_eq!(pass, rapport_server::connections::RefreshPass::default());
     assert!(!page.body.contains(&refresh), "no token on the page");
     // Ana sees her own (none), not Sam's.
     let page = send(
