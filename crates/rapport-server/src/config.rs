@@ -10,7 +10,7 @@
 use crate::listener::HttpTuning;
 use rapport_core::account::Domain;
 use rapport_plugin_host::{
-    CallLimits, Grants, HostConfig, HostPattern, Plugin, PluginError, PluginHost,
+    CallLimits, Grants, HostConfig, HostPattern, Plugin, PluginError, PluginHost, TokenSource,
 };
 use rapport_sync::{ConnectorSpec, EngineConfig, RetryPolicy, Schedule};
 use serde::Deserialize;
@@ -19,6 +19,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use toml::Spanned;
 
 /// Environment variables that override the file, for deployments.
@@ -880,6 +881,17 @@ impl Config {
         &self,
         host: &PluginHost,
     ) -> Result<Vec<ConnectorSpec>, ConfigError> {
+        self.bind_connectors_with(host, &|_| None).await
+    }
+
+    /// [`Config::bind_connectors`], with the token source each OAuth connector's
+    /// organisation connection gives (`tokens`, from the store once it is open): those
+    /// connectors are scheduled; OAuth connectors without one are registered but not.
+    pub async fn bind_connectors_with(
+        &self,
+        host: &PluginHost,
+        tokens: &(dyn Fn(&ConnectorConfig) -> Option<Arc<dyn TokenSource>> + Sync),
+    ) -> Result<Vec<ConnectorSpec>, ConfigError> {
         let mut problems = Problems::new(&self.source);
         let mut specs = Vec::new();
         for connector in &self.connectors {
@@ -893,20 +905,34 @@ impl Config {
             if !check_against_manifest(connector, &plugin, &mut problems) {
                 continue;
             }
+            let token_source = connector.oauth.as_ref().and_then(|_| tokens(connector));
             let grants = Grants {
                 connector_id: connector.id.clone(),
                 settings: connector.settings.clone(),
                 secrets: connector.secrets.clone(),
                 allowed_hosts: connector.allowed_hosts.clone(),
                 allow_private_networks: connector.allow_private_networks,
-                ..Grants::default()
+                connection: token_source
+                    .as_ref()
+                    .map(|_| rapport_plugin_host::Connection {
+                        id: format!("{}/org", connector.id),
+                        scope: rapport_plugin_host::ConnectionScope::Org,
+                        owner_email: None,
+                        provider_account: None,
+                    }),
+                tokens: token_source.clone(),
             };
-            // The engine does not yet run syncs on connections (one per person, or the
-            // organisation's): an OAuth connector is registered, and connectable, but
-            // not scheduled.
-            let enabled = connector.enabled && connector.oauth.is_none();
-            if connector.enabled && !enabled {
-                tracing::warn!(connector = %connector.id, "OAuth connectors are connected on the Connections page but not synced yet by this version");
+            // An OAuth connector syncs on its organisation connection; the engine does
+            // not yet run one sync per person's connection, so a person-scoped one is
+            // registered (and connectable) but not scheduled.
+            let enabled =
+                connector.enabled && (connector.oauth.is_none() || token_source.is_some());
+            if connector.enabled
+                && !enabled
+                && token_source.is_none()
+                && connector.scope == rapport_plugin_host::ConnectionScope::Person
+            {
+                tracing::warn!(connector = %connector.id, "person connections are made on the Connections page but not synced yet by this version");
             }
             match plugin.connector(grants) {
                 Ok(bound) => specs.push(ConnectorSpec {

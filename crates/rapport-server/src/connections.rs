@@ -17,7 +17,7 @@ use rapport_plugin_host::ConnectionScope;
 use rapport_store::ConnectionStatus;
 use rapport_store::{Connection, ConnectionId, ConnectionKey, GrantedTokens, OAuthFlow, Store};
 use rapport_sync::ConnectorSpec;
-use rapport_sync::connections::ConnectionTokenSource;
+use rapport_sync::connections::{ConnectionTokenSource, OrgConnectionTokens};
 use rapport_sync::oauth::{OAuthClient, OAuthError, OAuthProvider};
 use std::collections::BTreeMap;
 
@@ -138,6 +138,28 @@ impl Connections {
         })
     }
 
+    /// The token source of `connector`'s organisation connection, for the node `node`:
+    /// what its syncs run with. `None` unless it is an organisation-scoped OAuth
+    /// connector and a key ring is configured.
+    pub fn org_tokens(
+        &self,
+        connector: &str,
+        store: &Store,
+        node: &str,
+    ) -> Option<std::sync::Arc<dyn rapport_plugin_host::TokenSource>> {
+        let connectable = self.connectors.get(connector)?;
+        let keys = self.keys.as_ref()?;
+        (connectable.scope == ConnectionScope::Org).then(|| {
+            std::sync::Arc::new(OrgConnectionTokens::new(
+                store.clone(),
+                keys.clone(),
+                connectable.client.clone(),
+                connector,
+                node,
+            )) as std::sync::Arc<dyn rapport_plugin_host::TokenSource>
+        })
+    }
+
     /// The connectable connectors, by id.
     pub fn connectors(&self) -> impl Iterator<Item = &Connectable> {
         self.connectors.values()
@@ -229,7 +251,12 @@ impl Connections {
             scopes: issued.scopes.unwrap_or_else(|| connectable.scopes.clone()),
             provider_account: None,
         };
-        Ok(store.grant_connection(&key, granted, Utc::now()).await?)
+        let connection = store.grant_connection(&key, granted, Utc::now()).await?;
+        if key.owner.is_none() {
+            // The organisation's connector can run again, at once.
+            store.resume_connector(&key.connector, Utc::now()).await?;
+        }
+        Ok(connection)
     }
 
     /// Refreshes every active connection whose tokens are due — expiring within two

@@ -93,6 +93,21 @@ impl Server {
         secrets::require_keys(&store, config.secret_keys.as_ref()).await?;
         let connections = connections::Connections::from_config(&config, &specs)?;
         let engine_config = config.sync.engine_config(config.node_id.as_deref());
+        // Organisation-scoped OAuth connectors sync with their connection's tokens:
+        // bound again, now that the store is open.
+        let specs = if config.connectors.iter().any(|connector| {
+            connections
+                .org_tokens(&connector.id, &store, &engine_config.node_id)
+                .is_some()
+        }) {
+            config
+                .bind_connectors_with(&host, &|connector| {
+                    connections.org_tokens(&connector.id, &store, &engine_config.node_id)
+                })
+                .await?
+        } else {
+            specs
+        };
         let engine = Engine::new(store, engine_config, specs).await?;
         Ok(Server {
             config,

@@ -426,6 +426,26 @@ impl Store {
         rows.into_iter().map(|row| row.into_status(now)).collect()
     }
 
+    /// New credentials for `connector` (a connection was made or remade): a connector
+    /// stopped because it had none leaves `stopped`, its failures are forgotten, and a
+    /// sync is requested. A disabled connector stays disabled.
+    pub async fn resume_connector(&self, connector: &str, at: DateTime<Utc>) -> Result<()> {
+        with_backend!(self, |pool, dialect| {
+            sqlx::query(
+                "UPDATE connector_state SET
+                    state = CASE WHEN state = 'stopped' OR state = 'backing_off' THEN 'idle' ELSE state END,
+                    consecutive_failures = 0, next_run_at_us = NULL, check_due = TRUE,
+                    sync_requested_at_us = COALESCE(sync_requested_at_us, $2)
+                 WHERE connector = $1 AND state <> 'disabled'",
+            )
+            .bind(connector)
+            .bind(to_us(at))
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// Asks for a run of `connector` as soon as a node is free (any node: the request
     /// is stored, not sent).
     pub async fn request_sync(&self, connector: &str, at: DateTime<Utc>) -> Result<()> {

@@ -270,6 +270,72 @@ impl TokenSource for ConnectionTokenSource {
     }
 }
 
+/// The organisation's connection of one connector, found when a call asks (it may be
+/// made, remade or removed while the node runs): a [`ConnectionTokenSource`] on it.
+#[derive(Debug, Clone)]
+pub struct OrgConnectionTokens {
+    store: Store,
+    keys: KeyRing,
+    client: OAuthClient,
+    connector: String,
+    node: String,
+}
+
+impl OrgConnectionTokens {
+    /// The tokens of `connector`'s organisation connection, for the node `node`.
+    pub fn new(
+        store: Store,
+        keys: KeyRing,
+        client: OAuthClient,
+        connector: &str,
+        node: &str,
+    ) -> OrgConnectionTokens {
+        OrgConnectionTokens {
+            store,
+            keys,
+            client,
+            connector: connector.to_owned(),
+            node: node.to_owned(),
+        }
+    }
+
+    async fn source(&self) -> Result<ConnectionTokenSource, TokenError> {
+        let connection = self
+            .store
+            .connections(Some(&self.connector), None)
+            .await
+            .map_err(|error| TokenError::Unavailable(format!("reading the connections: {error}")))?
+            .into_iter()
+            .find(|connection| connection.key.owner.is_none())
+            .ok_or_else(|| {
+                TokenError::NeedsReconnect(format!(
+                    "`{}` is not connected yet: an admin connects it on the Connections page",
+                    self.connector
+                ))
+            })?;
+        Ok(ConnectionTokenSource::new(
+            self.store.clone(),
+            self.keys.clone(),
+            self.client.clone(),
+            connection.id,
+            &self.node,
+        ))
+    }
+}
+
+impl TokenSource for OrgConnectionTokens {
+    fn access_token(&self) -> TokenFuture<'_, AccessToken> {
+        Box::pin(async move { self.source().await?.current().await })
+    }
+
+    fn refused<'a>(&'a self, token: &'a AccessToken) -> TokenFuture<'a, ()> {
+        Box::pin(async move {
+            let source = self.source().await?;
+            source.refused(token).await
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,29 @@ const provider = new Provider(issuer, {
 // Loopback over plain http: allow it, as a test provider.
 provider.proxy = true;
 
+// A resource server beside it, as the API an OAuth connector reads: GET
+// /api/activities answers one page of client activity to a bearer token this provider
+// issued and has not revoked, and 401 to anything else.
+provider.use(async (ctx, next) => {
+  if (ctx.path !== "/api/activities") return next();
+  const header = ctx.get("authorization") || "";
+  const bearer = header.startsWith("Bearer ") ? header.slice(7) : "";
+  const token = bearer ? await provider.AccessToken.find(bearer) : undefined;
+  if (!token || token.isExpired) {
+    ctx.status = 401;
+    ctx.body = { error: "invalid_token" };
+    return;
+  }
+  ctx.body = {
+    items: [
+      { id: "act-1", at: "2026-11-30T10:00:00Z", title: "Quarterly review with Acme", email: "cfo@acme.example" },
+      { id: "act-2", at: "2026-12-01T15:30:00Z", title: "Renewal call booked", email: "cfo@acme.example" },
+    ],
+    next: null,
+    more: false,
+  };
+});
+
 const server = provider.listen(Number(port), "127.0.0.1", () => {
   console.log(`ready ${issuer}`);
 });

@@ -98,6 +98,12 @@ impl Provider {
     /// `example-oauth.wasm`), person-scoped, against this provider, its client secret read
     /// from [`CLIENT_SECRET_ENV`].
     pub fn config_toml(&self) -> String {
+        self.config_toml_with("scope = \"person\"")
+    }
+
+    /// [`Provider::config_toml`] with `extra` lines on the connector instead of its
+    /// person scope (e.g. `scope = "org"` and the grants to reach the provider's API).
+    pub fn config_toml_with(&self, extra: &str) -> String {
         format!(
             r#"
 [server]
@@ -106,7 +112,7 @@ database = "sqlite://rapport.db"
 [[connector]]
 id = "activity"
 plugin = "example-oauth.wasm"
-scope = "person"
+{extra}
 settings = {{ base_url = "{issuer}" }}
 oauth = {{ client_id = "{CLIENT_ID}", client_secret = {{ env = "{CLIENT_SECRET_ENV}" }}, redirect_uri = "{redirect}" }}
 "#,

@@ -24,27 +24,37 @@ fn location(reply: &crate::web::Reply) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_connects_their_account_and_disconnects_it() {
-    let Some(provider) = Provider::start(CALLBACK, 3600).await else {
-        return;
-    };
+/// A provider, and a server whose configuration `config` writes for it (with
+/// `example-oauth.wasm` beside it and a fresh key ring): `None` when the provider cannot
+/// run here (outside CI).
+async fn start(
+    config: impl Fn(&Provider) -> String,
+) -> Option<(Provider, KeyRing, Server, tempfile::TempDir)> {
+    let provider = Provider::start(CALLBACK, 3600).await?;
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
         rapport_testkit::EXAMPLE_OAUTH,
         dir.path().join("example-oauth.wasm"),
     )
     .unwrap();
-    let source = provider.config_toml();
     let ring = KeyRing::generate_entry("k1");
-    let keys = KeyRing::parse(&ring).unwrap();
     let env = |name: &str| match name {
         rapport_testkit::oauth::CLIENT_SECRET_ENV => Some(CLIENT_SECRET.to_owned()),
         "RAPPORT_SECRET_KEY" => Some(ring.clone()),
         _ => None,
     };
+    let source = config(&provider);
     let config = Config::parse(&source, &dir.path().join("rapport.toml"), &env).unwrap();
     let server = Server::start(config).await.unwrap();
+    Some((provider, KeyRing::parse(&ring).unwrap(), server, dir))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_connects_their_account_and_disconnects_it() {
+    let Some((provider, keys, server, _dir)) = start(|provider| provider.config_toml()).await
+    else {
+        return;
+    };
     let store = server.engine.store().clone();
     let mut staff = BTreeMap::new();
     for (name, email) in [("Sam", "sam@ours.example"), ("Ana", "ana@ours.example")] {
@@ -339,4 +349,125 @@ async fn oauth_connectors_are_checked_with_what_to_fix() {
     );
     let person = bind("id = \"a\"\nplugin = \"example-feed.wasm\"\nscope = \"person\"\nsettings = { base_url = \"https://feed.example.com\" }").await;
     assert!(person.contains("has no per-person credentials"), "{person}");
+}
+
+/// An organisation-scoped OAuth connector syncs through the engine with its
+/// connection's tokens: refused until an admin connects it, then its activity lands
+/// on the client's timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_connects_the_organisations_account_and_its_activity_arrives() {
+    let Some((provider, _keys, server, _dir)) = start(|provider| {
+        let grant = provider.issuer.trim_start_matches("http://").to_owned();
+        provider.config_toml_with(&format!(
+            "scope = \"org\"\nallowed_hosts = [\"{grant}\"]\nallow_private_networks = true"
+        ))
+    })
+    .await
+    else {
+        return;
+    };
+    let store = server.engine.store().clone();
+    let vera = store
+        .create_staff(
+            NewStaff {
+                name: "Vera Admin".into(),
+                email: rapport_core::account::EmailAddress::parse("vera@ours.example").unwrap(),
+                level: Level::Vp,
+                reports_to: None,
+                is_admin: true,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let acme = store
+        .create_account(
+            rapport_core::permission::Authority::Operator,
+            rapport_core::account::NewAccount {
+                name: "Acme".into(),
+                parent: None,
+                lifecycle: rapport_core::account::Lifecycle::Active,
+                renewal_date: None,
+                domains: vec![rapport_core::account::Domain::parse("acme.example").unwrap()],
+                external_ids: Vec::new(),
+                contacts: Vec::new(),
+                owner: vera.id,
+            },
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+
+    // Not connected yet: the sync says so.
+    let before = server.engine.run_now("activity", &|_| {}).await;
+    let said = format!("{before:?}");
+    assert!(said.contains("not connected yet"), "{said}");
+    assert_eq!(before.map(|report| report.inserted).unwrap_or(0), 0);
+    let status = store.connector_status("activity").await.unwrap().unwrap();
+    assert_eq!(
+        status.state,
+        rapport_store::ConnectorState::Stopped,
+        "stopped until connected"
+    );
+
+    let router = app(
+        AppState::new(server.engine.clone(), server.config.webhook_body_bytes_max)
+            .await
+            .unwrap()
+            .with_connections(server.connections.clone()),
+    );
+    let world = crate::support::World::around(router, store.clone(), [("Vera", vera)].into());
+    let (cookie, _) = session(&world, "Vera").await;
+    let start = send(
+        &world,
+        Method::GET,
+        "/connections/activity/connect",
+        Some(&cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let back = provider
+        .authorize(&location(&start), "integrations@ours.example")
+        .await;
+    let done = send(
+        &world,
+        Method::GET,
+        back.strip_prefix("http://rapport.test").unwrap(),
+        Some(&cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+
+    // Connecting lifts the stop and asks for a sync.
+    let status = store.connector_status("activity").await.unwrap().unwrap();
+    assert_eq!(
+        status.state,
+        rapport_store::ConnectorState::Idle,
+        "{status:?}"
+    );
+    assert!(status.sync_requested_at.is_some(), "{status:?}");
+
+    // Now it syncs with the connection's access token, and the activity is Acme's.
+    let report = server.engine.run_now("activity", &|_| {}).await.unwrap();
+    assert_eq!(report.inserted, 2, "{report:?}");
+    assert!(
+        matches!(report.outcome, rapport_sync::RunOutcome::Completed),
+        "{report:?}"
+    );
+    let timeline = store
+        .timeline(&rapport_store::TimelineQuery::account(acme.id))
+        .await
+        .unwrap();
+    let titles: Vec<_> = timeline
+        .events
+        .iter()
+        .map(|event| event.event.title.as_str())
+        .collect();
+    assert!(titles.contains(&"Quarterly review with Acme"), "{titles:?}");
+    provider.stop().await;
 }
