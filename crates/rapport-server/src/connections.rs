@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 /// How long a person has to come back from the provider.
 pub const FLOW_MINUTES: i64 = 10;
 /// How often a node looks for connections whose tokens are due for a refresh.
-pub const REFRESH_PASS_INTERVAL_S: u64 = 60;
+pub const REFRESH_PASS_INTERVAL_SECONDS: u64 = 60;
 
 /// One connector people connect accounts for.
 #[derive(Debug, Clone)]

@@ -168,7 +168,7 @@ async fn keep_tokens_fresh(
     if connections.connectors().next().is_none() {
         return;
     }
-    let every = std::time::Duration::from_secs(connections::REFRESH_PASS_INTERVAL_S);
+    let every = std::time::Duration::from_secs(connections::REFRESH_PASS_INTERVAL_SECONDS);
     loop {
         match connections
             .refresh_due(engine.store(), engine.node_id())

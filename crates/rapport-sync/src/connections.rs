@@ -1,7 +1,7 @@
 //! A connection's tokens as a connector sees them: [`ConnectionTokenSource`] implements
 //! the plugin host's `TokenSource` over the store's sealed tokens, refreshing through
-//! the provider when the access token is due (within [`REFRESH_AHEAD_S`] of expiry, or
-//! [`REFRESH_AFTER_S`] after the last refresh) or the source refused it.
+//! the provider when the access token is due (within [`REFRESH_AHEAD_SECONDS`] of expiry, or
+//! [`REFRESH_AFTER_SECONDS`] after the last refresh) or the source refused it.
 //!
 //! Refreshing is claimed in the store first (`Store::claim_token_refresh`), so across
 //! every node one refresh runs at a time per connection; a node that finds the claim
@@ -19,12 +19,12 @@ use rapport_store::{
 use std::time::Duration;
 
 /// Refresh when the access token expires within this many seconds.
-pub const REFRESH_AHEAD_S: i64 = 120;
+pub const REFRESH_AHEAD_SECONDS: i64 = 120;
 /// Refresh at least this often, even when the access token is not due, so a grant that
 /// was revoked is noticed within a day and providers see the client in use.
-pub const REFRESH_AFTER_S: i64 = 24 * 60 * 60;
+pub const REFRESH_AFTER_SECONDS: i64 = 24 * 60 * 60;
 /// How long a node holds the refresh claim: longer than one provider call.
-const REFRESH_LEASE_S: i64 = 45;
+const REFRESH_LEASE_SECONDS: i64 = 45;
 /// How long a node waits for another node's refresh before giving up for now.
 const WAIT_FOR_OTHER_MS: u64 = 30_000;
 const WAIT_STEP_MS: u64 = 100;
@@ -56,7 +56,7 @@ impl ConnectionTokenSource {
             client,
             connection,
             node: node.to_owned(),
-            refresh_lease: chrono::Duration::seconds(REFRESH_LEASE_S),
+            refresh_lease: chrono::Duration::seconds(REFRESH_LEASE_SECONDS),
         }
     }
 
@@ -93,10 +93,10 @@ impl ConnectionTokenSource {
     fn due(tokens: &ConnectionTokens, now: DateTime<Utc>) -> bool {
         let expiring = tokens
             .access_expires_at
-            .is_some_and(|at| at <= now + chrono::Duration::seconds(REFRESH_AHEAD_S));
+            .is_some_and(|at| at <= now + chrono::Duration::seconds(REFRESH_AHEAD_SECONDS));
         let stale = tokens
             .refreshed_at
-            .is_none_or(|at| at <= now - chrono::Duration::seconds(REFRESH_AFTER_S));
+            .is_none_or(|at| at <= now - chrono::Duration::seconds(REFRESH_AFTER_SECONDS));
         tokens.access.is_none() || expiring || (stale && tokens.refresh.is_some())
     }
 

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod config_golden;
 mod connections;
+mod contracts;
 mod flows;
 mod fuzz;
 mod http;
