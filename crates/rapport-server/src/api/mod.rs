@@ -28,6 +28,7 @@ pub(crate) mod model;
 pub(crate) mod accounts;
 pub(crate) mod assignments;
 pub(crate) mod audit;
+mod connections;
 pub(crate) mod connectors;
 pub(crate) mod health;
 pub(crate) mod inbox;
@@ -62,6 +63,7 @@ pub const API_BODY_BYTES_MAX: usize = 64 * 1024;
         (name = "inbox", description = "Events no account claims yet"),
         (name = "connectors", description = "Connector status and syncs"),
         (name = "tokens", description = "API tokens"),
+        (name = "connections", description = "Connections: the credentials connectors run with (made in the web UI)"),
         (name = "audit", description = "The audit trail (admins)"),
     )
 )]
@@ -189,6 +191,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             .merge(inbox::router())
             .merge(connectors::router())
             .merge(tokens::router())
+            .merge(connections::router())
             .merge(audit::router()),
     )
 }

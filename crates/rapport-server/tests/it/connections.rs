@@ -471,3 +471,95 @@ async fn an_admin_connects_the_organisations_account_and_its_activity_arrives() 
     assert!(titles.contains(&"Quarterly review with Acme"), "{titles:?}");
     provider.stop().await;
 }
+
+rapport_testkit::on_both_backends!(the_api_lists_and_disconnects_connections);
+
+/// The API shows a person their connections (an admin everyone's) without a token in
+/// sight, and disconnects them, each person only their own.
+async fn the_api_lists_and_disconnects_connections(store: rapport_store::Store) {
+    let world = crate::support::world(store.clone()).await;
+    let keys = KeyRing::parse(&KeyRing::generate_entry("k1")).unwrap();
+    let mut ids = BTreeMap::new();
+    for person in ["mia", "ava"] {
+        let key = ConnectionKey {
+            connector: "gmail".into(),
+            owner: Some(world.id(person)),
+        };
+        let connection = store
+            .grant_connection(
+                &key,
+                rapport_store::GrantedTokens {
+                    access: keys.seal(
+                        &format!("ya29.{person}-access"),
+                        &key.seal_context("access"),
+                    ),
+                    access_expires_at: None,
+                    refresh: Some(keys.seal(
+                        &format!("1//{person}-refresh"),
+                        &key.seal_context("refresh"),
+                    )),
+                    scopes: vec!["gmail.readonly".into()],
+                    provider_account: None,
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        ids.insert(person, connection.id.0);
+    }
+    let token = |person: &str| world.tokens[person].clone();
+    let (status, mine) = world
+        .call(
+            Method::GET,
+            "/api/v1/connections",
+            Some(&token("mia")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["connector"], "gmail");
+    assert_eq!(mine[0]["status"], "active");
+    assert!(!mine.to_string().contains("ya29"), "{mine}");
+    let (status, _) = world
+        .call(
+            Method::GET,
+            "/api/v1/connections?all=true",
+            Some(&token("mia")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only admins see everyone's");
+    let (status, all) = world
+        .call(
+            Method::GET,
+            "/api/v1/connections?all=true",
+            Some(&token("adam")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert!(
+        !all.to_string().contains("ya29") && !all.to_string().contains("1//"),
+        "{all}"
+    );
+
+    // Mia cannot disconnect Ava's: to her it does not exist.
+    let avas = format!("/api/v1/connections/{}", ids["ava"]);
+    let (status, _) = world
+        .call(Method::DELETE, &avas, Some(&token("mia")), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, gone) = world
+        .call(Method::DELETE, &avas, Some(&token("ava")), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{gone}");
+    assert_eq!(gone["status"], "revoked");
+    let tokens = store
+        .connection_tokens(rapport_store::ConnectionId(ids["ava"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tokens.access.is_none() && tokens.refresh.is_none());
+}
