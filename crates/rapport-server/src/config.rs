@@ -881,17 +881,6 @@ impl Config {
         &self,
         host: &PluginHost,
     ) -> Result<Vec<ConnectorSpec>, ConfigError> {
-        self.bind_connectors_with(host, &|_| None).await
-    }
-
-    /// [`Config::bind_connectors`], with the token source each OAuth connector's
-    /// organisation connection gives (`tokens`, from the store once it is open): those
-    /// connectors are scheduled; OAuth connectors without one are registered but not.
-    pub async fn bind_connectors_with(
-        &self,
-        host: &PluginHost,
-        tokens: &(dyn Fn(&ConnectorConfig) -> Option<Arc<dyn TokenSource>> + Sync),
-    ) -> Result<Vec<ConnectorSpec>, ConfigError> {
         let mut problems = Problems::new(&self.source);
         let mut specs = Vec::new();
         for connector in &self.connectors {
@@ -905,36 +894,16 @@ impl Config {
             if !check_against_manifest(connector, &plugin, &mut problems) {
                 continue;
             }
-            let token_source = connector.oauth.as_ref().and_then(|_| tokens(connector));
-            let grants = Grants {
-                connector_id: connector.id.clone(),
-                settings: connector.settings.clone(),
-                secrets: connector.secrets.clone(),
-                allowed_hosts: connector.allowed_hosts.clone(),
-                allow_private_networks: connector.allow_private_networks,
-                connection: token_source
-                    .as_ref()
-                    .map(|_| rapport_plugin_host::Connection {
-                        id: format!("{}/org", connector.id),
-                        scope: rapport_plugin_host::ConnectionScope::Org,
-                        owner_email: None,
-                        provider_account: None,
-                    }),
-                tokens: token_source.clone(),
-            };
-            // An OAuth connector syncs on its organisation connection; the engine does
-            // not yet run one sync per person's connection, so a person-scoped one is
-            // registered (and connectable) but not scheduled.
-            let enabled =
-                connector.enabled && (connector.oauth.is_none() || token_source.is_some());
-            if connector.enabled
-                && !enabled
-                && token_source.is_none()
-                && connector.scope == rapport_plugin_host::ConnectionScope::Person
+            // An OAuth connector runs on a connection's tokens, which need the store: it
+            // is registered here unscheduled, and `Server::start` gives an organisation-
+            // scoped one its tokens. The engine does not yet run one sync per person's
+            // connection, so a person-scoped one stays unscheduled (but connectable).
+            let enabled = connector.enabled && connector.oauth.is_none();
+            if connector.enabled && connector.scope == rapport_plugin_host::ConnectionScope::Person
             {
                 tracing::warn!(connector = %connector.id, "person connections are made on the Connections page but not synced yet by this version");
             }
-            match plugin.connector(grants) {
+            match plugin.connector(connector.grants(None)) {
                 Ok(bound) => specs.push(ConnectorSpec {
                     connector: bound,
                     schedule: connector.schedule.clone(),
@@ -953,6 +922,25 @@ impl Config {
 }
 
 impl ConnectorConfig {
+    /// What its plugin is given: its settings, secrets and network grants, and — for an
+    /// OAuth connector on the organisation's connection — the connection's `tokens`.
+    pub fn grants(&self, tokens: Option<Arc<dyn TokenSource>>) -> Grants {
+        Grants {
+            connector_id: self.id.clone(),
+            settings: self.settings.clone(),
+            secrets: self.secrets.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            allow_private_networks: self.allow_private_networks,
+            connection: tokens.as_ref().map(|_| rapport_plugin_host::Connection {
+                id: format!("{}/org", self.id),
+                scope: rapport_plugin_host::ConnectionScope::Org,
+                owner_email: None,
+                provider_account: None,
+            }),
+            tokens,
+        }
+    }
+
     /// A digest of everything that configures this connector, plugin build included:
     /// when it changes, a connector stopped by an auth or config failure runs again.
     fn fingerprint(&self, plugin: &Plugin) -> String {

@@ -94,20 +94,22 @@ impl Server {
         let connections = connections::Connections::from_config(&config, &specs)?;
         let engine_config = config.sync.engine_config(config.node_id.as_deref());
         // Organisation-scoped OAuth connectors sync with their connection's tokens:
-        // bound again, now that the store is open.
-        let specs = if config.connectors.iter().any(|connector| {
-            connections
-                .org_tokens(&connector.id, &store, &engine_config.node_id)
-                .is_some()
-        }) {
-            config
-                .bind_connectors_with(&host, &|connector| {
-                    connections.org_tokens(&connector.id, &store, &engine_config.node_id)
-                })
-                .await?
-        } else {
-            specs
-        };
+        // rebound (the plugins already loaded) now that the store is open.
+        let mut specs = specs;
+        for spec in &mut specs {
+            let Some(connector) = config.connectors.iter().find(|c| c.id == spec.id()) else {
+                continue;
+            };
+            if let Some(tokens) =
+                connections.org_tokens(&connector.id, &store, &engine_config.node_id)
+            {
+                let plugin = spec.connector.plugin().clone();
+                spec.connector = plugin
+                    .connector(connector.grants(Some(tokens)))
+                    .with_context(|| format!("connector `{}` on its connection", connector.id))?;
+                spec.enabled = connector.enabled;
+            }
+        }
         let engine = Engine::new(store, engine_config, specs).await?;
         Ok(Server {
             config,

@@ -13,9 +13,7 @@ use crate::oauth::{OAuthClient, OAuthError};
 use chrono::{DateTime, Utc};
 use rapport_core::secret::KeyRing;
 use rapport_plugin_host::{AccessToken, TokenError, TokenFuture, TokenSource};
-use rapport_store::{
-    ConnectionId, ConnectionKey, ConnectionStatus, ConnectionTokens, RefreshedTokens, Store,
-};
+use rapport_store::{ConnectionId, ConnectionStatus, ConnectionTokens, RefreshedTokens, Store};
 use std::time::Duration;
 
 /// Refresh when the access token expires within this many seconds.
@@ -228,11 +226,6 @@ impl ConnectionTokenSource {
                 TokenError::Unavailable(format!("releasing the refresh claim: {error}"))
             })
     }
-
-    /// The connector's key (connector and owner).
-    pub async fn key(&self) -> Result<ConnectionKey, TokenError> {
-        Ok(self.load().await?.key)
-    }
 }
 
 fn check_status(tokens: &ConnectionTokens) -> Result<(), TokenError> {
@@ -340,7 +333,7 @@ impl TokenSource for OrgConnectionTokens {
 mod tests {
     use super::*;
     use rapport_core::secret::Sealed;
-    use rapport_store::ConnectionId;
+    use rapport_store::{ConnectionId, ConnectionKey};
 
     fn tokens(expires_in_s: Option<i64>, refreshed_ago_h: i64, refresh: bool) -> ConnectionTokens {
         let now = Utc::now();
