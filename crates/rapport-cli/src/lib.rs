@@ -536,10 +536,25 @@ async fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
 
 async fn sync(args: &SyncArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     let config = Config::load(&args.config.config)?;
+    // `mailbox:42` is staff member 42's connection of the person-scoped `mailbox`.
+    let configured = args
+        .connector
+        .split_once(':')
+        .map_or(args.connector.as_str(), |(connector, _)| connector);
+    if let Some(template) = config.connectors.iter().find(|connector| {
+        connector.id == args.connector
+            && connector.scope == rapport_plugin_host::ConnectionScope::Person
+    }) {
+        anyhow::bail!(
+            "`{}` is synced per person: name one person's connection as `{}:<staff id>` (`rapport connection list` shows them)",
+            template.id,
+            template.id
+        );
+    }
     if !config
         .connectors
         .iter()
-        .any(|connector| connector.id == args.connector)
+        .any(|connector| connector.id == configured)
     {
         let known: Vec<&str> = config
             .connectors

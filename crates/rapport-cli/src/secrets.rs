@@ -101,6 +101,11 @@ pub(crate) async fn connections(
                 None => "(organisation)".to_owned(),
                 Some(id) => emails.get(&id).cloned().unwrap_or_else(|| id.to_string()),
             };
+            // What `rapport sync` and `rapport status` call it.
+            let syncs_as = |c: &rapport_store::Connection| match c.key.owner {
+                None => c.key.connector.clone(),
+                Some(owner) => rapport_server::connections::person_unit(&c.key.connector, owner),
+            };
             if json {
                 let rows: Vec<_> = connections
                     .iter()
@@ -108,6 +113,7 @@ pub(crate) async fn connections(
                         serde_json::json!({
                             "id": c.id.0,
                             "connector": c.key.connector,
+                            "syncs_as": syncs_as(c),
                             "owner": c.key.owner.map(|_| owner_of(c.key.owner)),
                             "status": c.status.as_str(),
                             "status_reason": c.status_reason,
@@ -124,15 +130,15 @@ pub(crate) async fn connections(
             } else {
                 writeln!(
                     out,
-                    "{:>4}  {:<16} {:<28} {:<16} REFRESHED",
-                    "ID", "CONNECTOR", "OWNER", "STATUS"
+                    "{:>4}  {:<20} {:<28} {:<16} REFRESHED",
+                    "ID", "SYNCS AS", "OWNER", "STATUS"
                 )?;
                 for c in &connections {
                     writeln!(
                         out,
-                        "{:>4}  {:<16} {:<28} {:<16} {}{}",
+                        "{:>4}  {:<20} {:<28} {:<16} {}{}",
                         c.id.0,
-                        c.key.connector,
+                        syncs_as(c),
                         owner_of(c.key.owner),
                         c.status.as_str(),
                         c.refreshed_at

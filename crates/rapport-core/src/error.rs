@@ -286,7 +286,7 @@ pub enum DomainError {
 
     /// A connector id was malformed.
     #[error(
-        "`{0}` is not a valid connector id: use 1 to 64 lower-case letters, digits, `-` or `_`"
+        "`{0}` is not a valid connector id: use 1 to 64 lower-case letters, digits, `-` or `_` (for one person's connection, followed by `:` and their staff id)"
     )]
     InvalidConnectorId(String),
 }

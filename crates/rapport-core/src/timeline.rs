@@ -260,13 +260,27 @@ fn is_forbidden_control_byte(b: u8) -> bool {
     b.is_ascii_control() && !matches!(b, b'\t' | b'\n' | b'\r')
 }
 
-/// Validates a connector id: 1–64 lower-case letters, digits, `-` or `_`.
+/// Validates a connector id: 1–64 lower-case letters, digits, `-` or `_` — a configured
+/// connector — optionally followed by `:` and a staff id, the connector of one person's
+/// connection (`mailbox:42`), which syncs, is stored and is filtered like any other.
 pub fn validate_connector_id(input: &str) -> Result<()> {
-    let ok = !input.is_empty()
-        && input.len() <= 64
-        && input
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let configured = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    };
+    let ok = match input.split_once(':') {
+        None => configured(input),
+        Some((name, owner)) => {
+            configured(name)
+                && !owner.is_empty()
+                && owner.len() <= 19
+                && owner.bytes().all(|b| b.is_ascii_digit())
+                && !owner.starts_with('0')
+        }
+    };
     if ok {
         Ok(())
     } else {
@@ -1052,5 +1066,28 @@ mod tests {
             json,
             r#"{"rule":"external_id","external_id":{"system":"stripe","id":"cus_1"}}"#
         );
+    }
+
+    #[test]
+    fn connector_ids_are_configured_names_or_one_persons_connection_of_one() {
+        for good in ["stripe", "billing-stripe", "mail_2", "mailbox:42", "a:1"] {
+            assert!(validate_connector_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Stripe",
+            "mail box",
+            "mailbox:",
+            ":42",
+            "mailbox:042",
+            "mailbox:-1",
+            "mailbox:4:2",
+            "mailbox:sam",
+            "mailbox:12345678901234567890",
+            &"a".repeat(65),
+        ] {
+            let error = validate_connector_id(bad).unwrap_err().to_string();
+            assert!(error.contains("not a valid connector id"), "{bad}: {error}");
+        }
     }
 }

@@ -895,14 +895,10 @@ impl Config {
                 continue;
             }
             // An OAuth connector runs on a connection's tokens, which need the store: it
-            // is registered here unscheduled, and `Server::start` gives an organisation-
-            // scoped one its tokens. The engine does not yet run one sync per person's
-            // connection, so a person-scoped one stays unscheduled (but connectable).
+            // is bound here unscheduled, and `Server::start` gives an organisation-
+            // scoped one its tokens, and makes a person-scoped one the template of each
+            // person's connection (the engine runs those, not the template).
             let enabled = connector.enabled && connector.oauth.is_none();
-            if connector.enabled && connector.scope == rapport_plugin_host::ConnectionScope::Person
-            {
-                tracing::warn!(connector = %connector.id, "person connections are made on the Connections page but not synced yet by this version");
-            }
             match plugin.connector(connector.grants(None)) {
                 Ok(bound) => specs.push(ConnectorSpec {
                     connector: bound,
@@ -925,18 +921,42 @@ impl ConnectorConfig {
     /// What its plugin is given: its settings, secrets and network grants, and — for an
     /// OAuth connector on the organisation's connection — the connection's `tokens`.
     pub fn grants(&self, tokens: Option<Arc<dyn TokenSource>>) -> Grants {
+        let connection = tokens.as_ref().map(|_| rapport_plugin_host::Connection {
+            id: format!("{}/org", self.id),
+            scope: rapport_plugin_host::ConnectionScope::Org,
+            owner_email: None,
+            provider_account: None,
+        });
+        self.grants_on(tokens, connection)
+    }
+
+    /// What its plugin is given when it syncs one person's `connection` with that
+    /// connection's `tokens`: the connection's id is the connector id it runs as, so
+    /// its events, checkpoint and status are that connection's own.
+    pub fn person_grants(
+        &self,
+        tokens: Arc<dyn TokenSource>,
+        connection: rapport_plugin_host::Connection,
+    ) -> Grants {
+        let unit = connection.id.clone();
+        Grants {
+            connector_id: unit,
+            ..self.grants_on(Some(tokens), Some(connection))
+        }
+    }
+
+    fn grants_on(
+        &self,
+        tokens: Option<Arc<dyn TokenSource>>,
+        connection: Option<rapport_plugin_host::Connection>,
+    ) -> Grants {
         Grants {
             connector_id: self.id.clone(),
             settings: self.settings.clone(),
             secrets: self.secrets.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
             allow_private_networks: self.allow_private_networks,
-            connection: tokens.as_ref().map(|_| rapport_plugin_host::Connection {
-                id: format!("{}/org", self.id),
-                scope: rapport_plugin_host::ConnectionScope::Org,
-                owner_email: None,
-                provider_account: None,
-            }),
+            connection,
             tokens,
         }
     }

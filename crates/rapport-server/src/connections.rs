@@ -8,7 +8,7 @@
 //! is used once and within [`FLOW_MINUTES`]. The tokens it yields are sealed with the
 //! deployment's key ring before they are stored.
 
-use crate::config::Config;
+use crate::config::{Config, ConnectorConfig};
 use chrono::{Duration, Utc};
 use rapport_core::StaffId;
 use rapport_core::secret::KeyRing;
@@ -16,15 +16,17 @@ use rapport_core::token::token_hash;
 use rapport_plugin_host::ConnectionScope;
 use rapport_store::ConnectionStatus;
 use rapport_store::{Connection, ConnectionId, ConnectionKey, GrantedTokens, OAuthFlow, Store};
-use rapport_sync::ConnectorSpec;
 use rapport_sync::connections::{ConnectionTokenSource, OrgConnectionTokens};
 use rapport_sync::oauth::{OAuthClient, OAuthError, OAuthProvider};
+use rapport_sync::{ConnectorSpec, Engine};
 use std::collections::BTreeMap;
 
 /// How long a person has to come back from the provider.
 pub const FLOW_MINUTES: i64 = 10;
 /// How often a node looks for connections whose tokens are due for a refresh.
 pub const REFRESH_PASS_INTERVAL_SECONDS: u64 = 60;
+/// How often a node brings its sync engine in step with people's connections.
+pub const RECONCILE_INTERVAL_SECONDS: u64 = 5;
 
 /// One connector people connect accounts for.
 #[derive(Debug, Clone)]
@@ -38,6 +40,38 @@ pub struct Connectable {
     /// What the person grants, as the provider names it.
     pub scopes: Vec<String>,
     client: OAuthClient,
+    /// For a person-scoped connector: what each person's connection syncs with — the
+    /// connector's configuration and its bound plugin — and whether it is enabled.
+    template: Option<PersonTemplate>,
+}
+
+/// The configured connector each person's connection is an instance of.
+#[derive(Debug, Clone)]
+struct PersonTemplate {
+    config: ConnectorConfig,
+    spec: ConnectorSpec,
+}
+
+/// The engine's id for `owner`'s connection of `connector`: its own checkpoint, lease,
+/// schedule slot and status. Connector ids hold no `:` (config checks), so these never
+/// collide with a configured connector.
+pub fn person_unit(connector: &str, owner: StaffId) -> String {
+    format!("{connector}:{}", owner.0)
+}
+
+/// The connector and owner of an engine id made by [`person_unit`].
+pub fn parse_person_unit(unit: &str) -> Option<(&str, StaffId)> {
+    let (connector, owner) = unit.split_once(':')?;
+    Some((connector, StaffId(owner.parse().ok()?)))
+}
+
+/// What one [`Connections::reconcile`] changed in the engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Person connections the engine now syncs.
+    pub added: u32,
+    /// Person connections it no longer syncs (disconnected or needing reconnect).
+    pub removed: u32,
 }
 
 /// What one [`Connections::refresh_due`] pass did.
@@ -57,6 +91,8 @@ pub struct RefreshPass {
 pub struct Connections {
     keys: Option<KeyRing>,
     connectors: BTreeMap<String, Connectable>,
+    /// What this node's refresh passes did since it started, for `/metrics`.
+    refreshes: std::sync::Arc<std::sync::Mutex<RefreshPass>>,
 }
 
 /// Why a step of connecting failed; each says what to do.
@@ -87,6 +123,9 @@ pub enum ConnectError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] rapport_store::Error),
+    /// The sync engine could not take a connection on.
+    #[error(transparent)]
+    Sync(#[from] rapport_sync::SyncError),
 }
 
 impl Connections {
@@ -121,6 +160,13 @@ impl Connections {
                 scopes: endpoints.scopes.clone(),
                 extra_parameters: endpoints.extra_parameters,
             })?;
+            let template = (connector.scope == ConnectionScope::Person).then(|| PersonTemplate {
+                config: connector.clone(),
+                spec: ConnectorSpec {
+                    enabled: connector.enabled,
+                    ..spec.clone()
+                },
+            });
             connectors.insert(
                 connector.id.clone(),
                 Connectable {
@@ -129,12 +175,14 @@ impl Connections {
                     scope: connector.scope,
                     scopes: endpoints.scopes,
                     client,
+                    template,
                 },
             );
         }
         Ok(Connections {
             keys: config.secret_keys.clone(),
             connectors,
+            refreshes: std::sync::Arc::default(),
         })
     }
 
@@ -163,6 +211,125 @@ impl Connections {
     /// The connectable connectors, by id.
     pub fn connectors(&self) -> impl Iterator<Item = &Connectable> {
         self.connectors.values()
+    }
+
+    /// Whether `connector` is a person-scoped template: the engine runs each person's
+    /// connection of it, never the template itself.
+    pub fn is_person_template(&self, connector: &str) -> bool {
+        self.connectors
+            .get(connector)
+            .is_some_and(|connectable| connectable.template.is_some())
+    }
+
+    /// Makes the engine sync exactly the active person connections: each gets its own
+    /// unit ([`person_unit`]) bound to its own tokens, added when it becomes active
+    /// (connected, or reconnected) and removed when it is disconnected or needs
+    /// reconnecting. Every node runs this every few seconds, so a connection made
+    /// through one node is synced by whichever node takes its lease.
+    pub async fn reconcile(&self, engine: &Engine) -> Result<Reconciled, ConnectError> {
+        let mut done = Reconciled::default();
+        let store = engine.store();
+        let mut wanted = BTreeMap::new();
+        for connection in store.connections(None, None).await? {
+            let Some(owner) = connection.key.owner else {
+                continue;
+            };
+            let Some(connectable) = self.connectors.get(&connection.key.connector) else {
+                continue;
+            };
+            if connectable.template.is_none() || connection.status != ConnectionStatus::Active {
+                continue;
+            }
+            wanted.insert(person_unit(&connection.key.connector, owner), connection);
+        }
+        for spec in engine.connectors() {
+            let Some((connector, _)) = parse_person_unit(spec.id()) else {
+                continue;
+            };
+            if self.is_person_template(connector) && !wanted.contains_key(spec.id()) {
+                engine.remove_connector(spec.id()).await?;
+                done.removed += 1;
+            }
+        }
+        for (unit, connection) in wanted {
+            if engine.connector(&unit).is_some() {
+                continue;
+            }
+            let Some(spec) = self
+                .person_spec(store, &connection, engine.node_id())
+                .await?
+            else {
+                continue;
+            };
+            engine.add_connector(spec).await?;
+            tracing::info!(connector = %unit, "syncing a person's connection");
+            done.added += 1;
+        }
+        Ok(done)
+    }
+
+    /// [`Connections::reconcile`] after a connection changed through this node, so it
+    /// starts (or stops) syncing at once; a failure is logged and left to the next
+    /// periodic pass.
+    pub async fn follow(&self, engine: &Engine) {
+        if let Err(error) = self.reconcile(engine).await {
+            tracing::warn!(%error, "following a changed connection failed; the next pass retries");
+        }
+    }
+
+    /// The engine's connector for one person's `connection`: the template's plugin,
+    /// bound to that connection's tokens, as its own unit.
+    async fn person_spec(
+        &self,
+        store: &Store,
+        connection: &Connection,
+        node: &str,
+    ) -> Result<Option<ConnectorSpec>, ConnectError> {
+        let (Some(connectable), Some(owner), Some(keys)) = (
+            self.connectors.get(&connection.key.connector),
+            connection.key.owner,
+            self.keys.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        let Some(template) = &connectable.template else {
+            return Ok(None);
+        };
+        let owner_email = store.staff(owner).await?.email.to_string();
+        let unit = person_unit(&connection.key.connector, owner);
+        let tokens = std::sync::Arc::new(ConnectionTokenSource::new(
+            store.clone(),
+            keys.clone(),
+            connectable.client.clone(),
+            connection.id,
+            node,
+        ));
+        let grants = template.config.person_grants(
+            tokens,
+            rapport_plugin_host::Connection {
+                id: unit.clone(),
+                scope: ConnectionScope::Person,
+                owner_email: Some(owner_email),
+                provider_account: connection.provider_account.clone(),
+            },
+        );
+        let bound = template
+            .spec
+            .connector
+            .plugin()
+            .connector(grants)
+            .map_err(|error| {
+                ConnectError::Forbidden(format!(
+                    "connection {} of `{}` cannot be set up: {error}",
+                    connection.id, connection.key.connector
+                ))
+            })?;
+        Ok(Some(ConnectorSpec {
+            connector: bound,
+            schedule: template.spec.schedule.clone(),
+            enabled: template.spec.enabled,
+            fingerprint: template.spec.fingerprint.clone(),
+        }))
     }
 
     fn connectable(&self, connector: &str) -> Result<&Connectable, ConnectError> {
@@ -308,7 +475,16 @@ impl Connections {
                 }
             }
         }
+        let mut tally = self.refreshes.lock().unwrap_or_else(|e| e.into_inner());
+        tally.refreshed += pass.refreshed;
+        tally.needs_reconnect += pass.needs_reconnect;
+        tally.failed += pass.failed;
         Ok(pass)
+    }
+
+    /// What this node's refresh passes did since it started.
+    pub fn refresh_tally(&self) -> RefreshPass {
+        *self.refreshes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Disconnects `connection` for `staff` (its owner, or an admin): deletes its

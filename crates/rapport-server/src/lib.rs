@@ -110,7 +110,14 @@ impl Server {
                 spec.enabled = connector.enabled;
             }
         }
+        // A person-scoped connector is a template: the engine runs each person's
+        // connection of it (`Connections::reconcile`), never the template itself.
+        specs.retain(|spec| !connections.is_person_template(spec.id()));
         let engine = Engine::new(store, engine_config, specs).await?;
+        connections
+            .reconcile(&engine)
+            .await
+            .context("registering people's connections with the sync engine")?;
         Ok(Server {
             config,
             engine: Arc::new(engine),
@@ -147,6 +154,11 @@ impl Server {
             Arc::clone(&self.connections),
             stopping.clone(),
         ));
+        let reconciler = tokio::spawn(follow_connections(
+            Arc::clone(&self.engine),
+            Arc::clone(&self.connections),
+            stopping.clone(),
+        ));
         let state = AppState::new(Arc::clone(&self.engine), self.config.webhook_body_bytes_max)
             .await?
             .with_connections(Arc::clone(&self.connections));
@@ -155,6 +167,7 @@ impl Server {
         listener::serve(listener, app(state), self.config.http, stopping.clone()).await;
         scheduler.await?;
         refresher.abort();
+        reconciler.abort();
         signals.abort();
         self.engine.store().close().await;
         Ok(())
@@ -190,6 +203,29 @@ async fn keep_tokens_fresh(
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stopping.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Keeps the engine's person connections in step with the store every
+/// [`connections::RECONCILE_INTERVAL_SECONDS`] until `stopping`: a connection made or
+/// dropped through another node is picked up (or let go) here within that long.
+async fn follow_connections(
+    engine: Arc<Engine>,
+    connections: Arc<connections::Connections>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    if connections.connectors().next().is_none() {
+        return;
+    }
+    let every = std::time::Duration::from_secs(connections::RECONCILE_INTERVAL_SECONDS);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        if let Err(error) = connections.reconcile(&engine).await {
+            tracing::warn!(%error, "following people's connections failed; retrying");
         }
     }
 }

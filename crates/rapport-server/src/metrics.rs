@@ -181,6 +181,19 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             );
         }
     }
+    let pass = state.connections.refresh_tally();
+    out.push_str("# HELP rapport_connection_refreshes_total Connections the refresh passes on this node looked at, by outcome.\n");
+    out.push_str("# TYPE rapport_connection_refreshes_total counter\n");
+    for (outcome, count) in [
+        ("refreshed", pass.refreshed),
+        ("needs_reconnect", pass.needs_reconnect),
+        ("failed", pass.failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "rapport_connection_refreshes_total{{outcome=\"{outcome}\"}} {count}"
+        );
+    }
     let tally = state.engine.tally();
     out.push_str("# HELP rapport_sync_runs_total Sync runs finished on this node, by outcome.\n");
     out.push_str("# TYPE rapport_sync_runs_total counter\n");
@@ -250,6 +263,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
                     label(connector)
                 );
             }
+            connection_gauges(&mut out, store).await;
             out.push_str("# HELP rapport_database_up Whether the database answered this scrape.\n# TYPE rapport_database_up gauge\nrapport_database_up 1\n");
         }
         (Err(error), _) | (_, Err(error)) => {
@@ -265,4 +279,27 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// Connections by connector and status, all nodes: how many people are connected, and
+/// how many need to reconnect. Counts only; nothing of a token.
+async fn connection_gauges(out: &mut String, store: &rapport_store::Store) {
+    let Ok(connections) = store.connections(None, None).await else {
+        return;
+    };
+    let mut counts: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    for connection in &connections {
+        *counts
+            .entry((connection.key.connector.clone(), connection.status.as_str()))
+            .or_default() += 1;
+    }
+    out.push_str("# HELP rapport_connections Connections by connector and status.\n");
+    out.push_str("# TYPE rapport_connections gauge\n");
+    for ((connector, status), count) in &counts {
+        let _ = writeln!(
+            out,
+            "rapport_connections{{connector=\"{}\",status=\"{status}\"}} {count}",
+            label(connector)
+        );
+    }
 }

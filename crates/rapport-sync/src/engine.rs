@@ -238,7 +238,11 @@ pub struct WebhookAccepted {
 pub struct Engine {
     store: Store,
     config: EngineConfig,
-    connectors: BTreeMap<String, ConnectorSpec>,
+    /// The connectors it runs, by id. Fixed ones come from the configuration; a
+    /// person's connection is added when they connect and removed when they disconnect
+    /// ([`Engine::add_connector`], [`Engine::remove_connector`]), so the map changes
+    /// while runs hold their spec (an `Arc`) to the end of the run.
+    connectors: std::sync::RwLock<BTreeMap<String, Arc<ConnectorSpec>>>,
     /// Connectors with a run in progress on this node.
     running: Arc<Mutex<BTreeSet<String>>>,
     /// What this node's runs did.
@@ -260,12 +264,12 @@ impl Engine {
             store
                 .register_connector(spec.id(), &spec.fingerprint, spec.enabled)
                 .await?;
-            by_id.insert(spec.id().to_owned(), spec);
+            by_id.insert(spec.id().to_owned(), Arc::new(spec));
         }
         Ok(Engine {
             store,
             config,
-            connectors: by_id,
+            connectors: std::sync::RwLock::new(by_id),
             running: Arc::new(Mutex::new(BTreeSet::new())),
             tally: Mutex::new(SyncTally::default()),
             process: ProcessIdentity::current(),
@@ -337,9 +341,53 @@ impl Engine {
         &self.store
     }
 
-    /// The configured connectors, by id.
-    pub fn connectors(&self) -> impl Iterator<Item = &ConnectorSpec> {
-        self.connectors.values()
+    /// The connectors it runs now, by id.
+    pub fn connectors(&self) -> Vec<Arc<ConnectorSpec>> {
+        self.read_connectors().values().cloned().collect()
+    }
+
+    /// The connector `id`, if it runs here.
+    pub fn connector(&self, id: &str) -> Option<Arc<ConnectorSpec>> {
+        self.read_connectors().get(id).cloned()
+    }
+
+    fn read_connectors(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<ConnectorSpec>>> {
+        // A panic while holding the lock cannot leave the map half-changed (each write
+        // is one insert or remove), so a poisoned lock is still a sound map.
+        self.connectors.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds `spec` (or replaces the connector of its id): registers it in the store —
+    /// its own checkpoint, status and lease — and schedules it from the next poll.
+    /// A run of the connector it replaces finishes with the old spec.
+    pub async fn add_connector(&self, spec: ConnectorSpec) -> Result<(), SyncError> {
+        self.store
+            .register_connector(spec.id(), &spec.fingerprint, spec.enabled)
+            .await?;
+        self.connectors
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.id().to_owned(), Arc::new(spec));
+        Ok(())
+    }
+
+    /// Stops scheduling connector `id` on this node and marks it disabled in the
+    /// store, so no node runs it; its checkpoint and events stay. A run in progress
+    /// stops at its next page boundary when its credentials are gone, or finishes.
+    pub async fn remove_connector(&self, id: &str) -> Result<bool, SyncError> {
+        let removed = self
+            .connectors
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(spec) = &removed {
+            self.store
+                .register_connector(id, &spec.fingerprint, false)
+                .await?;
+        }
+        Ok(removed.is_some())
     }
 
     /// This node's id.
@@ -356,8 +404,7 @@ impl Engine {
         progress: &(dyn Fn(PageProgress<'_>) + Sync),
     ) -> Result<RunReport, SyncError> {
         let spec = self
-            .connectors
-            .get(connector)
+            .connector(connector)
             .ok_or_else(|| SyncError::UnknownConnector(connector.to_owned()))?;
         if !spec.enabled {
             return Err(SyncError::Disabled(connector.to_owned()));
@@ -371,7 +418,7 @@ impl Engine {
             });
         };
         let lease = self.take_lease(connector).await??;
-        Ok(self.run_leased(spec, lease, progress, None).await)
+        Ok(self.run_leased(&spec, lease, progress, None).await)
     }
 
     /// Runs the scheduler until `shutdown` turns true: every poll it starts each due
@@ -379,7 +426,7 @@ impl Engine {
     /// next page boundary.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
-        tracing::info!(node = %self.config.node_id, connectors = self.connectors.len(), "sync engine started");
+        tracing::info!(node = %self.config.node_id, connectors = self.read_connectors().len(), "sync engine started");
         loop {
             if *shutdown.borrow() {
                 break;
@@ -404,7 +451,7 @@ impl Engine {
     ) -> Result<(), SyncError> {
         let now = now();
         for status in self.store.connector_statuses().await? {
-            let Some(spec) = self.connectors.get(&status.connector) else {
+            let Some(spec) = self.connector(&status.connector) else {
                 continue;
             };
             let requested = status.sync_requested_at.is_some();
@@ -425,12 +472,10 @@ impl Engine {
             };
             let engine = Arc::clone(self);
             let shutdown = shutdown.clone();
-            let id = spec.id().to_owned();
             tasks.spawn(async move {
                 let _running = running;
-                let spec = &engine.connectors[&id];
                 let report = engine
-                    .run_leased(spec, lease, &|_| {}, Some(&shutdown))
+                    .run_leased(&spec, lease, &|_| {}, Some(&shutdown))
                     .await;
                 log_report(&report);
             });
@@ -685,10 +730,9 @@ impl Engine {
     /// request upstream), records it on its status, and returns it.
     pub async fn check_now(&self, connector: &str) -> Result<Result<(), PluginError>, SyncError> {
         let spec = self
-            .connectors
-            .get(connector)
+            .connector(connector)
             .ok_or_else(|| SyncError::UnknownConnector(connector.to_owned()))?;
-        Ok(self.check(spec).await?)
+        Ok(self.check(&spec).await?)
     }
 
     /// Hands a webhook delivery to `connector`'s plugin; stores what it accepts through
@@ -699,8 +743,7 @@ impl Engine {
         request: WebhookRequest,
     ) -> Result<WebhookAccepted, WebhookError> {
         let spec = self
-            .connectors
-            .get(connector)
+            .connector(connector)
             .filter(|spec| spec.enabled)
             .ok_or_else(|| WebhookError::NotFound(connector.to_owned()))?;
         let delivery = match spec.connector.handle_webhook(request).await {

@@ -68,7 +68,8 @@ provider.proxy = true;
 
 // A resource server beside it, as the API an OAuth connector reads: GET
 // /api/activities answers one page of client activity to a bearer token this provider
-// issued and has not revoked, and 401 to anything else.
+// issued and has not revoked (two items everyone sees, one of the token's account),
+// and 401 to anything else.
 provider.use(async (ctx, next) => {
   if (ctx.path !== "/api/activities") return next();
   const header = ctx.get("authorization") || "";
@@ -83,6 +84,9 @@ provider.use(async (ctx, next) => {
     items: [
       { id: "act-1", at: "2026-11-30T10:00:00Z", title: "Quarterly review with Acme", email: "cfo@acme.example" },
       { id: "act-2", at: "2026-12-01T15:30:00Z", title: "Renewal call booked", email: "cfo@acme.example" },
+      // One item of the signed-in account's own, so a test can tell whose token a
+      // sync used.
+      { id: `own-${token.accountId}`, at: "2026-12-02T09:00:00Z", title: `Notes from ${token.accountId}`, email: "cfo@acme.example" },
     ],
     next: null,
     more: false,

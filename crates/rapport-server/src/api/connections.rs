@@ -129,6 +129,7 @@ async fn disconnect(
             ConnectError::Store(error) => error.into(),
             other => ApiError::Unavailable(other.to_string()),
         })?;
+    state.connections.follow(&state.engine).await;
     crate::audit::action("connection.disconnected");
     crate::audit::change(serde_json::json!({ "connection": id }));
     let connection = store

@@ -142,6 +142,7 @@ fn web_error(error: ConnectError) -> WebError {
             WebError::Unavailable(format!("connecting failed: {error}"))
         }
         ConnectError::Store(error) => error.into(),
+        ConnectError::Sync(error) => WebError::Unavailable(error.to_string()),
     }
 }
 
@@ -206,6 +207,7 @@ pub(crate) async fn callback(
         )
         .await
         .map_err(web_error)?;
+    state.connections.follow(&state.engine).await;
     crate::audit::action("connection.connected");
     Ok(Redirect::to("/connections?done=connected").into_response())
 }
@@ -227,6 +229,7 @@ pub(crate) async fn disconnect(
         )
         .await
         .map_err(web_error)?;
+    state.connections.follow(&state.engine).await;
     crate::audit::action("connection.disconnected");
     Ok(Redirect::to("/connections?done=disconnected").into_response())
 }

@@ -32,6 +32,8 @@ pub(crate) struct ConnectorRow {
     pub check_failed: bool,
     /// Which node syncs it now, and until when.
     pub holder: Option<String>,
+    /// For one person's connection of a person-scoped connector: whose.
+    pub owner: Option<String>,
 }
 
 #[derive(Template)]
@@ -56,11 +58,19 @@ pub(crate) async fn connectors(State(state): State<AppState>, member: Member) ->
     let store = state.engine.store();
     let now = Utc::now();
     let unmatched: BTreeMap<String, i64> = store.unmatched_counts().await?.into_iter().collect();
-    let rows = store
-        .connector_statuses()
-        .await?
+    let statuses = store.connector_statuses().await?;
+    let mut owners = BTreeMap::new();
+    for status in &statuses {
+        if let Some((_, owner)) = crate::connections::parse_person_unit(&status.connector)
+            && let Ok(staff) = store.staff(owner).await
+        {
+            owners.insert(status.connector.clone(), staff.name);
+        }
+    }
+    let rows = statuses
         .into_iter()
         .map(|status| ConnectorRow {
+            owner: owners.get(&status.connector).cloned(),
             state: status.state.as_str(),
             last_success: status.last_success_at.map_or_else(
                 || "never".to_owned(),

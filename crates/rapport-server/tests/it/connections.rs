@@ -49,13 +49,19 @@ async fn start(
     Some((provider, KeyRing::parse(&ring).unwrap(), server, dir))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_connects_their_account_and_disconnects_it() {
-    let Some((provider, keys, server, _dir)) = start(|provider| provider.config_toml()).await
-    else {
-        return;
-    };
-    let store = server.engine.store().clone();
+/// The provider's configuration with `extra` lines, granted to reach the provider's
+/// own API (on loopback) with the connection's tokens.
+fn reaching(provider: &Provider, extra: &str) -> String {
+    let grant = provider.issuer.trim_start_matches("http://");
+    provider.config_toml_with(&format!(
+        "{extra}\nallowed_hosts = [\"{grant}\"]\nallow_private_networks = true"
+    ))
+}
+
+/// Sam and Ana, two managers, by name.
+async fn sam_and_ana(
+    store: &rapport_store::Store,
+) -> BTreeMap<&'static str, rapport_core::staff::Staff> {
     let mut staff = BTreeMap::new();
     for (name, email) in [("Sam", "sam@ours.example"), ("Ana", "ana@ours.example")] {
         let person = store
@@ -73,6 +79,42 @@ async fn a_person_connects_their_account_and_disconnects_it() {
             .unwrap();
         staff.insert(name, person);
     }
+    staff
+}
+
+/// The client `acme.example`, owned by `owner`: where the provider's activity lands.
+async fn acme(
+    store: &rapport_store::Store,
+    owner: rapport_core::StaffId,
+) -> rapport_core::account::Account {
+    store
+        .create_account(
+            rapport_core::permission::Authority::Operator,
+            rapport_core::account::NewAccount {
+                name: "Acme".into(),
+                parent: None,
+                lifecycle: rapport_core::account::Lifecycle::Active,
+                renewal_date: None,
+                domains: vec![rapport_core::account::Domain::parse("acme.example").unwrap()],
+                external_ids: Vec::new(),
+                contacts: Vec::new(),
+                owner,
+            },
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_connects_their_account_and_disconnects_it() {
+    let Some((provider, keys, server, _dir)) = start(|provider| provider.config_toml()).await
+    else {
+        return;
+    };
+    let store = server.engine.store().clone();
+    let staff = sam_and_ana(&store).await;
     let router = app(
         AppState::new(server.engine.clone(), server.config.webhook_body_bytes_max)
             .await
@@ -356,13 +398,8 @@ async fn oauth_connectors_are_checked_with_what_to_fix() {
 /// on the client's timeline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_connects_the_organisations_account_and_its_activity_arrives() {
-    let Some((provider, _keys, server, _dir)) = start(|provider| {
-        let grant = provider.issuer.trim_start_matches("http://").to_owned();
-        provider.config_toml_with(&format!(
-            "scope = \"org\"\nallowed_hosts = [\"{grant}\"]\nallow_private_networks = true"
-        ))
-    })
-    .await
+    let Some((provider, _keys, server, _dir)) =
+        start(|provider| reaching(provider, "scope = \"org\"")).await
     else {
         return;
     };
@@ -380,24 +417,7 @@ async fn an_admin_connects_the_organisations_account_and_its_activity_arrives() 
         )
         .await
         .unwrap();
-    let acme = store
-        .create_account(
-            rapport_core::permission::Authority::Operator,
-            rapport_core::account::NewAccount {
-                name: "Acme".into(),
-                parent: None,
-                lifecycle: rapport_core::account::Lifecycle::Active,
-                renewal_date: None,
-                domains: vec![rapport_core::account::Domain::parse("acme.example").unwrap()],
-                external_ids: Vec::new(),
-                contacts: Vec::new(),
-                owner: vera.id,
-            },
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    let acme = acme(&store, vera.id).await;
 
     // Not connected yet: the sync says so.
     let before = server.engine.run_now("activity", &|_| {}).await;
@@ -454,7 +474,7 @@ async fn an_admin_connects_the_organisations_account_and_its_activity_arrives() 
 
     // Now it syncs with the connection's access token, and the activity is Acme's.
     let report = server.engine.run_now("activity", &|_| {}).await.unwrap();
-    assert_eq!(report.inserted, 2, "{report:?}");
+    assert_eq!(report.inserted, 3, "{report:?}");
     assert!(
         matches!(report.outcome, rapport_sync::RunOutcome::Completed),
         "{report:?}"
@@ -562,4 +582,157 @@ async fn the_api_lists_and_disconnects_connections(store: rapport_store::Store) 
         .unwrap()
         .unwrap();
     assert!(tokens.access.is_none() && tokens.refresh.is_none());
+}
+
+/// Signs `name` in at the provider as `login` through the Connections page, and returns
+/// once their connection is stored.
+async fn connect(world: &crate::support::World, provider: &Provider, cookie: &str, login: &str) {
+    let start = send(
+        world,
+        Method::GET,
+        "/connections/activity/connect",
+        Some(cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let back = provider.authorize(&location(&start), login).await;
+    let done = send(
+        world,
+        Method::GET,
+        back.strip_prefix("http://rapport.test").unwrap(),
+        Some(cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+}
+
+/// A person-scoped connector syncs each person's connection as its own unit — its own
+/// tokens, checkpoint, lease and status — scheduled like any connector, from the moment
+/// they connect; disconnecting one stops that one alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_persons_connection_syncs_with_their_own_tokens_until_they_disconnect() {
+    let Some((provider, _keys, server, _dir)) =
+        start(|provider| reaching(provider, "scope = \"person\"\nschedule = \"every 10s\"")).await
+    else {
+        return;
+    };
+    let store = server.engine.store().clone();
+    let staff = sam_and_ana(&store).await;
+    let (sam, ana) = (staff["Sam"].id, staff["Ana"].id);
+    acme(&store, sam).await;
+    // The template itself is never run.
+    assert!(server.engine.connector("activity").is_none());
+    assert!(matches!(
+        server.engine.run_now("activity", &|_| {}).await,
+        Err(rapport_sync::SyncError::UnknownConnector(_))
+    ));
+
+    let router = app(
+        AppState::new(server.engine.clone(), server.config.webhook_body_bytes_max)
+            .await
+            .unwrap()
+            .with_connections(server.connections.clone()),
+    );
+    let world = crate::support::World::around(router, store.clone(), staff);
+    let (sam_cookie, _) = session(&world, "Sam").await;
+    let (ana_cookie, ana_csrf) = session(&world, "Ana").await;
+    connect(&world, &provider, &sam_cookie, "sam@ours.example").await;
+    connect(&world, &provider, &ana_cookie, "ana@ours.example").await;
+    let sam_unit = rapport_server::connections::person_unit("activity", sam);
+    let ana_unit = rapport_server::connections::person_unit("activity", ana);
+    assert!(server.engine.connector(&sam_unit).is_some());
+    assert!(server.engine.connector(&ana_unit).is_some());
+    // Another node on the same database follows the connections from the store.
+    let node_b = Server::start(server.config.clone()).await.unwrap();
+    assert_ne!(node_b.engine.node_id(), server.engine.node_id());
+    assert!(node_b.engine.connector(&sam_unit).is_some());
+    assert!(node_b.engine.connector(&ana_unit).is_some());
+
+    // The scheduler runs both, each with its own token.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(server.engine.clone().run(stopping));
+    let own = |unit: &str, login: &str| rapport_core::timeline::DedupeKey {
+        connector: unit.to_owned(),
+        source_id: format!("own-{login}"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let sams = store
+            .event_by_key(&own(&sam_unit, "sam@ours.example"))
+            .await
+            .unwrap();
+        let anas = store
+            .event_by_key(&own(&ana_unit, "ana@ours.example"))
+            .await
+            .unwrap();
+        if sams.is_some() && anas.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both connections synced: {:?}",
+            store.connector_statuses().await.unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for (unit, stranger) in [
+        (&sam_unit, "ana@ours.example"),
+        (&ana_unit, "sam@ours.example"),
+    ] {
+        assert!(
+            store
+                .event_by_key(&own(unit, stranger))
+                .await
+                .unwrap()
+                .is_none(),
+            "{unit} synced with its owner's token only"
+        );
+        let status = store.connector_status(unit).await.unwrap().unwrap();
+        assert_eq!(status.events_ingested, 3, "{status:?}");
+        assert!(status.checkpoint.is_some() || status.last_success_at.is_some());
+    }
+
+    // Ana disconnects: her connection stops, Sam's goes on.
+    let connection = store
+        .connections(Some("activity"), Some(ana))
+        .await
+        .unwrap()
+        .remove(0);
+    let gone = send(
+        &world,
+        Method::POST,
+        &format!("/connections/{}/disconnect", connection.id),
+        Some(&ana_cookie),
+        Some(&[("csrf", &ana_csrf)]),
+        &[("origin", "http://rapport.test")],
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
+    assert!(server.engine.connector(&ana_unit).is_none());
+    assert!(server.engine.connector(&sam_unit).is_some());
+    let status = store.connector_status(&ana_unit).await.unwrap().unwrap();
+    assert_eq!(status.state, rapport_store::ConnectorState::Disabled);
+    // The other node lets it go on its next pass, and keeps Sam's.
+    let followed = node_b.connections.reconcile(&node_b.engine).await.unwrap();
+    assert_eq!(
+        followed,
+        rapport_server::connections::Reconciled {
+            added: 0,
+            removed: 1
+        }
+    );
+    assert!(node_b.engine.connector(&ana_unit).is_none());
+    assert!(node_b.engine.connector(&sam_unit).is_some());
+    // What stays is Ana's history, not her schedule: nothing runs it by hand either.
+    assert!(matches!(
+        node_b.engine.run_now(&ana_unit, &|_| {}).await,
+        Err(rapport_sync::SyncError::UnknownConnector(_))
+    ));
+    let _ = stop.send(true);
+    scheduler.await.unwrap();
+    provider.stop().await;
 }
