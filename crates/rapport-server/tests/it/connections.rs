@@ -615,7 +615,7 @@ async fn connect(world: &crate::support::World, provider: &Provider, cookie: &st
 /// they connect; disconnecting one stops that one alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_persons_connection_syncs_with_their_own_tokens_until_they_disconnect() {
-    let Some((provider, _keys, server, _dir)) =
+    let Some((provider, keys, server, _dir)) =
         start(|provider| reaching(provider, "scope = \"person\"\nschedule = \"every 10s\"")).await
     else {
         return;
@@ -646,6 +646,32 @@ async fn each_persons_connection_syncs_with_their_own_tokens_until_they_disconne
     let ana_unit = rapport_server::connections::person_unit("activity", ana);
     assert!(server.engine.connector(&sam_unit).is_some());
     assert!(server.engine.connector(&ana_unit).is_some());
+    // /metrics counts them, by connector and status, and shows nothing of a token.
+    let (status, metrics) = world.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics.contains("rapport_connections{connector=\"activity\",status=\"active\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rapport_connection_refreshes_total{outcome=\"needs_reconnect\"} 0"),
+        "{metrics}"
+    );
+    for connection in store.connections(None, None).await.unwrap() {
+        let tokens = store
+            .connection_tokens(connection.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let access = keys
+            .open(
+                tokens.access.as_ref().unwrap(),
+                &tokens.key.seal_context("access"),
+            )
+            .unwrap();
+        assert!(!metrics.contains(&access), "no token in /metrics");
+    }
     // Another node on the same database follows the connections from the store.
     let node_b = Server::start(server.config.clone()).await.unwrap();
     assert_ne!(node_b.engine.node_id(), server.engine.node_id());
