@@ -126,6 +126,9 @@ pub enum ConnectError {
     /// The sync engine could not take a connection on.
     #[error(transparent)]
     Sync(#[from] rapport_sync::SyncError),
+    /// A person's connection could not be bound to its connector's plugin.
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl Connections {
@@ -319,7 +322,7 @@ impl Connections {
             .plugin()
             .connector(grants)
             .map_err(|error| {
-                ConnectError::Forbidden(format!(
+                ConnectError::Setup(format!(
                     "connection {} of `{}` cannot be set up: {error}",
                     connection.id, connection.key.connector
                 ))

@@ -142,7 +142,7 @@ fn web_error(error: ConnectError) -> WebError {
             WebError::Unavailable(format!("connecting failed: {error}"))
         }
         ConnectError::Store(error) => error.into(),
-        ConnectError::Sync(error) => WebError::Unavailable(error.to_string()),
+        ConnectError::Sync(_) | ConnectError::Setup(_) => WebError::Unavailable(error.to_string()),
     }
 }
 

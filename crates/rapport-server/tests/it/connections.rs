@@ -58,6 +58,25 @@ fn reaching(provider: &Provider, extra: &str) -> String {
     ))
 }
 
+/// Posts the Connections page's Disconnect form for `connection` in the session of
+/// `cookie` (with its form token `csrf`).
+async fn disconnect_as(
+    world: &crate::support::World,
+    connection: rapport_store::ConnectionId,
+    cookie: &str,
+    csrf: &str,
+) -> crate::web::Reply {
+    send(
+        world,
+        Method::POST,
+        &format!("/connections/{connection}/disconnect"),
+        Some(cookie),
+        Some(&[("csrf", csrf)]),
+        &[("origin", "http://rapport.test")],
+    )
+    .await
+}
+
 /// Sam and Ana, two managers, by name.
 async fn sam_and_ana(
     store: &rapport_store::Store,
@@ -294,15 +313,8 @@ async fn a_person_connects_their_account_and_disconnects_it() {
     )
     .await;
     assert!(page.body.contains("not connected"), "{}", page.body);
-    let hers = send(
-        &world,
-        Method::POST,
-        &format!("/connections/{}/disconnect", connection.id),
-        Some(&ana_cookie),
-        Some(&[("csrf", &session(&world, "Ana").await.1)]),
-        &[("origin", "http://rapport.test")],
-    )
-    .await;
+    let ana_csrf = session(&world, "Ana").await.1;
+    let hers = disconnect_as(&world, connection.id, &ana_cookie, &ana_csrf).await;
     assert_ne!(
         hers.status,
         StatusCode::SEE_OTHER,
@@ -310,15 +322,7 @@ async fn a_person_connects_their_account_and_disconnects_it() {
     );
 
     // Sam disconnects: the tokens are deleted and the grant revoked at the provider.
-    let gone = send(
-        &world,
-        Method::POST,
-        &format!("/connections/{}/disconnect", connection.id),
-        Some(&sam_cookie),
-        Some(&[("csrf", &sam_csrf)]),
-        &[("origin", "http://rapport.test")],
-    )
-    .await;
+    let gone = disconnect_as(&world, connection.id, &sam_cookie, &sam_csrf).await;
     assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
     let after = store.connection(connection.id).await.unwrap().unwrap();
     assert_eq!(after.status, ConnectionStatus::Revoked);
@@ -728,15 +732,7 @@ async fn each_persons_connection_syncs_with_their_own_tokens_until_they_disconne
         .await
         .unwrap()
         .remove(0);
-    let gone = send(
-        &world,
-        Method::POST,
-        &format!("/connections/{}/disconnect", connection.id),
-        Some(&ana_cookie),
-        Some(&[("csrf", &ana_csrf)]),
-        &[("origin", "http://rapport.test")],
-    )
-    .await;
+    let gone = disconnect_as(&world, connection.id, &ana_cookie, &ana_csrf).await;
     assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
     assert!(server.engine.connector(&ana_unit).is_none());
     assert!(server.engine.connector(&sam_unit).is_some());
