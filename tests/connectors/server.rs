@@ -92,7 +92,7 @@ webhook_secret = {{ env = "STRIPE_WEBHOOK_SECRET" }}
     let store = server.engine.store();
     let stored = || async {
         store
-            .unmatched_events(Some("stripe"), None, 10)
+            .unmatched_events(rapport_store::Reader::Operator, Some("stripe"), None, 10)
             .await
             .unwrap()
             .events

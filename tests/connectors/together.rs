@@ -263,7 +263,7 @@ async fn one_clients_timeline_interleaves_mail_billing_and_support(store: Store)
 
     // Acme's timeline (without the handoff its creation wrote): newest first, all three
     // sources, each placed for its reason.
-    let mut query = TimelineQuery::account(acme.id);
+    let mut query = TimelineQuery::account(acme.id, rapport_store::Reader::Operator);
     query.connectors = vec!["stripe".into(), "zendesk".into(), "mail".into()];
     query.limit = 100;
     let page = store.timeline(&query).await.unwrap();
@@ -341,13 +341,16 @@ async fn one_clients_timeline_interleaves_mail_billing_and_support(store: Store)
 
     // The fixture mail to Ned Freed went to Innosoft by its domain.
     let innosoft_page = store
-        .timeline(&TimelineQuery::account(innosoft.id))
+        .timeline(&TimelineQuery::account(
+            innosoft.id,
+            rapport_store::Reader::Operator,
+        ))
         .await
         .unwrap();
     assert!(!innosoft_page.events.is_empty());
     // The unknown Stripe customer waits in the unmatched inbox.
     let waiting = store
-        .unmatched_events(Some("stripe"), None, 10)
+        .unmatched_events(rapport_store::Reader::Operator, Some("stripe"), None, 10)
         .await
         .unwrap();
     assert_eq!(waiting.events.len(), 1);

@@ -551,7 +551,7 @@ async fn reads(store: &Store, url: &str, org: &Org, backend: &str) -> Result<()>
     let heavy = org.accounts[0];
     let raw = RawSql::connect(url).await?;
     raw.analyze().await?;
-    let first = TimelineQuery::account(heavy);
+    let first = TimelineQuery::account(heavy, rapport_store::Reader::Operator);
     let first_page = timed_timeline(store, &first).await;
 
     let mut timeline = Table::new(format!(

@@ -11,7 +11,7 @@ use rapport_core::account::{Contact, Domain, EmailAddress, ExternalId, Lifecycle
 use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::{Level, NewStaff, Staff};
 use rapport_core::{AccountId, StaffId};
-use rapport_store::{Store, TimelineQuery};
+use rapport_store::{Reader, Store, TimelineQuery};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -664,7 +664,7 @@ pub async fn report(
             .collect::<Vec<_>>()
             .join(", ")
     )?;
-    let mut query = TimelineQuery::account(showcase);
+    let mut query = TimelineQuery::account(showcase, Reader::Operator);
     query.include_children = true;
     query.limit = 12;
     let page = store.timeline(&query).await?;

@@ -104,7 +104,7 @@ pub(crate) async fn connections(
             // What `rapport sync` and `rapport status` call it.
             let syncs_as = |c: &rapport_store::Connection| match c.key.owner {
                 None => c.key.connector.clone(),
-                Some(owner) => rapport_server::connections::person_unit(&c.key.connector, owner),
+                Some(owner) => rapport_core::sharing::person_connector_id(&c.key.connector, owner),
             };
             if json {
                 let rows: Vec<_> = connections

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use rapport_core::AccountId;
 use rapport_core::timeline::TimelineEvent;
-use rapport_store::{Store, TIMELINE_PAGE_MAX, TimelineQuery};
+use rapport_store::{Reader, Store, TIMELINE_PAGE_MAX, TimelineQuery};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -96,7 +96,7 @@ pub(crate) async fn run(args: &TimelineArgs, out: &mut (dyn Write + Send)) -> an
     let store = crate::tokens::open_existing(&args.database.url()?).await?;
     let account_id = resolve(&store, &args.account).await?;
     let account = store.account(account_id).await?;
-    let mut query = TimelineQuery::account(account_id);
+    let mut query = TimelineQuery::account(account_id, Reader::Operator);
     query.include_children = args.children;
     query.connectors = args
         .source

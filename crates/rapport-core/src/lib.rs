@@ -7,6 +7,7 @@
 //! - [`assignment`]: effective-dated owner/support assignments; exactly one current owner.
 //! - [`visibility`]: the one rule that decides whether a staff member may see an account.
 //! - [`permission`]: the permission table: who may do what, given what they see.
+//! - [`sharing`]: who sees what a person's own connection (their mailbox) captured.
 //! - [`matching`]: identity resolution — which account an event belongs to, and why.
 //! - [`timeline`]: the event model every connector, note, task and handoff is written as.
 //!
@@ -27,6 +28,7 @@ pub mod password;
 pub mod permission;
 pub mod revenue;
 pub mod secret;
+pub mod sharing;
 pub mod staff;
 pub mod timeline;
 pub mod token;

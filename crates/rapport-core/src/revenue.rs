@@ -232,6 +232,8 @@ mod tests {
             event,
             match_candidates: Vec::new(),
             unreadable: None,
+            capture: None,
+            withheld: false,
         }
     }
 

@@ -747,6 +747,14 @@ pub struct TimelineEvent {
     /// instead of failing the page it is on. `None` for a sound row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
+    /// For an event a person's own connection captured: whose it is and how widely it
+    /// is shared ([`crate::sharing`]). `None` for every other event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::sharing::Capture>,
+    /// Whether its content was withheld from this reader, who may see only who took
+    /// part, the subject and when ([`crate::sharing::withhold_content`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
 }
 
 /// Where a timeline page starts: strictly after this (occurred_at, id) in newest-first

@@ -10,6 +10,7 @@
 
 use crate::account::AccountForest;
 use crate::assignment::Assignment;
+use crate::sharing::{Access, Capture};
 use crate::staff::OrgChart;
 use crate::{AccountId, StaffId};
 use chrono::{DateTime, Utc};
@@ -64,6 +65,26 @@ impl World<'_> {
                 && assignment.is_current_at(at)
                 && lineage.contains(&assignment.account)
         })
+    }
+
+    /// What `viewer` may see at `at` of an event on `account` that a person's
+    /// connection captured as `capture` (`None`: rapport's own, or an organisation
+    /// connector's): first the account rule, then the event's sharing level
+    /// ([`crate::sharing`]). `None`: nothing, as if it did not exist.
+    pub fn event_access(
+        &self,
+        viewer: StaffId,
+        account: AccountId,
+        capture: Option<&Capture>,
+        at: DateTime<Utc>,
+    ) -> Option<Access> {
+        if !self.can_see(viewer, account, at) {
+            return None;
+        }
+        match capture {
+            None => Some(Access::Whole),
+            Some(capture) => capture.access(&self.org.subtree(viewer)),
+        }
     }
 }
 

@@ -284,6 +284,7 @@ pub fn oauth2(authorization_endpoint: &str, token_endpoint: &str) -> OAuth2Build
         pkce: false,
         extra_parameters: Vec::new(),
         token_hosts: Vec::new(),
+        optional: false,
     })
 }
 
@@ -320,6 +321,15 @@ impl OAuth2Builder {
     /// A host the access token is sent to: one of the manifest's hosts.
     pub fn token_for(mut self, host: &str) -> Self {
         self.0.token_hosts.push(host.to_owned());
+        self
+    }
+
+    /// The connector also runs without OAuth, on its settings and secrets (a server
+    /// that takes a password): it uses OAuth when a call has a connection
+    /// ([`crate::Config::connection`]), which the operator decides by registering a
+    /// client for it.
+    pub fn optional(mut self) -> Self {
+        self.0.optional = true;
         self
     }
 }

@@ -98,7 +98,7 @@ pub use bindings::exports::rapport::connector::plugin::Guest as Connector;
 pub use bindings::rapport::connector::types::{
     AccountHints, Actor, ApiKeyAuth, Attribute, AttributeValue, Auth, Config, ConfigEntry,
     ConfigKey, Connection, ConnectionScope, ConnectorError, Event, ExternalId, Header, Manifest,
-    Money, Oauth2Auth, Page, RateLimit, Timestamp, WebhookRequest,
+    Money, Oauth2Auth, Page, RateLimit, SharingLevel, Timestamp, WebhookRequest,
 };
 pub use builders::{ManifestBuilder, OAuth2Builder, event, manifest, oauth2, snippet};
 

@@ -145,6 +145,8 @@ pub struct Connection {
     pub owner_email: Option<String>,
     /// The account at the provider the credentials belong to, when known.
     pub provider_account: Option<String>,
+    /// For a person's connection: how widely its events are shared.
+    pub sharing: Option<rapport_core::sharing::Sharing>,
 }
 
 /// An OAuth 2.0 access token. `Debug` never shows the token.

@@ -106,6 +106,9 @@ pub struct OAuth2Auth {
     pub extra_parameters: Vec<(String, String)>,
     /// The hosts the access token is for (each one of the manifest's hosts).
     pub token_hosts: Vec<String>,
+    /// Whether the plugin also runs without OAuth, on its settings and secrets: the
+    /// operator chooses by registering a client for it, or not.
+    pub optional: bool,
 }
 
 /// One configuration key a plugin understands.
@@ -330,6 +333,7 @@ impl Plugin {
                 .as_deref()
                 .map(|endpoint| fill("revocation endpoint", endpoint))
                 .transpose()?,
+            scopes: fill_scopes(&declared.scopes, settings)?,
             ..declared.clone()
         }))
     }
@@ -575,14 +579,17 @@ fn validate_auth(manifest: &Manifest) -> std::result::Result<(), String> {
                 ));
             }
             for scope in &oauth.scopes {
-                // RFC 6749 section 3.3: a scope token is printable ASCII without space,
-                // `"` or `\`.
-                let token_ok = !scope.is_empty()
-                    && scope.len() <= OAUTH_SCOPE_BYTES_MAX
-                    && scope
-                        .bytes()
-                        .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
-                if !token_ok {
+                if let Some(setting) = scope_setting(scope) {
+                    match manifest.config_keys.iter().find(|key| key.name == setting) {
+                        Some(key) if !key.secret => continue,
+                        _ => {
+                            return Err(format!(
+                                "its OAuth scope `{scope}` stands for the setting `{setting}`, which it does not declare as a setting"
+                            ));
+                        }
+                    }
+                }
+                if !is_scope_token(scope) {
                     return Err(format!(
                         "OAuth scope `{}` must be 1-{OAUTH_SCOPE_BYTES_MAX} printable ASCII characters without spaces, quotes or backslashes (RFC 6749, section 3.3)",
                         scope.chars().take(80).collect::<String>().escape_debug()
@@ -630,6 +637,54 @@ fn validate_auth(manifest: &Manifest) -> std::result::Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// `scopes` with each whole-setting scope (`{oauth_scopes}`) replaced by the
+/// space-separated scopes its setting holds (none, if the setting is unset).
+fn fill_scopes(
+    scopes: &[String],
+    settings: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<String>, String> {
+    let mut filled = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        match scope_setting(scope) {
+            Some(setting) => {
+                for token in settings
+                    .get(setting)
+                    .map(String::as_str)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                {
+                    if !is_scope_token(token) {
+                        return Err(format!(
+                            "the setting `{setting}` holds the OAuth scope `{}`, which must be printable ASCII without quotes or backslashes (RFC 6749, section 3.3)",
+                            token.chars().take(80).collect::<String>().escape_debug()
+                        ));
+                    }
+                    filled.push(token.to_owned());
+                }
+            }
+            None => filled.push(scope.clone()),
+        }
+    }
+    Ok(filled)
+}
+
+/// The setting a whole-setting scope (`{oauth_scopes}`) names.
+fn scope_setting(scope: &str) -> Option<&str> {
+    scope
+        .strip_prefix('{')?
+        .strip_suffix('}')
+        .filter(|name| !name.is_empty() && !name.contains(['{', '}', '|']))
+}
+
+/// RFC 6749 section 3.3: a scope token is printable ASCII without space, `"` or `\`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= OAUTH_SCOPE_BYTES_MAX
+        && scope
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// An OAuth endpoint is an https URL, or a template whose `{placeholders}` are declared
@@ -764,6 +819,11 @@ impl Connector {
     /// The plugin it runs.
     pub fn plugin(&self) -> &Plugin {
         &self.plugin
+    }
+
+    /// The connection its calls run for, if any.
+    pub fn connection(&self) -> Option<&crate::config::Connection> {
+        self.grants.connection.as_ref()
     }
 
     /// Verifies configuration and credentials.
@@ -1156,6 +1216,7 @@ mod tests {
             pkce: true,
             extra_parameters: vec![("access_type".into(), "offline".into())],
             token_hosts: vec!["gmail.googleapis.com".into()],
+            optional: false,
         }
     }
 

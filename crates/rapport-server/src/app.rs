@@ -19,7 +19,7 @@ use rapport_core::permission::{Action, Authority, Permissions};
 use rapport_core::staff::{Level, Staff};
 use rapport_core::timeline::TimelineEvent;
 use rapport_core::{AccountId, DomainError, EventId, StaffId};
-use rapport_store::{AccountUpdate, Learn, NewTask, Store};
+use rapport_store::{AccountUpdate, Learn, NewTask, Reader, Store};
 
 /// Most accounts one handoff moves.
 pub const HANDOFF_ACCOUNTS_MAX: usize = 5_000;
@@ -81,7 +81,10 @@ pub(crate) async fn visible_of(
 /// else is the same 404 as a missing event.
 pub(crate) async fn event(store: &Store, caller: &Caller, id: EventId) -> ApiResult<TimelineEvent> {
     let not_found = || ApiError::NotFound(DomainError::UnknownEvent(id).to_string());
-    let mut event = store.event(id).await?.ok_or_else(not_found)?;
+    let mut event = store
+        .event(id, Reader::Staff(caller.id))
+        .await?
+        .ok_or_else(not_found)?;
     let action = match &event.event.placement {
         Some(placement) => Action::See(placement.account),
         None => Action::Triage,

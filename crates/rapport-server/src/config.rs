@@ -9,6 +9,7 @@
 
 use crate::listener::HttpTuning;
 use rapport_core::account::Domain;
+use rapport_core::sharing::Sharing;
 use rapport_plugin_host::{
     CallLimits, Grants, HostConfig, HostPattern, Plugin, PluginError, PluginHost, TokenSource,
 };
@@ -123,6 +124,12 @@ struct RawConnector {
     /// The client registered at the provider, for a plugin that declares OAuth 2.0.
     #[serde(default)]
     oauth: Option<Spanned<RawOAuth>>,
+    /// For `scope = "person"`: how widely each person's captured events are shared.
+    #[serde(default)]
+    sharing: Option<Spanned<String>>,
+    /// For `scope = "person"`: whether each person may choose their own level.
+    #[serde(default)]
+    sharing_override: Option<Spanned<bool>>,
 }
 
 /// `oauth = { client_id = "...", client_secret = { env = "..." }, redirect_uri = "..." }`.
@@ -547,6 +554,12 @@ pub struct ConnectorConfig {
     pub scope: rapport_plugin_host::ConnectionScope,
     /// The OAuth 2.0 client registered at the provider, when its plugin declares OAuth.
     pub oauth: Option<OAuthRegistration>,
+    /// For a person-scoped connector: how widely what each person's connection
+    /// captures is shared (`rapport_core::sharing`). Default: metadata only.
+    pub sharing: Sharing,
+    /// For a person-scoped connector: whether each person may choose another level for
+    /// their own connection.
+    pub sharing_override: bool,
     spans: ConnectorSpans,
 }
 
@@ -926,6 +939,7 @@ impl ConnectorConfig {
             scope: rapport_plugin_host::ConnectionScope::Org,
             owner_email: None,
             provider_account: None,
+            sharing: None,
         });
         self.grants_on(tokens, connection)
     }
@@ -1162,6 +1176,36 @@ fn check_connector(
             rapport_plugin_host::ConnectionScope::Org
         }
     };
+    let mut sharing = Sharing::Metadata;
+    if let Some(level) = &raw.sharing {
+        match Sharing::parse(level.get_ref()) {
+            Some(parsed) => sharing = parsed,
+            None => problems.add(
+                &level.span(),
+                format!(
+                    "sharing `{}` must be `shared` (everyone who sees the account sees what a person's connection captures), `metadata` (others see who, the subject and when) or `private` (only its owner and their management chain)",
+                    level.get_ref()
+                ),
+            ),
+        }
+    }
+    if scope != rapport_plugin_host::ConnectionScope::Person {
+        let stray = raw
+            .sharing
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| raw.sharing_override.as_ref().map(Spanned::span));
+        if let Some(span) = stray {
+            problems.add(
+                &span,
+                "sharing levels apply to what people's own connections capture: set them on a connector with scope = \"person\", or remove them",
+            );
+        }
+    }
+    let sharing_override = raw
+        .sharing_override
+        .as_ref()
+        .is_some_and(|value| *value.get_ref());
     let oauth = raw.oauth.as_ref().map(|oauth| {
         let span = oauth.span();
         let raw_oauth = oauth.get_ref();
@@ -1230,6 +1274,8 @@ fn check_connector(
         allow_private_networks: raw.allow_private_networks,
         scope,
         oauth,
+        sharing,
+        sharing_override,
         spans: ConnectorSpans {
             id: id_span,
             oauth: raw.oauth.as_ref().map(|oauth| oauth.span()),

@@ -12,6 +12,7 @@ use crate::config::{Config, ConnectorConfig};
 use chrono::{Duration, Utc};
 use rapport_core::StaffId;
 use rapport_core::secret::KeyRing;
+use rapport_core::sharing::{Sharing, person_connection_of, person_connector_id};
 use rapport_core::token::token_hash;
 use rapport_plugin_host::ConnectionScope;
 use rapport_store::ConnectionStatus;
@@ -39,6 +40,11 @@ pub struct Connectable {
     pub scope: ConnectionScope,
     /// What the person grants, as the provider names it.
     pub scopes: Vec<String>,
+    /// For a person-scoped connector: the organisation's sharing level for what each
+    /// connection captures.
+    pub sharing: Sharing,
+    /// For a person-scoped connector: whether each person may choose their own level.
+    pub sharing_override: bool,
     client: OAuthClient,
     /// For a person-scoped connector: what each person's connection syncs with — the
     /// connector's configuration and its bound plugin — and whether it is enabled.
@@ -50,19 +56,6 @@ pub struct Connectable {
 struct PersonTemplate {
     config: ConnectorConfig,
     spec: ConnectorSpec,
-}
-
-/// The engine's id for `owner`'s connection of `connector`: its own checkpoint, lease,
-/// schedule slot and status. Connector ids hold no `:` (config checks), so these never
-/// collide with a configured connector.
-pub fn person_unit(connector: &str, owner: StaffId) -> String {
-    format!("{connector}:{}", owner.0)
-}
-
-/// The connector and owner of an engine id made by [`person_unit`].
-pub fn parse_person_unit(unit: &str) -> Option<(&str, StaffId)> {
-    let (connector, owner) = unit.split_once(':')?;
-    Some((connector, StaffId(owner.parse().ok()?)))
 }
 
 /// What one [`Connections::reconcile`] changed in the engine.
@@ -177,6 +170,8 @@ impl Connections {
                     plugin: plugin.manifest().name.clone(),
                     scope: connector.scope,
                     scopes: endpoints.scopes,
+                    sharing: connector.sharing,
+                    sharing_override: connector.sharing_override,
                     client,
                     template,
                 },
@@ -243,10 +238,13 @@ impl Connections {
             if connectable.template.is_none() || connection.status != ConnectionStatus::Active {
                 continue;
             }
-            wanted.insert(person_unit(&connection.key.connector, owner), connection);
+            wanted.insert(
+                person_connector_id(&connection.key.connector, owner),
+                connection,
+            );
         }
         for spec in engine.connectors() {
-            let Some((connector, _)) = parse_person_unit(spec.id()) else {
+            let Some((connector, _)) = person_connection_of(spec.id()) else {
                 continue;
             };
             if self.is_person_template(connector) && !wanted.contains_key(spec.id()) {
@@ -255,8 +253,13 @@ impl Connections {
             }
         }
         for (unit, connection) in wanted {
-            if engine.connector(&unit).is_some() {
-                continue;
+            if let Some(running) = engine.connector(&unit) {
+                // Bound with its current sharing level (which its plugin is told):
+                // nothing to do. Otherwise it is bound again below, replacing it.
+                let bound_sharing = running.connector.connection().and_then(|c| c.sharing);
+                if bound_sharing == Some(connection.sharing) {
+                    continue;
+                }
             }
             let Some(spec) = self
                 .person_spec(store, &connection, engine.node_id())
@@ -299,7 +302,7 @@ impl Connections {
             return Ok(None);
         };
         let owner_email = store.staff(owner).await?.email.to_string();
-        let unit = person_unit(&connection.key.connector, owner);
+        let unit = person_connector_id(&connection.key.connector, owner);
         let tokens = std::sync::Arc::new(ConnectionTokenSource::new(
             store.clone(),
             keys.clone(),
@@ -314,6 +317,7 @@ impl Connections {
                 scope: ConnectionScope::Person,
                 owner_email: Some(owner_email),
                 provider_account: connection.provider_account.clone(),
+                sharing: Some(connection.sharing),
             },
         );
         let bound = template
@@ -420,6 +424,7 @@ impl Connections {
                 .map(|refresh| keys.seal(refresh, &key.seal_context("refresh"))),
             scopes: issued.scopes.unwrap_or_else(|| connectable.scopes.clone()),
             provider_account: None,
+            sharing: connectable.sharing,
         };
         let connection = store.grant_connection(&key, granted, Utc::now()).await?;
         if key.owner.is_none() {
@@ -488,6 +493,88 @@ impl Connections {
     /// What this node's refresh passes did since it started.
     pub fn refresh_tally(&self) -> RefreshPass {
         *self.refreshes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The level `connection`'s events carry under this configuration: its owner's
+    /// choice where the organisation allows one, else the organisation's.
+    fn sharing_for(connectable: &Connectable, chosen: Option<Sharing>) -> Sharing {
+        match chosen {
+            Some(chosen) if connectable.sharing_override => chosen,
+            _ => connectable.sharing,
+        }
+    }
+
+    /// Brings every person's connection to the sharing level this configuration gives
+    /// it (the organisation's, or the owner's choice where allowed), re-stamping the
+    /// events of each that changed. Run when a node starts, so a changed `sharing` or
+    /// `sharing_override` applies to what was captured before. Returns how many
+    /// connections changed.
+    pub async fn apply_sharing_policy(&self, store: &Store) -> Result<u32, ConnectError> {
+        let mut changed = 0;
+        for connection in store.connections(None, None).await? {
+            let Some(connectable) = self.connectors.get(&connection.key.connector) else {
+                continue;
+            };
+            if connection.key.owner.is_none() || connectable.template.is_none() {
+                continue;
+            }
+            let wanted = Self::sharing_for(connectable, connection.sharing_chosen);
+            if wanted != connection.sharing {
+                let restamped = store
+                    .set_connection_sharing(
+                        connection.id,
+                        wanted,
+                        connection.sharing_chosen,
+                        Utc::now(),
+                    )
+                    .await?;
+                tracing::info!(
+                    connection = %connection.id,
+                    connector = %connection.key.connector,
+                    from = %connection.sharing,
+                    to = %wanted,
+                    events = restamped.unwrap_or(0),
+                    "a connection's sharing level follows the configuration"
+                );
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Sets the sharing level `staff` chooses for their own `connection` (`None`: the
+    /// organisation's), where the organisation lets people choose; re-stamps what it
+    /// already captured. Someone else's connection is not found.
+    pub async fn choose_sharing(
+        &self,
+        store: &Store,
+        connection: ConnectionId,
+        staff: StaffId,
+        chosen: Option<Sharing>,
+    ) -> Result<Connection, ConnectError> {
+        let found = store
+            .connection(connection)
+            .await?
+            .filter(|found| found.key.owner == Some(staff))
+            .ok_or_else(|| ConnectError::Unknown(connection.to_string()))?;
+        let connectable = self.connectable(&found.key.connector)?;
+        if connectable.template.is_none() {
+            return Err(ConnectError::Unknown(connection.to_string()));
+        }
+        if !connectable.sharing_override && chosen.is_some_and(|c| c != connectable.sharing) {
+            return Err(ConnectError::Forbidden(format!(
+                "the organisation shares what `{}` connections capture as `{}`, and does not let people choose another level (`sharing_override` in rapport.toml)",
+                found.key.connector, connectable.sharing
+            )));
+        }
+        let sharing = Self::sharing_for(connectable, chosen);
+        store
+            .set_connection_sharing(connection, sharing, chosen, Utc::now())
+            .await?;
+        store
+            .connection(connection)
+            .await?
+            .ok_or_else(|| ConnectError::Unknown(connection.to_string()))
     }
 
     /// Disconnects `connection` for `staff` (its owner, or an admin): deletes its

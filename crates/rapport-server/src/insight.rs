@@ -11,7 +11,7 @@ use rapport_core::account::Account;
 use rapport_core::health::Health;
 use rapport_core::revenue::{Revenue, revenue};
 use rapport_core::timeline::TimelineEvent;
-use rapport_store::{Result, Store, TIMELINE_PAGE_MAX, TimelineQuery};
+use rapport_store::{Reader, Result, Store, TIMELINE_PAGE_MAX, TimelineQuery};
 
 /// Most subscription events the revenue history reads per account; older ones beyond
 /// it are left out of the chart (current revenue comes from the insight, complete).
@@ -27,9 +27,10 @@ pub(crate) async fn health_of(
 }
 
 /// An account's revenue history, from its subscription events, newest first up to
-/// [`REVENUE_EVENTS_MAX`].
+/// [`REVENUE_EVENTS_MAX`]. Read whole: billing events are no one's captured mail, and
+/// the chart shows only sums.
 pub(crate) async fn revenue_of(store: &Store, account: AccountId) -> Result<Revenue> {
-    let mut query = TimelineQuery::account(account);
+    let mut query = TimelineQuery::account(account, Reader::Operator);
     query.kind_prefix = Some("billing.subscription".to_owned());
     query.limit = TIMELINE_PAGE_MAX;
     let mut events: Vec<TimelineEvent> = Vec::new();

@@ -115,6 +115,10 @@ impl Server {
         specs.retain(|spec| !connections.is_person_template(spec.id()));
         let engine = Engine::new(store, engine_config, specs).await?;
         connections
+            .apply_sharing_policy(engine.store())
+            .await
+            .context("applying the configured sharing levels to people's connections")?;
+        connections
             .reconcile(&engine)
             .await
             .context("registering people's connections with the sync engine")?;

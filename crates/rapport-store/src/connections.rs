@@ -12,6 +12,7 @@ use crate::{Result, Store, with_backend};
 use chrono::{DateTime, Utc};
 use rapport_core::StaffId;
 use rapport_core::secret::Sealed;
+use rapport_core::sharing::{Sharing, person_connector_id};
 use std::collections::BTreeMap;
 
 /// A connection's id.
@@ -105,6 +106,11 @@ pub struct Connection {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// The sharing level its events carry now (a person's connection; `Shared` for the
+    /// organisation's, whose events carry none).
+    pub sharing: Sharing,
+    /// The level its owner chose, if they did (the organisation may not let it apply).
+    pub sharing_chosen: Option<Sharing>,
 }
 
 /// What an authorization (or a reconnect) granted, sealed.
@@ -120,6 +126,8 @@ pub struct GrantedTokens {
     pub scopes: Vec<String>,
     /// The account at the provider, when known.
     pub provider_account: Option<String>,
+    /// The sharing level a new connection starts with (a reconnect keeps its own).
+    pub sharing: Sharing,
 }
 
 /// A connection's sealed tokens, at a version.
@@ -169,12 +177,20 @@ struct ConnectionRow {
     token_version: i64,
     created_at_us: i64,
     updated_at_us: i64,
+    sharing: String,
+    sharing_chosen: Option<String>,
 }
 
 const SELECT_CONNECTION: &str = "SELECT id, connector, owner_staff_id, status, status_reason, \
     provider_account, scopes, access_expires_at_us, refreshed_at_us, \
     (refresh_token_sealed IS NOT NULL) AS has_refresh_token, token_version, created_at_us, \
-    updated_at_us FROM connections";
+    updated_at_us, sharing, sharing_chosen FROM connections";
+
+/// A stored sharing level.
+fn sharing_of(text: &str) -> Result<Sharing> {
+    Sharing::parse(text)
+        .ok_or_else(|| crate::Error::Corrupt(format!("connection sharing level `{text}`")))
+}
 
 impl ConnectionRow {
     fn into_connection(self) -> Result<Connection> {
@@ -194,6 +210,8 @@ impl ConnectionRow {
             token_version: self.token_version,
             created_at: from_us(self.created_at_us),
             updated_at: from_us(self.updated_at_us),
+            sharing: sharing_of(&self.sharing)?,
+            sharing_chosen: self.sharing_chosen.as_deref().map(sharing_of).transpose()?,
         })
     }
 }
@@ -279,8 +297,8 @@ impl Store {
                         "INSERT INTO connections (connector, scope, owner_staff_id,
                              provider_account, scopes, access_token_sealed, access_expires_at_us,
                              refresh_token_sealed, token_version, refreshed_at_us, created_at_us,
-                             updated_at_us)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, $9)
+                             updated_at_us, sharing)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, $9, $10)
                          RETURNING id",
                     )
                     .bind(&key.connector)
@@ -292,6 +310,7 @@ impl Store {
                     .bind(tokens.access_expires_at.map(to_us))
                     .bind(tokens.refresh.as_ref().map(Sealed::as_str))
                     .bind(to_us(at))
+                    .bind(tokens.sharing.as_str())
                     .fetch_one(&mut *tx)
                     .await?
                 }
@@ -455,6 +474,62 @@ impl Store {
             }
         });
         Ok(())
+    }
+
+    /// Sets the sharing level of a person's connection — `sharing`, what its events
+    /// carry from now on, and `chosen`, the owner's own choice if any — and re-stamps
+    /// every event it already stored, in one transaction. Page commits read the level
+    /// under a shared lock on the row ([`crate::timeline::capture_of`]), so no page
+    /// can store events with the old level after this commits. Returns how many stored
+    /// events were re-stamped, or `None` when there is no such person's connection.
+    pub async fn set_connection_sharing(
+        &self,
+        id: ConnectionId,
+        sharing: Sharing,
+        chosen: Option<Sharing>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        let result = async {
+            with_backend!(self, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let locked = format!(
+                "SELECT connector, owner_staff_id FROM connections WHERE id = $1 AND owner_staff_id IS NOT NULL{}",
+                dialect.lock_rows()
+            );
+            let row: Option<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(locked))
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((connector, owner)) = row else {
+                return Ok(None);
+            };
+            sqlx::query(
+                "UPDATE connections SET sharing = $2, sharing_chosen = $3, updated_at_us = $4
+                 WHERE id = $1",
+            )
+            .bind(id.0)
+            .bind(sharing.as_str())
+            .bind(chosen.map(Sharing::as_str))
+            .bind(to_us(at))
+            .execute(&mut *tx)
+            .await?;
+            let restamped = sqlx::query(
+                "UPDATE timeline_events SET sharing = $2, captured_by = $3
+                 WHERE connector = $1 AND (sharing IS NULL OR sharing <> $2)",
+            )
+            .bind(person_connector_id(&connector, StaffId(owner)))
+            .bind(sharing.as_str())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(Some(restamped))
+            })
+        }
+        .await;
+        self.observe_write(&result, true);
+        result
     }
 
     /// Disconnects: deletes the tokens and marks the connection revoked. Returns the

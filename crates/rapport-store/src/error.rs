@@ -75,6 +75,13 @@ pub enum Error {
     #[error("another change to {0} was committed at the same time: retry the request")]
     Conflict(String),
 
+    /// The person's connection whose events these are was disconnected; nothing was
+    /// written.
+    #[error(
+        "the connection `{0}` was disconnected by its owner or an admin: its events are no longer stored until it is connected again"
+    )]
+    ConnectionClosed(String),
+
     /// A stored value could not be read back into the domain model.
     #[error("stored data is not valid: {0}")]
     Corrupt(String),

@@ -2,7 +2,7 @@
 //! can teach identity resolution the hint that would have matched it.
 
 use crate::tx::require_account;
-use crate::{Result, Store, with_backend};
+use crate::{Reader, Result, Store, with_backend};
 use rapport_core::account::{Contact, Domain, EmailAddress, ExternalId};
 use rapport_core::permission::Authority;
 use rapport_core::timeline::{MatchReason, TimelineEvent};
@@ -34,8 +34,9 @@ impl Store {
         by: StaffId,
         learn: Option<Learn>,
     ) -> Result<TimelineEvent> {
+        let reader = Reader::of(&authority);
         let stored = self
-            .event(event)
+            .event(event, reader)
             .await?
             .ok_or(DomainError::UnknownEvent(event))?;
         if stored.event.placement.is_some() {
@@ -79,6 +80,7 @@ impl Store {
         account: AccountId,
         by: StaffId,
     ) -> Result<TimelineEvent> {
+        let reader = Reader::of(&authority);
         let placed = with_backend!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             crate::visibility::decide(&mut *tx, authority, chrono::Utc::now()).await?;
@@ -127,7 +129,7 @@ impl Store {
             }
             .into());
         }
-        self.event(event)
+        self.event(event, reader)
             .await?
             .ok_or_else(|| DomainError::UnknownEvent(event).into())
     }

@@ -62,7 +62,7 @@ pub use sync::{
 };
 pub use tasks::{NewTask, TASK_ASSIGNEE, TASK_DUE, TASK_STATUS};
 pub use timeline::{
-    FeedQuery, ROLLUP_ACCOUNTS_MAX, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery,
+    FeedQuery, ROLLUP_ACCOUNTS_MAX, Reader, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery,
     UPSERT_BATCH_MAX, UpsertOutcome, UpsertSummary,
 };
 pub use tokens::{IssuedToken, LAST_USED_RESOLUTION_SECONDS};
@@ -131,6 +131,17 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// What follows a `SELECT` of one row to keep it from changing until the
+    /// transaction ends while letting other readers do the same: a writer that stamps
+    /// what it reads (a connection's sharing level) on the rows it writes then cannot
+    /// interleave with one changing it. SQLite's writers already take turns.
+    fn share_rows(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
         }
     }
 

@@ -97,7 +97,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<TimelineEvent> {
         let stored = self
-            .event(task)
+            .event(task, crate::Reader::Operator)
             .await?
             .ok_or(DomainError::UnknownEvent(task))?;
         let mut event = stored.event;
@@ -155,6 +155,8 @@ impl Store {
                 event: done,
                 match_candidates: Vec::new(),
                 unreadable: None,
+                capture: None,
+                withheld: false,
             }),
             _ => Err(crate::Error::Conflict(format!("task {task}"))),
         }

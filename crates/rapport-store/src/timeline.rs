@@ -11,6 +11,7 @@ use rapport_core::account::ACCOUNT_DEPTH_MAX;
 use rapport_core::account::Domain;
 use rapport_core::assignment::Role;
 use rapport_core::permission::Authority;
+use rapport_core::sharing::{Access, Capture, Sharing, person_connection_of, withhold_content};
 use rapport_core::staff::Staff;
 use rapport_core::timeline::{
     AccountHints, Actor, AttributeValue, Attributes, DedupeKey, EventKind, INTERNAL_CONNECTOR,
@@ -65,11 +66,35 @@ impl UpsertSummary {
     }
 }
 
+/// Who reads events: what decides which events of a person's own connection they see
+/// whole, see withheld or do not see at all (`rapport_core::sharing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// A staff member. Whether they see the account is checked before (or, in a feed,
+    /// inside) the query; the sharing levels of captured events apply in the query.
+    Staff(StaffId),
+    /// The operator (the CLI, the engine, rapport itself): everything, whole.
+    Operator,
+}
+
+impl Reader {
+    /// Who reads on `authority`'s behalf: the staff member it acts for, or the
+    /// operator.
+    pub fn of(authority: &Authority<'_>) -> Reader {
+        match authority {
+            Authority::Staff(permissions, _) => Reader::Staff(permissions.staff),
+            Authority::Operator => Reader::Operator,
+        }
+    }
+}
+
 /// Which part of which timeline to read.
 #[derive(Debug, Clone)]
 pub struct TimelineQuery {
     /// The account.
     pub account: AccountId,
+    /// Who reads it.
+    pub reader: Reader,
     /// Also show events of its subsidiaries (the whole subtree).
     pub include_children: bool,
     /// Only these connectors (empty: all).
@@ -87,10 +112,11 @@ pub struct TimelineQuery {
 }
 
 impl TimelineQuery {
-    /// The newest page of one account's timeline, with no filters.
-    pub fn account(account: AccountId) -> Self {
+    /// The newest page of one account's timeline as `reader` sees it, with no filters.
+    pub fn account(account: AccountId, reader: Reader) -> Self {
         TimelineQuery {
             account,
+            reader,
             include_children: false,
             connectors: Vec::new(),
             kind_prefix: None,
@@ -138,7 +164,8 @@ pub struct TimelinePage {
 pub(crate) const UPSERT_HEAD: &str = "
 INSERT INTO timeline_events (
     connector, source_id, source_version, account_id, kind, occurred_at_us, ingested_at_us,
-    title, summary, url, actor, attributes, hints, match_rule, match_detail, match_candidates) ";
+    title, summary, url, actor, attributes, hints, match_rule, match_detail, match_candidates,
+    captured_by, sharing) ";
 
 /// What a conflicting row does: a newer source version replaces it, anything else
 /// leaves it alone (and returns nothing, which is how "unchanged" is recognised).
@@ -155,6 +182,8 @@ ON CONFLICT (connector, source_id) DO UPDATE SET
     actor = excluded.actor,
     attributes = excluded.attributes,
     hints = excluded.hints,
+    captured_by = excluded.captured_by,
+    sharing = excluded.sharing,
     -- A person's placement from the unmatched inbox outranks the connector's matching.
     account_id = CASE WHEN timeline_events.match_rule = 'manual'
                       THEN timeline_events.account_id ELSE excluded.account_id END,
@@ -167,7 +196,7 @@ ON CONFLICT (connector, source_id) DO UPDATE SET
 WHERE excluded.source_version > timeline_events.source_version
 RETURNING source_id, connector, id, revision, account_id";
 
-/// Most rows one multi-row upsert statement carries. At 16 parameters a row this stays
+/// Most rows one multi-row upsert statement carries. At 18 parameters a row this stays
 /// far below SQLite's 32,766 and PostgreSQL's 65,535 parameters, and a full statement
 /// always has the same text, so each connection prepares it once.
 pub(crate) const UPSERT_ROWS_PER_STATEMENT: usize = 256;
@@ -179,6 +208,8 @@ pub(crate) struct PlacedEvent<'a> {
     pub event: &'a NewEvent,
     pub placement: Option<&'a Placement>,
     pub candidates: &'a [AccountId],
+    /// For an event of a person's connection: whose it is and how it is shared.
+    pub capture: Option<Capture>,
 }
 
 /// Splits `rows` into runs that one statement can upsert: at most
@@ -305,7 +336,9 @@ where
                 .push_bind(Json(&event.hints))
                 .push_bind(placement.map(|placement| placement.reason.rule()))
                 .push_bind(placement.map(|placement| Json(&placement.reason)))
-                .push_bind(candidates.map(Json));
+                .push_bind(candidates.map(Json))
+                .push_bind(row.capture.map(|capture| capture.owner.0))
+                .push_bind(row.capture.map(|capture| capture.sharing.as_str()));
         });
         sql.push(UPSERT_TAIL);
         let returned: Vec<Returned> = sql.build_query_as().fetch_all(&mut *conn).await?;
@@ -354,6 +387,7 @@ where
         event,
         placement: event.placement.as_ref(),
         candidates: &[],
+        capture: None,
     };
     let outcomes = upsert_rows(conn, dialect, std::slice::from_ref(&row), at_us, changes).await?;
     Ok(outcomes[0])
@@ -387,9 +421,18 @@ where
     Json<Vec<String>>: for<'q> Encode<'q, DB> + Type<DB>,
     (i64, String, String): for<'r> FromRow<'r, DB::Row>,
     (i64, String): for<'r> FromRow<'r, DB::Row>,
+    (String, String): for<'r> FromRow<'r, DB::Row>,
     Returned: for<'r> FromRow<'r, DB::Row>,
     KeyedFactRow: for<'r> FromRow<'r, DB::Row>,
 {
+    let mut captures: BTreeMap<&str, Option<Capture>> = BTreeMap::new();
+    for event in events {
+        let connector = event.key.connector.as_str();
+        if !captures.contains_key(connector) {
+            let capture = capture_of(&mut *conn, dialect, connector).await?;
+            captures.insert(connector, capture);
+        }
+    }
     let placements = crate::identity::resolve_batch(&mut *conn, dialect, events, ignored).await?;
     let rows: Vec<PlacedEvent<'_>> = events
         .iter()
@@ -398,6 +441,10 @@ where
             event,
             placement: placement.as_ref(),
             candidates,
+            capture: captures
+                .get(event.key.connector.as_str())
+                .copied()
+                .flatten(),
         })
         .collect();
     let outcomes = upsert_rows(conn, dialect, &rows, at_us, changes).await?;
@@ -411,10 +458,52 @@ where
     Ok((commit, outcomes))
 }
 
+/// What events of `connector` are stamped with, read on `conn` (the write's own
+/// connection, the connection row held against a concurrent change of its level): for
+/// a person's connection, its owner and current sharing level; `None` for any other
+/// connector. A person's connection without a record (never made through rapport) is
+/// private to its owner's line. Refuses, writing nothing, the events of a connection
+/// its owner disconnected: what was in flight when they did is not stored.
+pub(crate) async fn capture_of<C, DB>(
+    conn: &mut C,
+    dialect: Dialect,
+    connector: &str,
+) -> Result<Option<Capture>>
+where
+    DB: Database,
+    for<'e> &'e mut C: Executor<'e, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (String, String): for<'r> FromRow<'r, DB::Row>,
+{
+    let Some((configured, owner)) = person_connection_of(connector) else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT status, sharing FROM connections WHERE connector = $1 AND owner_staff_id = $2{}",
+        dialect.share_rows()
+    );
+    let row: Option<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(configured)
+        .bind(owner.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let sharing = match row {
+        None => Sharing::Private,
+        Some((status, _)) if status == "revoked" => {
+            return Err(Error::ConnectionClosed(connector.to_owned()));
+        }
+        Some((_, sharing)) => Sharing::parse(&sharing).unwrap_or(Sharing::Private),
+    };
+    Ok(Some(Capture { owner, sharing }))
+}
+
 /// What narrows a page of events: a [`TimelineQuery`]'s or a [`FeedQuery`]'s filters
 /// and keyset cursor, whichever listing they came from.
 #[derive(Debug, Clone, Copy)]
 struct PageFilters<'a> {
+    reader: Reader,
     connectors: &'a [String],
     kind_prefix: Option<&'a str>,
     from: Option<DateTime<Utc>>,
@@ -425,6 +514,7 @@ struct PageFilters<'a> {
 impl<'a> PageFilters<'a> {
     fn of_timeline(query: &'a TimelineQuery) -> PageFilters<'a> {
         PageFilters {
+            reader: query.reader,
             connectors: &query.connectors,
             kind_prefix: query.kind_prefix.as_deref(),
             from: query.from,
@@ -435,6 +525,7 @@ impl<'a> PageFilters<'a> {
 
     fn of_feed(query: &'a FeedQuery) -> PageFilters<'a> {
         PageFilters {
+            reader: Reader::Staff(query.viewer),
             connectors: &query.connectors,
             kind_prefix: query.kind_prefix.as_deref(),
             from: query.from,
@@ -443,9 +534,10 @@ impl<'a> PageFilters<'a> {
         }
     }
 
-    /// Only the cursor.
-    fn after(after: Option<TimelineCursor>) -> PageFilters<'a> {
+    /// Only the reader and the cursor.
+    fn after(reader: Reader, after: Option<TimelineCursor>) -> PageFilters<'a> {
         PageFilters {
+            reader,
             connectors: &[],
             kind_prefix: None,
             from: None,
@@ -462,6 +554,13 @@ where
     i64: for<'q> Encode<'q, DB> + Type<DB>,
     String: for<'q> Encode<'q, DB> + Type<DB>,
 {
+    if let Reader::Staff(_) = filters.reader {
+        // Private captured events only for the owner's line (`team`, the reader's line,
+        // is in scope: [`push_reader`]); most rows stop at the first test.
+        sql.push(
+            " AND (sharing IS NULL OR sharing <> 'private' OR captured_by IN (SELECT id FROM team))",
+        );
+    }
     if !filters.connectors.is_empty() {
         sql.push(" AND connector IN (");
         let mut list = sql.separated(", ");
@@ -519,8 +618,8 @@ where
     push_page_order(sql, limit);
 }
 
-/// Builds, on `sql`, one page (`limit` + 1 rows) of the events of one or more
-/// accounts, newest first: every account timeline, roll-up and narrow feed. Two forms,
+/// Builds, on `sql` (opened by [`push_reader`] for `filters.reader`), one page
+/// (`limit` + 1 rows) of the events of one or more accounts, newest first: every account timeline, roll-up and narrow feed. Two forms,
 /// measured at 1M events (BENCHMARKS.md, "Scale"):
 /// - PostgreSQL: a merge of each account's own newest rows. For each id in one bound
 ///   array, a `LATERAL` index range read of ids on `timeline_by_account` that stops
@@ -546,7 +645,7 @@ fn push_accounts_page<DB>(
 {
     if dialect == Dialect::Postgres {
         // A text bind both backends' builders accept, cast to `bigint[]` in SQL.
-        sql.push(SELECT_EVENT)
+        sql.push(select_event(filters.reader))
             .push(" WHERE id IN (SELECT id FROM unnest(CAST(")
             .push_bind(postgres_array(accounts.iter().copied()))
             .push(
@@ -559,7 +658,7 @@ fn push_accounts_page<DB>(
         sql.push(")");
     } else {
         // Named, so the newest-first index (for wide feeds) is never taken here.
-        sql.push(SELECT_EVENT)
+        sql.push(select_event(filters.reader))
             .push(" INDEXED BY timeline_by_account WHERE account_id IN (");
         let mut list = sql.separated(", ");
         for account in accounts {
@@ -584,9 +683,40 @@ fn postgres_array(ids: impl Iterator<Item = i64>) -> String {
     literal
 }
 
-const SELECT_EVENT: &str = "SELECT id, connector, source_id, source_version, account_id, kind,
-    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail, match_candidates
-    FROM timeline_events";
+/// The `SELECT ... FROM timeline_events` of an event row as `reader` reads it: the
+/// stored columns, and whether the reader's line holds the row's capturer
+/// (`owner_in_line`, which decides a captured event's [`Access`]). A staff reader's
+/// form needs the `team` CTE of [`push_reader`].
+fn select_event(reader: Reader) -> &'static str {
+    match reader {
+        Reader::Staff(_) => {
+            "SELECT id, connector, source_id, source_version, account_id, kind,
+    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail, match_candidates,
+    captured_by, sharing, (captured_by IS NOT NULL AND captured_by IN (SELECT id FROM team)) AS owner_in_line
+    FROM timeline_events"
+        }
+        Reader::Operator => {
+            "SELECT id, connector, source_id, source_version, account_id, kind,
+    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail, match_candidates,
+    captured_by, sharing, TRUE AS owner_in_line
+    FROM timeline_events"
+        }
+    }
+}
+
+/// Opens a query that reads events as `reader`: for a staff member, the `team` CTE
+/// (their reporting line) that [`select_event`] and the sharing filter consult.
+fn push_reader<DB>(sql: &mut QueryBuilder<DB>, reader: Reader)
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    if let Reader::Staff(viewer) = reader {
+        sql.push("WITH RECURSIVE ");
+        crate::visibility::push_team(sql, viewer);
+        sql.push(" ");
+    }
+}
 
 /// A stored event row. Every column that could fail to decode is [`Lenient`], so one
 /// bad value costs its own field, never the page: see [`EventRow::into_event`].
@@ -608,6 +738,9 @@ struct EventRow {
     hints: Lenient<Json<serde_json::Value>>,
     match_detail: Option<Lenient<Json<serde_json::Value>>>,
     match_candidates: Option<Lenient<Json<serde_json::Value>>>,
+    captured_by: Option<i64>,
+    sharing: Option<Lenient<String>>,
+    owner_in_line: bool,
 }
 
 /// `value` as a `T`, or `fallback` with the failure noted under `field`.
@@ -634,7 +767,12 @@ impl EventRow {
     /// becomes `rapport.unreadable`, attributes are read one by one) and the event is
     /// marked [`TimelineEvent::unreadable`] and logged, so a page shows it instead of
     /// failing.
-    fn into_event(self) -> TimelineEvent {
+    ///
+    /// A captured event is shown as its sharing level lets the row's reader see it:
+    /// whole, withheld ([`withhold_content`]), or — for one the query should not have
+    /// returned — not at all (`None`, logged). A level that does not read back counts
+    /// as private.
+    fn into_event(self) -> Option<TimelineEvent> {
         let mut unreadable = Unreadable::default();
         let kind = match self.kind.0 {
             Ok(text) => EventKind::parse(&text).map_err(|error| error.to_string()),
@@ -704,17 +842,42 @@ impl EventRow {
             .match_candidates
             .map(|ids| typed(&mut unreadable, "match candidates", ids, Vec::new()))
             .unwrap_or_default();
+        let capture = self.captured_by.map(|owner| Capture {
+            owner: StaffId(owner),
+            sharing: self
+                .sharing
+                .and_then(|sharing| sharing.0.ok())
+                .and_then(|sharing| Sharing::parse(&sharing))
+                .unwrap_or(Sharing::Private),
+        });
+        let mut event = event;
+        let withheld = match capture.map(|capture| capture.access_by(self.owner_in_line)) {
+            None | Some(Some(Access::Whole)) => false,
+            Some(Some(Access::MetadataOnly)) => {
+                withhold_content(&mut event);
+                true
+            }
+            Some(None) => {
+                tracing::error!(
+                    event = self.id,
+                    "a private event reached a reader outside its owner's line; it is left out"
+                );
+                return None;
+            }
+        };
         let unreadable = unreadable.finish();
         if let Some(reason) = &unreadable {
             tracing::warn!(event = self.id, %reason, "a stored event could not be read whole; it is shown marked unreadable");
         }
-        TimelineEvent {
+        Some(TimelineEvent {
             id: EventId(self.id),
             ingested_at: from_us(self.ingested_at_us),
             event,
             match_candidates: match_candidates.into_iter().map(AccountId).collect(),
             unreadable,
-        }
+            capture,
+            withheld,
+        })
     }
 }
 
@@ -765,17 +928,17 @@ pub(crate) fn assignment_event(
 
 /// Decodes up to `limit` rows of a `limit + 1` fetch into a page: the extra row only
 /// says there is a next page.
-fn page_of(rows: Vec<EventRow>, limit: u32) -> Result<TimelinePage> {
-    let mut events: Vec<TimelineEvent> = rows.into_iter().map(EventRow::into_event).collect();
-    let next = if events.len() > limit as usize {
-        events.truncate(limit as usize);
-        events.last().map(|last| TimelineCursor {
-            occurred_at: last.event.occurred_at,
-            id: last.id,
+fn page_of(mut rows: Vec<EventRow>, limit: u32) -> Result<TimelinePage> {
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| TimelineCursor {
+            occurred_at: from_us(last.occurred_at_us),
+            id: EventId(last.id),
         })
     } else {
         None
     };
+    let events = rows.into_iter().filter_map(EventRow::into_event).collect();
     Ok(TimelinePage { events, next })
 }
 
@@ -1003,40 +1166,41 @@ impl Store {
             event,
             match_candidates: Vec::new(),
             unreadable: None,
+            capture: None,
+            withheld: false,
         })
     }
 
-    /// One stored event.
-    pub async fn event(&self, id: EventId) -> Result<Option<TimelineEvent>> {
+    /// One stored event as `reader` sees it: `None` when it does not exist or is
+    /// private to a line the reader is not in; withheld when they may see only who,
+    /// what subject and when. Whether they see its account is the caller's check.
+    pub async fn event(&self, id: EventId, reader: Reader) -> Result<Option<TimelineEvent>> {
         let row: Option<EventRow> = with_backend!(self, |pool, dialect| {
-            sqlx::query_as(
-                "SELECT id, connector, source_id, source_version, account_id, kind,
-                    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail,
-                    match_candidates
-                 FROM timeline_events WHERE id = $1",
-            )
-            .bind(id.0)
-            .fetch_optional(pool)
-            .await?
+            let mut sql = sqlx::QueryBuilder::new("");
+            push_reader(&mut sql, reader);
+            sql.push(select_event(reader))
+                .push(" WHERE id = ")
+                .push_bind(id.0);
+            sql.build_query_as::<EventRow>()
+                .fetch_optional(pool)
+                .await?
         });
-        Ok(row.map(EventRow::into_event))
+        Ok(row.and_then(EventRow::into_event))
     }
 
-    /// The stored event with this dedupe key.
+    /// The stored event with this dedupe key, whole (the operator's read).
     pub async fn event_by_key(&self, key: &DedupeKey) -> Result<Option<TimelineEvent>> {
         let row: Option<EventRow> = with_backend!(self, |pool, dialect| {
-            sqlx::query_as(
-                "SELECT id, connector, source_id, source_version, account_id, kind,
-                    occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail,
-                    match_candidates
-                 FROM timeline_events WHERE connector = $1 AND source_id = $2",
-            )
-            .bind(key.connector.as_str())
-            .bind(key.source_id.as_str())
-            .fetch_optional(pool)
-            .await?
+            let mut sql = sqlx::QueryBuilder::new(select_event(Reader::Operator));
+            sql.push(" WHERE connector = ")
+                .push_bind(key.connector.as_str())
+                .push(" AND source_id = ")
+                .push_bind(key.source_id.as_str());
+            sql.build_query_as::<EventRow>()
+                .fetch_optional(pool)
+                .await?
         });
-        Ok(row.map(EventRow::into_event))
+        Ok(row.and_then(EventRow::into_event))
     }
 
     /// A page of an account's timeline, newest first, by keyset on (occurred_at, id):
@@ -1064,6 +1228,7 @@ impl Store {
         let filters = PageFilters::of_timeline(query);
         let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
             let mut sql = sqlx::QueryBuilder::new("");
+            push_reader(&mut sql, query.reader);
             push_accounts_page(&mut sql, dialect, &accounts, filters, limit);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
@@ -1095,6 +1260,7 @@ impl Store {
                 let accounts: Vec<i64> = visible.iter().map(|account| account.0).collect();
                 let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
                     let mut sql = sqlx::QueryBuilder::new("");
+                    push_reader(&mut sql, filters.reader);
                     push_accounts_page(&mut sql, dialect, &accounts, filters, limit);
                     sql.build_query_as::<EventRow>().fetch_all(pool).await?
                 });
@@ -1105,7 +1271,7 @@ impl Store {
             let mut sql = sqlx::QueryBuilder::new("WITH RECURSIVE ");
             crate::visibility::push_visible(&mut sql, query.viewer, query.at);
             sql.push(" ")
-                .push(SELECT_EVENT)
+                .push(select_event(filters.reader))
                 .push(dialect.newest_first_index())
                 .push(dialect.visible_account_filter());
             push_page_tail(&mut sql, filters, limit);
@@ -1180,23 +1346,27 @@ impl Store {
         Ok(counts)
     }
 
-    /// The unmatched inbox: events no account claims yet (ambiguous ones carry their
-    /// candidates), newest first, optionally only one connector's; keyset-paged like
-    /// a timeline.
+    /// The unmatched inbox as `reader` sees it: events no account claims yet
+    /// (ambiguous ones carry their candidates), newest first, optionally only one
+    /// connector's; keyset-paged like a timeline. Whether the reader may triage the
+    /// inbox is the caller's check; captured events follow their sharing levels.
     pub async fn unmatched_events(
         &self,
+        reader: Reader,
         connector: Option<&str>,
         after: Option<TimelineCursor>,
         limit: u32,
     ) -> Result<TimelinePage> {
         let limit = limit.clamp(1, TIMELINE_PAGE_MAX);
         let rows: Vec<EventRow> = with_backend!(self, |pool, dialect| {
-            let mut sql = sqlx::QueryBuilder::new(SELECT_EVENT);
-            sql.push(" WHERE account_id IS NULL");
+            let mut sql = sqlx::QueryBuilder::new("");
+            push_reader(&mut sql, reader);
+            sql.push(select_event(reader))
+                .push(" WHERE account_id IS NULL");
             if let Some(connector) = connector {
                 sql.push(" AND connector = ").push_bind(connector);
             }
-            push_page_tail(&mut sql, PageFilters::after(after), limit);
+            push_page_tail(&mut sql, PageFilters::after(reader, after), limit);
             sql.build_query_as::<EventRow>().fetch_all(pool).await?
         });
         page_of(rows, limit)

@@ -857,6 +857,11 @@ impl Stop {
     fn from_store(error: rapport_store::Error) -> Stop {
         match error {
             rapport_store::Error::LeaseLost(_) => Stop::LeaseLost,
+            // Its owner disconnected it mid-run: nothing more is stored, and it runs
+            // again only once they connect again (which resumes it).
+            error @ rapport_store::Error::ConnectionClosed(_) => {
+                Stop::Failed(FailureKind::Auth, error.to_string(), None)
+            }
             // The plugin produced something the store refuses: the same page would be
             // refused again, so it counts as the plugin's fault (bounded retries).
             rapport_store::Error::Domain(error) => Stop::Failed(

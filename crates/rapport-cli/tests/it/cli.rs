@@ -1196,6 +1196,7 @@ async fn secrets_and_connections_from_the_command_line() {
                 refresh: Some(old.seal("1//cli-refresh", &key.seal_context("refresh"))),
                 scopes: vec!["gmail.readonly".into()],
                 provider_account: Some("vera@ours.example".into()),
+                sharing: rapport_core::sharing::Sharing::Shared,
             },
             chrono::Utc::now(),
         )

@@ -66,7 +66,7 @@ base_url = "{url}"
 async fn stored_ids(store: &Store) -> Vec<String> {
     let mut ids = Vec::new();
     let mut page = store
-        .unmatched_events(Some("feed"), None, 200)
+        .unmatched_events(rapport_store::Reader::Operator, Some("feed"), None, 200)
         .await
         .unwrap();
     loop {
@@ -77,7 +77,12 @@ async fn stored_ids(store: &Store) -> Vec<String> {
         );
         let Some(next) = page.next else { break };
         page = store
-            .unmatched_events(Some("feed"), Some(next), 200)
+            .unmatched_events(
+                rapport_store::Reader::Operator,
+                Some("feed"),
+                Some(next),
+                200,
+            )
             .await
             .unwrap();
     }

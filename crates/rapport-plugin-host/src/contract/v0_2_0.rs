@@ -9,6 +9,7 @@ use crate::plugin::{ApiKeyAuth, Auth, ConfigKey, Manifest, OAuth2Auth, SyncPage}
 use crate::sandbox::Sandbox;
 use chrono::DateTime;
 use rapport_core::account::{Domain, EmailAddress, ExternalId};
+use rapport_core::sharing::Sharing;
 use rapport_core::timeline::{
     AccountHints, Actor, AttributeValue, Attributes, EventKind, KindPattern, Money, NewEvent,
     clean_text,
@@ -97,6 +98,11 @@ pub(crate) fn config(grants: &Grants) -> wit::Config {
                 },
                 owner_email: connection.owner_email.clone(),
                 provider_account: connection.provider_account.clone(),
+                sharing: connection.sharing.map(|sharing| match sharing {
+                    Sharing::Shared => wit::SharingLevel::Shared,
+                    Sharing::Metadata => wit::SharingLevel::Metadata,
+                    Sharing::Private => wit::SharingLevel::Private,
+                }),
             }),
     }
 }
@@ -150,6 +156,7 @@ pub(crate) fn manifest(manifest: wit::Manifest) -> Manifest {
                     .map(|entry| (entry.key, entry.value))
                     .collect(),
                 token_hosts: oauth.token_hosts,
+                optional: oauth.optional,
             }),
         },
     }

@@ -92,6 +92,7 @@ fn oauth_grants(upstream: &Upstream, tokens: Option<Arc<Tokens>>) -> Grants {
         scope: ConnectionScope::Person,
         owner_email: Some("sam@ours.example".into()),
         provider_account: Some("sam@ours.example".into()),
+        sharing: Some(rapport_core::sharing::Sharing::Metadata),
     });
     grants.tokens = tokens.map(|tokens| tokens as Arc<dyn TokenSource>);
     grants

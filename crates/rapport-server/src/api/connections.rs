@@ -5,7 +5,8 @@
 
 use crate::api::auth::Viewer;
 use crate::api::error::{ApiError, ApiResult, Problem};
-use crate::api::extract::{Params, Segments};
+use crate::api::extract::{Body, Params, Segments};
+use crate::api::model::SharingName;
 use crate::app::authorize;
 use crate::connections::ConnectError;
 use crate::http::AppState;
@@ -23,7 +24,7 @@ use utoipa_axum::routes;
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_connections))
-        .routes(routes!(disconnect))
+        .routes(routes!(disconnect, choose_sharing))
 }
 
 /// A connection: the credentials one connector runs with (never the tokens).
@@ -49,6 +50,11 @@ pub struct ConnectionView {
     pub refreshed_at: Option<DateTime<Utc>>,
     /// When it was first connected.
     pub created_at: DateTime<Utc>,
+    /// For a person's connection: how widely what it captures is shared now.
+    pub sharing: Option<SharingName>,
+    /// For a person's connection: the level its owner chose, if any (the
+    /// organisation's applies otherwise, or where it lets nobody choose).
+    pub sharing_chosen: Option<SharingName>,
 }
 
 impl From<Connection> for ConnectionView {
@@ -64,6 +70,8 @@ impl From<Connection> for ConnectionView {
             access_expires_at: connection.access_expires_at,
             refreshed_at: connection.refreshed_at,
             created_at: connection.created_at,
+            sharing: connection.key.owner.map(|_| connection.sharing.into()),
+            sharing_chosen: connection.sharing_chosen.map(Into::into),
         }
     }
 }
@@ -136,5 +144,58 @@ async fn disconnect(
         .connection(ConnectionId(id))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no connection {id}")))?;
+    Ok(Json(connection.into()))
+}
+
+/// A person's choice of sharing level for their own connection.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SharingChoice {
+    /// The level, or `null` for the organisation's. Required.
+    #[serde(default, deserialize_with = "crate::api::extract::present")]
+    #[schema(value_type = Option<SharingName>)]
+    sharing: Option<Option<SharingName>>,
+}
+
+/// Chooses how widely what your own connection captured is shared: from now on, and
+/// for what it captured before. Only where the organisation lets people choose (403
+/// otherwise); someone else's connection is 404.
+#[utoipa::path(put, path = "/connections/{id}/sharing", tag = "connections", security(("bearer" = [])),
+    request_body = SharingChoice, params(("id" = i64, Path, description = "Connection id")),
+    responses((status = 200, body = ConnectionView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn choose_sharing(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Segments(id): Segments<i64>,
+    Body(body): Body<SharingChoice>,
+) -> ApiResult<Json<ConnectionView>> {
+    let Some(chosen) = body.sharing else {
+        return Err(ApiError::Invalid(
+            "give `sharing`: `shared`, `metadata`, `private`, or null for the organisation's level"
+                .into(),
+        ));
+    };
+    let connection = state
+        .connections
+        .choose_sharing(
+            state.engine.store(),
+            ConnectionId(id),
+            viewer.id,
+            chosen.map(Into::into),
+        )
+        .await
+        .map_err(|error| match error {
+            ConnectError::Unknown(_) => ApiError::NotFound(format!("there is no connection {id}")),
+            ConnectError::Forbidden(why) => ApiError::Forbidden(why),
+            ConnectError::Store(error) => error.into(),
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
+    state.connections.follow(&state.engine).await;
+    crate::audit::action("connection.sharing_changed");
+    crate::audit::change(serde_json::json!({
+        "connection": id,
+        "sharing": chosen,
+    }));
     Ok(Json(connection.into()))
 }

@@ -14,7 +14,7 @@ use rapport_core::account::{Domain, EmailAddress, ExternalId};
 use rapport_core::permission::Action;
 use rapport_core::timeline::TimelineCursor;
 use rapport_core::{AccountId, EventId};
-use rapport_store::{Learn, TIMELINE_PAGE_MAX};
+use rapport_store::{Learn, Reader, TIMELINE_PAGE_MAX};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -68,6 +68,7 @@ async fn list_inbox(
         .engine
         .store()
         .unmatched_events(
+            Reader::Staff(viewer.id),
             source,
             after,
             page_limit(params.limit, 50, TIMELINE_PAGE_MAX)?,

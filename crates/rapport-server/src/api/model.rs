@@ -5,6 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rapport_core::account::{Account, Contact, Lifecycle};
 use rapport_core::assignment::{Assignment, Role};
+use rapport_core::sharing::Sharing;
 use rapport_core::staff::{Level, Staff};
 use rapport_core::timeline::{MatchReason, TimelineEvent};
 use rapport_core::token::ApiToken;
@@ -45,6 +46,50 @@ impl From<LevelName> for Level {
             LevelName::Vp => Level::Vp,
         }
     }
+}
+
+/// How widely what a person's own connection (their mailbox, their calendar) captured
+/// is shared: `shared` with everyone who sees the account; `metadata`, whole to its
+/// owner and their management chain, only who, the subject and when to others;
+/// `private`, only to its owner and their management chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SharingName {
+    /// Everyone who sees the account sees it whole.
+    Shared,
+    /// Others see who took part, the subject and when, not the content.
+    Metadata,
+    /// Only its owner and their management chain see it.
+    Private,
+}
+
+impl From<Sharing> for SharingName {
+    fn from(sharing: Sharing) -> Self {
+        match sharing {
+            Sharing::Shared => SharingName::Shared,
+            Sharing::Metadata => SharingName::Metadata,
+            Sharing::Private => SharingName::Private,
+        }
+    }
+}
+
+impl From<SharingName> for Sharing {
+    fn from(sharing: SharingName) -> Self {
+        match sharing {
+            SharingName::Shared => Sharing::Shared,
+            SharingName::Metadata => Sharing::Metadata,
+            SharingName::Private => Sharing::Private,
+        }
+    }
+}
+
+/// Whose connection captured an event, and how widely it is shared.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CaptureView {
+    /// The staff member whose connection (mailbox, calendar) it came through.
+    pub owner: i64,
+    /// Its sharing level.
+    pub sharing: SharingName,
 }
 
 /// Where a client is in its life with us.
@@ -328,6 +373,14 @@ pub struct EventView {
     /// could be read are shown; the rest are empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
+    /// For an event a person's own connection captured: whose it is and how widely it
+    /// is shared. Absent for every other event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureView>,
+    /// True when the reader may see only who took part, the subject and when: the
+    /// summary, link and content attributes are left out.
+    #[serde(default)]
+    pub withheld: bool,
 }
 
 impl From<TimelineEvent> for EventView {
@@ -359,6 +412,11 @@ impl From<TimelineEvent> for EventView {
             }),
             candidates: stored.match_candidates.iter().map(|id| id.0).collect(),
             unreadable: stored.unreadable,
+            capture: stored.capture.map(|capture| CaptureView {
+                owner: capture.owner.0,
+                sharing: capture.sharing.into(),
+            }),
+            withheld: stored.withheld,
         }
     }
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rapport_core::permission::Action;
 use rapport_core::timeline::TimelineCursor;
 use rapport_core::{AccountId, EventId, StaffId};
-use rapport_store::{FeedQuery, NewTask, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery};
+use rapport_store::{FeedQuery, NewTask, Reader, TIMELINE_PAGE_MAX, TimelinePage, TimelineQuery};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -122,6 +122,7 @@ async fn account_timeline(
     let listing = format!("timeline:{}:{}:{}", account.0, params.children, viewer.id.0);
     let query = TimelineQuery {
         account,
+        reader: Reader::Staff(viewer.id),
         include_children: params.children,
         connectors: params.connectors()?,
         kind_prefix: params.kind()?,

@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Redirect};
 use chrono::{DateTime, NaiveDate, Utc};
 use rapport_core::assignment::Role;
 use rapport_core::permission::Action;
+use rapport_core::sharing::Sharing;
 use rapport_core::staff::{Level, Staff};
 use rapport_core::timeline::{AttributeValue, EventKind, TimelineCursor, TimelineEvent};
 use rapport_core::{AccountId, EventId, StaffId};
-use rapport_store::{NewTask, TASK_ASSIGNEE, TASK_DUE, TASK_STATUS, TimelineQuery};
+use rapport_store::{NewTask, Reader, TASK_ASSIGNEE, TASK_DUE, TASK_STATUS, TimelineQuery};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -121,6 +122,33 @@ pub(crate) struct Item {
     pub elsewhere: Option<(i64, String)>,
     /// Why part of the stored event could not be read, when it could not.
     pub unreadable: Option<String>,
+    /// Whose mailbox (or calendar) captured it and who else sees it, for an event a
+    /// person's connection captured.
+    pub capture_note: Option<String>,
+}
+
+/// Whose connection captured `event` and how it is shared, in words for the reader.
+pub(crate) fn capture_note(
+    event: &TimelineEvent,
+    staff: &BTreeMap<StaffId, Staff>,
+) -> Option<String> {
+    let capture = event.capture?;
+    let owner = staff.get(&capture.owner).map_or_else(
+        || format!("staff {}", capture.owner.0),
+        |person| person.name.clone(),
+    );
+    Some(match (capture.sharing, event.withheld) {
+        (_, true) => format!(
+            "From {owner}'s connection, shared as metadata only: who took part, the subject and when. The content is for {owner} and their managers."
+        ),
+        (Sharing::Shared, false) => format!("From {owner}'s connection."),
+        (Sharing::Metadata, false) => format!(
+            "From {owner}'s connection: others who see this account see only who took part, the subject and when."
+        ),
+        (Sharing::Private, false) => {
+            format!("From {owner}'s connection, private to {owner} and their managers.")
+        }
+    })
 }
 
 fn family(kind: &EventKind) -> (&'static str, &'static str, &'static str) {
@@ -206,6 +234,7 @@ fn item(
         task_note,
         elsewhere,
         unreadable: event.unreadable.clone(),
+        capture_note: capture_note(&event, staff),
     }
 }
 
@@ -348,6 +377,7 @@ pub(crate) async fn page(
         .transpose()?;
     let query = TimelineQuery {
         account: id,
+        reader: Reader::Staff(viewer.id),
         include_children: children_on,
         connectors: connectors.clone(),
         kind_prefix: kind.clone(),

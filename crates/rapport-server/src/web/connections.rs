@@ -10,6 +10,7 @@ use crate::web::session::{Member, Submission};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
+use rapport_core::sharing::Sharing;
 use rapport_plugin_host::ConnectionScope;
 use rapport_store::{Connection, ConnectionId, ConnectionStatus};
 use serde::Deserialize;
@@ -23,6 +24,28 @@ pub(crate) struct ConnectableRow {
     pub status: Option<StatusView>,
     /// Whether the signed-in person may connect it.
     pub may_connect: bool,
+    /// For a person's connector: how widely what it captures is shared.
+    pub sharing: Option<SharingView>,
+}
+
+/// A person's connector's sharing level, and the choice they have.
+pub(crate) struct SharingView {
+    /// The level in force (their connection's, or the organisation's before they
+    /// connect).
+    pub level: &'static str,
+    /// What it means.
+    pub meaning: &'static str,
+    /// When they may choose: the connection's id and the levels to choose from. The
+    /// organisation's level is the value `organisation`.
+    pub choices: Option<(i64, Vec<SharingChoice>)>,
+}
+
+/// One level a person may choose for their connection.
+pub(crate) struct SharingChoice {
+    pub value: &'static str,
+    pub label: String,
+    /// Whether it is their current choice.
+    pub chosen: bool,
 }
 
 pub(crate) struct StatusView {
@@ -32,6 +55,7 @@ pub(crate) struct StatusView {
     pub reason: Option<String>,
     pub refreshed: String,
     pub owner: String,
+    pub sharing: &'static str,
 }
 
 #[derive(Template)]
@@ -60,7 +84,42 @@ fn view(connection: &Connection, owner: String) -> StatusView {
             .map(instant)
             .unwrap_or_else(|| "never".into()),
         owner,
+        sharing: match connection.key.owner {
+            Some(_) => connection.sharing.as_str(),
+            None => "—",
+        },
     }
+}
+
+/// The sharing row of a person's connector for the signed-in person: the level in
+/// force, and the choice they have if the organisation lets them.
+fn sharing_view(connectable: &Connectable, made: Option<&Connection>) -> Option<SharingView> {
+    if connectable.scope != ConnectionScope::Person {
+        return None;
+    }
+    let level = made.map_or(connectable.sharing, |c| c.sharing);
+    let choices = made
+        .filter(|c| connectable.sharing_override && c.status != ConnectionStatus::Revoked)
+        .map(|c| {
+            let mut choices = vec![SharingChoice {
+                value: "organisation",
+                label: format!("The organisation's: {}", connectable.sharing),
+                chosen: c.sharing_chosen.is_none(),
+            }];
+            for option in Sharing::ALL {
+                choices.push(SharingChoice {
+                    value: option.as_str(),
+                    label: format!("{option}: {}", option.describe()),
+                    chosen: c.sharing_chosen == Some(option),
+                });
+            }
+            (c.id.0, choices)
+        });
+    Some(SharingView {
+        level: level.as_str(),
+        meaning: level.describe(),
+        choices,
+    })
 }
 
 #[derive(Deserialize)]
@@ -108,6 +167,7 @@ pub(crate) async fn page(
                 scopes: connectable.scopes.join(" "),
                 status: made.map(|c| view(c, owner_of(c))),
                 may_connect: connectable.scope == ConnectionScope::Person || is_admin,
+                sharing: sharing_view(connectable, made),
             }
         })
         .collect();
@@ -119,6 +179,10 @@ pub(crate) async fn page(
     let notice = match query.done.as_deref() {
         Some("connected") => Some("Connected.".to_owned()),
         Some("disconnected") => Some("Disconnected: its tokens are deleted.".to_owned()),
+        Some("shared") => Some(
+            "Sharing level saved: what the connection captured before now follows it too."
+                .to_owned(),
+        ),
         _ => None,
     };
     render(&ConnectionsPage {
@@ -232,4 +296,39 @@ pub(crate) async fn disconnect(
     state.connections.follow(&state.engine).await;
     crate::audit::action("connection.disconnected");
     Ok(Redirect::to("/connections?done=disconnected").into_response())
+}
+
+/// Sets the sharing level a person chooses for their own connection.
+pub(crate) async fn choose_sharing(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    form: Submission,
+) -> WebResult {
+    // A level, or `organisation` for the organisation's.
+    let chosen = match form.fields.require("sharing", "The sharing level")? {
+        "organisation" => None,
+        level => Some(Sharing::parse(level).ok_or_else(|| {
+            WebError::Invalid(format!(
+                "`{level}` is not a sharing level: choose shared, metadata, private or the organisation's"
+            ))
+        })?),
+    };
+    let caller = &form.member.caller;
+    state
+        .connections
+        .choose_sharing(
+            state.engine.store(),
+            ConnectionId(id),
+            caller.staff.id,
+            chosen,
+        )
+        .await
+        .map_err(web_error)?;
+    state.connections.follow(&state.engine).await;
+    crate::audit::action("connection.sharing_changed");
+    crate::audit::change(serde_json::json!({
+        "connection": id,
+        "sharing": chosen.map(Sharing::as_str),
+    }));
+    Ok(Redirect::to("/connections?done=shared").into_response())
 }

@@ -74,6 +74,10 @@ pub(crate) fn router() -> Router<AppState> {
             "/connections/{target}/disconnect",
             post(connections::disconnect),
         )
+        .route(
+            "/connections/{target}/sharing",
+            post(connections::choose_sharing),
+        )
         .route("/inbox", get(ops::inbox))
         .route("/inbox/{id}/place", post(ops::place))
         .route("/audit", get(audit::page))

@@ -12,8 +12,10 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use chrono::Utc;
 use rapport_core::permission::Action;
+use rapport_core::staff::Staff;
 use rapport_core::timeline::TimelineCursor;
-use rapport_core::{AccountId, EventId};
+use rapport_core::{AccountId, EventId, StaffId};
+use rapport_store::Reader;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -61,7 +63,7 @@ pub(crate) async fn connectors(State(state): State<AppState>, member: Member) ->
     let statuses = store.connector_statuses().await?;
     let mut owners = BTreeMap::new();
     for status in &statuses {
-        if let Some((_, owner)) = crate::connections::parse_person_unit(&status.connector)
+        if let Some((_, owner)) = rapport_core::sharing::person_connection_of(&status.connector)
             && let Ok(staff) = store.staff(owner).await
         {
             owners.insert(status.connector.clone(), staff.name);
@@ -178,6 +180,7 @@ pub(crate) struct Waiting {
     pub accounts: Vec<Choice>,
     pub learn: Vec<Choice>,
     pub ambiguous: bool,
+    pub capture_note: Option<String>,
 }
 
 #[derive(Template)]
@@ -210,7 +213,9 @@ pub(crate) async fn inbox(
         .filter(|cursor| !cursor.is_empty())
         .map(|cursor| state.cursors.verify(&listing, cursor))
         .transpose()?;
-    let page = store.unmatched_events(None, after, 25).await?;
+    let page = store
+        .unmatched_events(Reader::Staff(member.caller.id), None, after, 25)
+        .await?;
     let visible: Vec<AccountId> = store
         .visible_account_ids(member.caller.id, now)
         .await?
@@ -218,6 +223,16 @@ pub(crate) async fn inbox(
         .collect();
     let mut book = store.accounts(&visible).await?;
     book.sort_by_cached_key(|account| account.name.to_lowercase());
+    let staff: BTreeMap<StaffId, Staff> = if page.events.iter().any(|e| e.capture.is_some()) {
+        store
+            .list_staff()
+            .await?
+            .into_iter()
+            .map(|person| (person.id, person))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let mut waiting = Vec::new();
     for mut event in page.events {
         crate::app::visible_candidates(state.engine.store(), &member.caller, &mut event).await?;
@@ -278,6 +293,7 @@ pub(crate) async fn inbox(
             accounts,
             learn,
             ambiguous: !candidates.is_empty(),
+            capture_note: crate::web::account::capture_note(&event, &staff),
         });
     }
     let next_link = page.next.map(|next| {

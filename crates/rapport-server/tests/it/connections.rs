@@ -484,7 +484,10 @@ async fn an_admin_connects_the_organisations_account_and_its_activity_arrives() 
         "{report:?}"
     );
     let timeline = store
-        .timeline(&rapport_store::TimelineQuery::account(acme.id))
+        .timeline(&rapport_store::TimelineQuery::account(
+            acme.id,
+            rapport_store::Reader::Operator,
+        ))
         .await
         .unwrap();
     let titles: Vec<_> = timeline
@@ -524,6 +527,7 @@ async fn the_api_lists_and_disconnects_connections(store: rapport_store::Store) 
                     )),
                     scopes: vec!["gmail.readonly".into()],
                     provider_account: None,
+                    sharing: rapport_core::sharing::Sharing::Shared,
                 },
                 chrono::Utc::now(),
             )
@@ -646,8 +650,8 @@ async fn each_persons_connection_syncs_with_their_own_tokens_until_they_disconne
     let (ana_cookie, ana_csrf) = session(&world, "Ana").await;
     connect(&world, &provider, &sam_cookie, "sam@ours.example").await;
     connect(&world, &provider, &ana_cookie, "ana@ours.example").await;
-    let sam_unit = rapport_server::connections::person_unit("activity", sam);
-    let ana_unit = rapport_server::connections::person_unit("activity", ana);
+    let sam_unit = rapport_core::sharing::person_connector_id("activity", sam);
+    let ana_unit = rapport_core::sharing::person_connector_id("activity", ana);
     assert!(server.engine.connector(&sam_unit).is_some());
     assert!(server.engine.connector(&ana_unit).is_some());
     // /metrics counts them, by connector and status, and shows nothing of a token.
@@ -756,5 +760,194 @@ async fn each_persons_connection_syncs_with_their_own_tokens_until_they_disconne
     ));
     let _ = stop.send(true);
     scheduler.await.unwrap();
+    provider.stop().await;
+}
+
+/// What a person's connection captures is shared as the organisation says (here
+/// metadata only) and, where it lets them, as the person chooses: through the API
+/// and the web UI, their management chain sees it whole, a peer who sees the account
+/// sees it withheld or not at all, and nobody else can change the level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_activity_is_shared_as_its_owner_and_the_organisation_chose() {
+    let Some((provider, _keys, server, _dir)) = start(|provider| {
+        reaching(
+            provider,
+            "scope = \"person\"\nsharing = \"metadata\"\nsharing_override = true",
+        )
+    })
+    .await
+    else {
+        return;
+    };
+    let store = server.engine.store().clone();
+    // Vera (VP) over Sam (manager); Ana, a manager elsewhere, supports Sam's client.
+    let mut staff: BTreeMap<&'static str, rapport_core::staff::Staff> = BTreeMap::new();
+    for (name, email, level, reports_to) in [
+        ("Vera", "vera@ours.example", Level::Vp, None),
+        ("Sam", "sam@ours.example", Level::Manager, Some("Vera")),
+        ("Ana", "ana@ours.example", Level::Manager, None),
+    ] {
+        let person = store
+            .create_staff(
+                NewStaff {
+                    name: name.into(),
+                    email: rapport_core::account::EmailAddress::parse(email).unwrap(),
+                    level,
+                    reports_to: reports_to.map(|boss: &str| staff[boss].id),
+                    is_admin: false,
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        staff.insert(name, person);
+    }
+    let (sam, ana) = (staff["Sam"].id, staff["Ana"].id);
+    let account = acme(&store, sam).await;
+    store
+        .add_support(
+            rapport_core::permission::Authority::Operator,
+            account.id,
+            ana,
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let router = app(
+        AppState::new(server.engine.clone(), server.config.webhook_body_bytes_max)
+            .await
+            .unwrap()
+            .with_connections(server.connections.clone()),
+    );
+    let mut world = crate::support::World::around(router, store.clone(), staff);
+    for name in ["Vera", "Sam", "Ana"] {
+        let issued = store
+            .create_api_token(world.id(name), "tests", None, chrono::Utc::now())
+            .await
+            .unwrap();
+        world.tokens.insert(name, issued.secret);
+    }
+    let (sam_cookie, sam_csrf) = session(&world, "Sam").await;
+    connect(&world, &provider, &sam_cookie, "sam@ours.example").await;
+    let unit = rapport_core::sharing::person_connector_id("activity", sam);
+    server.engine.run_now(&unit, &|_| {}).await.unwrap();
+
+    let timeline = format!("/api/v1/accounts/{}/timeline", account.id.0);
+    let captured = |page: &serde_json::Value| -> Vec<serde_json::Value> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["source"] == unit.as_str())
+            .cloned()
+            .collect()
+    };
+    // Metadata only: Ana sees the three, withheld; Sam and Vera see them whole.
+    let (status, page) = world.as_("Ana", Method::GET, &timeline, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let anas = captured(&page);
+    assert_eq!(anas.len(), 3, "{page}");
+    for event in &anas {
+        assert_eq!(event["withheld"], true, "{event}");
+        assert_eq!(event["capture"]["sharing"], "metadata");
+        assert_eq!(event["capture"]["owner"], sam.0);
+        assert_eq!(event["summary"], "");
+        assert!(event["url"].is_null());
+    }
+    for person in ["Sam", "Vera"] {
+        let (_, page) = world.as_(person, Method::GET, &timeline, None).await;
+        let theirs = captured(&page);
+        assert_eq!(theirs.len(), 3, "{person}: {page}");
+        assert!(theirs.iter().all(|event| event["withheld"] == false));
+    }
+    // The web page says whose it is and that the content is held back.
+    let (ana_cookie, _) = session(&world, "Ana").await;
+    let page = send(
+        &world,
+        Method::GET,
+        &format!("/accounts/{}", account.id.0),
+        Some(&ana_cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert!(
+        page.body
+            .contains("From Sam&#39;s connection, shared as metadata only")
+            || page
+                .body
+                .contains("From Sam's connection, shared as metadata only"),
+        "{}",
+        page.body
+    );
+
+    // Sam makes his private: Ana no longer sees them anywhere; Vera still does.
+    let connection = store
+        .connections(Some("activity"), Some(sam))
+        .await
+        .unwrap()[0]
+        .id;
+    let sharing = format!("/api/v1/connections/{}/sharing", connection.0);
+    // Nobody else may change it: someone else's connection does not exist for them.
+    let (status, _) = world
+        .as_(
+            "Ana",
+            Method::PUT,
+            &sharing,
+            Some(serde_json::json!({ "sharing": "shared" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, view) = world
+        .as_(
+            "Sam",
+            Method::PUT,
+            &sharing,
+            Some(serde_json::json!({ "sharing": "private" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["sharing"], "private");
+    assert_eq!(view["sharing_chosen"], "private");
+    let (_, page) = world.as_("Ana", Method::GET, &timeline, None).await;
+    assert!(captured(&page).is_empty(), "{page}");
+    let (_, feed) = world.as_("Ana", Method::GET, "/api/v1/feed", None).await;
+    assert!(captured(&feed).is_empty(), "{feed}");
+    let id = anas[0]["id"].as_i64().unwrap();
+    let (status, _) = world
+        .as_("Ana", Method::GET, &format!("/api/v1/events/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, event) = world
+        .as_("Vera", Method::GET, &format!("/api/v1/events/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(event["withheld"], false);
+    // The plugin is told the level its connection has now.
+    server.connections.follow(&server.engine).await;
+    let bound = server.engine.connector(&unit).unwrap();
+    assert_eq!(
+        bound.connector.connection().unwrap().sharing,
+        Some(rapport_core::sharing::Sharing::Private)
+    );
+    // Back to the organisation's level, through the web form.
+    let saved = send(
+        &world,
+        Method::POST,
+        &format!("/connections/{}/sharing", connection.0),
+        Some(&sam_cookie),
+        Some(&[("csrf", &sam_csrf), ("sharing", "organisation")]),
+        &[("origin", "http://rapport.test")],
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let (_, page) = world.as_("Ana", Method::GET, &timeline, None).await;
+    assert_eq!(captured(&page).len(), 3);
+    assert!(
+        captured(&page)
+            .iter()
+            .all(|event| event["withheld"] == true)
+    );
     provider.stop().await;
 }

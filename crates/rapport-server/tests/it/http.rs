@@ -78,7 +78,7 @@ async fn webhooks_are_verified_capped_and_stored() {
     let store = server.engine.store();
     assert!(
         store
-            .unmatched_events(None, None, 10)
+            .unmatched_events(rapport_store::Reader::Operator, None, None, 10)
             .await
             .unwrap()
             .events
@@ -100,7 +100,7 @@ async fn webhooks_are_verified_capped_and_stored() {
     assert_eq!(accepted["waiting"], 2, "no account claims them yet");
     assert_eq!(
         store
-            .unmatched_events(None, None, 10)
+            .unmatched_events(rapport_store::Reader::Operator, None, None, 10)
             .await
             .unwrap()
             .events

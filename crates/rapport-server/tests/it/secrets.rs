@@ -54,6 +54,7 @@ async fn store_a_token(dir: &Path, keys: &KeyRing) -> ConnectionKey {
                 refresh: Some(keys.seal("1//refresh", &key.seal_context("refresh"))),
                 scopes: Vec::new(),
                 provider_account: None,
+                sharing: rapport_core::sharing::Sharing::Shared,
             },
             chrono::Utc::now(),
         )

@@ -360,7 +360,10 @@ async fn every_account_page_follows_visibility(store: Store) {
     for id in world.accounts.values() {
         let page = world
             .store
-            .timeline(&rapport_store::TimelineQuery::account(*id))
+            .timeline(&rapport_store::TimelineQuery::account(
+                *id,
+                rapport_store::Reader::Operator,
+            ))
             .await
             .unwrap();
         assert!(
@@ -502,7 +505,10 @@ async fn forms_need_their_token_and_this_site_as_origin(store: Store) {
         .store
         .timeline(&rapport_store::TimelineQuery {
             kind_prefix: Some("task.created".into()),
-            ..rapport_store::TimelineQuery::account(world.accounts["acme"])
+            ..rapport_store::TimelineQuery::account(
+                world.accounts["acme"],
+                rapport_store::Reader::Operator,
+            )
         })
         .await
         .unwrap()
@@ -673,7 +679,12 @@ async fn handoffs_and_the_inbox_follow_the_api_rules(store: Store) {
     )
     .await;
     assert_eq!(placed.status, StatusCode::SEE_OTHER, "{}", placed.body);
-    let placed_event = world.store.event(world.unmatched).await.unwrap().unwrap();
+    let placed_event = world
+        .store
+        .event(world.unmatched, rapport_store::Reader::Operator)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(placed_event.event.placement.unwrap().account, acme);
     let inbox = send(&world, Method::GET, "/inbox", Some(&mia), None, &[]).await;
     assert!(!inbox.body.contains("Hello from Pat") && inbox.body.contains("Nothing is waiting"));

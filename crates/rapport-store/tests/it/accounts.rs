@@ -60,7 +60,10 @@ async fn accounts_carry_domains_external_ids_and_contacts(store: Store) {
     assert_eq!(account.renewal_date, NaiveDate::from_ymd_opt(2027, 3, 31));
     // The first owner is on the timeline from the start.
     let timeline = store
-        .timeline(&rapport_store::TimelineQuery::account(account.id))
+        .timeline(&rapport_store::TimelineQuery::account(
+            account.id,
+            rapport_store::Reader::Operator,
+        ))
         .await
         .unwrap();
     assert_eq!(timeline.events.len(), 1);

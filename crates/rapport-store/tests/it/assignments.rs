@@ -48,7 +48,13 @@ async fn a_handoff_closes_opens_and_records(store: Store) {
     );
     assert_eq!(store.owned_accounts(org.max.id).await.unwrap(), [acme]);
 
-    let page = store.timeline(&TimelineQuery::account(acme)).await.unwrap();
+    let page = store
+        .timeline(&TimelineQuery::account(
+            acme,
+            rapport_store::Reader::Operator,
+        ))
+        .await
+        .unwrap();
     let handoff = &page.events[0].event;
     assert_eq!(handoff.kind.as_str(), "assignment.changed");
     assert_eq!(handoff.title, "Handed off from Mia to Max");
@@ -232,7 +238,10 @@ async fn support_rules(store: Store) {
     );
     check_history(&store.assignment_history(acme).await.unwrap()).unwrap();
     let kinds: Vec<String> = store
-        .timeline(&TimelineQuery::account(acme))
+        .timeline(&TimelineQuery::account(
+            acme,
+            rapport_store::Reader::Operator,
+        ))
         .await
         .unwrap()
         .events

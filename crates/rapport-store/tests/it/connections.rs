@@ -6,9 +6,12 @@
 use crate::support::*;
 use chrono::Duration;
 use rapport_core::secret::KeyRing;
+use rapport_core::sharing::{Sharing, person_connector_id};
 use rapport_core::staff::Level;
+use rapport_core::timeline::{EventKind, NewEvent};
 use rapport_store::{
-    ConnectionId, ConnectionKey, ConnectionStatus, GrantedTokens, RefreshedTokens, Store,
+    ConnectionId, ConnectionKey, ConnectionStatus, Error, FeedQuery, GrantedTokens, PageWrite,
+    Reader, RefreshedTokens, Store, TimelineQuery,
 };
 
 on_both_backends!(
@@ -17,6 +20,7 @@ on_both_backends!(
     a_refused_refresh_asks_for_a_reconnect_and_a_reconnect_clears_it,
     disconnecting_deletes_the_tokens,
     rotation_reseals_under_the_new_key,
+    a_persons_captured_mail_follows_their_connections_sharing_level,
 );
 crate::support::on_both_backends_with_url!(no_token_is_stored_in_the_clear);
 
@@ -31,6 +35,7 @@ fn grant(keys: &KeyRing, key: &ConnectionKey, access: &str, refresh: &str) -> Gr
         refresh: Some(keys.seal(refresh, &key.seal_context("refresh"))),
         scopes: vec!["mail.read".into(), "offline_access".into()],
         provider_account: Some("sam@ours.example".into()),
+        sharing: rapport_core::sharing::Sharing::Shared,
     }
 }
 
@@ -547,4 +552,180 @@ async fn no_token_is_stored_in_the_clear(store: Store, url: String) {
         );
         assert!(holds(&dump).is_empty(), "the dump holds {:?}", holds(&dump));
     }
+}
+
+/// Sam (Mia's report) connects his mailbox; mail from a client lands on Max's
+/// client's timeline... no: on Mia's team's account, which Max cannot see, and on one
+/// both see. Each level decides what Mia's peer (Max, who sees the account through an
+/// associate he lends) sees; Sam's line (Mia, the director, the VP) always sees it
+/// whole. Changing the level re-stamps what was stored; a disconnected connection's
+/// pages are refused whole.
+async fn a_persons_captured_mail_follows_their_connections_sharing_level(store: Store) {
+    let org = small_org(&store).await;
+    let keys = keys();
+    // Sam reports to Mia; the account is Mia's, supported by Max too (so Max sees it
+    // without being in Sam's line).
+    let sam = hire(&store, "Sam", Level::Associate, Some(org.mia.id)).await;
+    let acme = open_account(&store, "Acme", org.mia.id, None).await;
+    store
+        .add_support(
+            rapport_core::permission::Authority::Operator,
+            acme,
+            org.max.id,
+            None,
+            hours(1),
+        )
+        .await
+        .unwrap();
+    let key = ConnectionKey {
+        connector: "mail".into(),
+        owner: Some(sam.id),
+    };
+    let connection = store
+        .grant_connection(
+            &key,
+            GrantedTokens {
+                sharing: Sharing::Metadata,
+                ..grant(&keys, &key, "a1", "r1")
+            },
+            hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(connection.sharing, Sharing::Metadata);
+    let unit = person_connector_id("mail", sam.id);
+    store.register_connector(&unit, "v1", true).await.unwrap();
+    let lease = store
+        .acquire_lease(
+            &unit,
+            "node-a",
+            std::time::Duration::from_secs(86_400),
+            hours(2),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let mut mail = NewEvent::new(
+        &unit,
+        "<renewal@acme.example>",
+        EventKind::parse(EventKind::EMAIL_RECEIVED).unwrap(),
+        hours(2),
+        "From Hannah: Renewal terms",
+    );
+    mail.summary = "We would like a 20% discount on renewal".into();
+    mail.url = Some("https://mail.example.com/renewal".into());
+    mail.attributes.insert(
+        "from".into(),
+        rapport_core::timeline::AttributeValue::Text("hannah@acme.example".into()),
+    );
+    mail.attributes.insert(
+        "folder".into(),
+        rapport_core::timeline::AttributeValue::Text("INBOX".into()),
+    );
+    mail.placement = Some(rapport_core::timeline::Placement {
+        account: acme,
+        reason: rapport_core::timeline::MatchReason::Direct,
+    });
+    store
+        .commit_page(
+            &lease,
+            PageWrite {
+                events: std::slice::from_ref(&mail),
+                deleted: &[],
+                checkpoint: Some("1"),
+            },
+            hours(2),
+        )
+        .await
+        .unwrap();
+    let read = |viewer: rapport_core::StaffId| {
+        let store = store.clone();
+        async move {
+            store
+                .timeline(&TimelineQuery::account(acme, Reader::Staff(viewer)))
+                .await
+                .unwrap()
+                .events
+                .into_iter()
+                .find(|event| event.event.key.connector.contains(':'))
+        }
+    };
+    // Metadata: Max sees who, the subject and when; Sam's line sees it whole.
+    let max_sees = read(org.max.id).await.expect("Max sees that it happened");
+    assert!(max_sees.withheld);
+    assert_eq!(max_sees.event.title, "From Hannah: Renewal terms");
+    assert!(max_sees.event.summary.is_empty());
+    assert_eq!(max_sees.event.url, None);
+    assert!(max_sees.event.attributes.contains_key("from"));
+    assert!(!max_sees.event.attributes.contains_key("folder"));
+    assert_eq!(max_sees.capture.unwrap().owner, sam.id);
+    for viewer in [sam.id, org.mia.id, org.director.id, org.vp.id] {
+        let whole = read(viewer).await.expect("Sam's line sees it");
+        assert!(!whole.withheld, "{viewer}");
+        assert_eq!(whole.event.summary, mail.summary);
+    }
+    // Private: Max no longer sees it at all, in the timeline, the feed or by id.
+    let restamped = store
+        .set_connection_sharing(
+            connection.id,
+            Sharing::Private,
+            Some(Sharing::Private),
+            hours(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(restamped, Some(1));
+    assert!(read(org.max.id).await.is_none());
+    let id = read(org.mia.id).await.unwrap().id;
+    assert!(
+        store
+            .event(id, Reader::Staff(org.max.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let feed = store
+        .feed(&FeedQuery {
+            viewer: org.max.id,
+            at: hours(3),
+            connectors: Vec::new(),
+            kind_prefix: None,
+            from: None,
+            until: None,
+            after: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    assert!(feed.events.iter().all(|event| event.id != id));
+    assert!(!read(org.mia.id).await.unwrap().withheld);
+    // Shared: everyone who sees the account sees it whole.
+    store
+        .set_connection_sharing(connection.id, Sharing::Shared, None, hours(4))
+        .await
+        .unwrap();
+    assert!(!read(org.max.id).await.unwrap().withheld);
+    // Disconnected: a page still in flight is refused whole, checkpoint included.
+    store
+        .disconnect(connection.id, "by Sam", hours(5))
+        .await
+        .unwrap();
+    mail.key.source_id = "<later@acme.example>".into();
+    let refused = store
+        .commit_page(
+            &lease,
+            PageWrite {
+                events: std::slice::from_ref(&mail),
+                deleted: &[],
+                checkpoint: Some("2"),
+            },
+            hours(5),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(Error::ConnectionClosed(ref unit_id)) if *unit_id == unit),
+        "{refused:?}"
+    );
+    let state = store.connector_status(&unit).await.unwrap().unwrap();
+    assert_eq!(state.checkpoint.as_deref(), Some("1"));
 }

@@ -178,7 +178,7 @@ fn event_of(item: &Item) -> NewEvent {
 
 /// Every event of `account`'s own timeline.
 async fn timeline_of(store: &Store, account: AccountId) -> Vec<TimelineEvent> {
-    let mut query = TimelineQuery::account(account);
+    let mut query = TimelineQuery::account(account, rapport_store::Reader::Operator);
     query.limit = TIMELINE_PAGE_MAX;
     let mut events = Vec::new();
     loop {
@@ -273,7 +273,10 @@ async fn apply(store: &Store, writes: &[Write]) -> Vec<AccountId> {
                     .unwrap();
             }
             Write::Place { nth, account } => {
-                let waiting = store.unmatched_events(None, None, 50).await.unwrap();
+                let waiting = store
+                    .unmatched_events(rapport_store::Reader::Operator, None, None, 50)
+                    .await
+                    .unwrap();
                 if let Some(event) = waiting.events.get(*nth) {
                     store
                         .place_unmatched(Operator, event.id, accounts[*account], org.mia.id, None)

@@ -197,7 +197,10 @@ async fn deactivation_needs_a_clean_handover(store: Store) {
     let support = history.iter().find(|row| row.staff == org.ava.id).unwrap();
     assert_eq!(support.valid_to, Some(hours(3)));
     let timeline = store
-        .timeline(&rapport_store::TimelineQuery::account(acme))
+        .timeline(&rapport_store::TimelineQuery::account(
+            acme,
+            rapport_store::Reader::Operator,
+        ))
         .await
         .unwrap();
     assert_eq!(

@@ -79,7 +79,7 @@ async fn events_are_placed_by_identity_resolution(store: Store) {
     let page = store
         .timeline(&TimelineQuery {
             connectors: vec!["feed".into()],
-            ..TimelineQuery::account(acme)
+            ..TimelineQuery::account(acme, rapport_store::Reader::Operator)
         })
         .await
         .unwrap();
@@ -99,7 +99,10 @@ async fn events_are_placed_by_identity_resolution(store: Store) {
             ("1", "external_id")
         ]
     );
-    let inbox = store.unmatched_events(None, None, 50).await.unwrap();
+    let inbox = store
+        .unmatched_events(rapport_store::Reader::Operator, None, None, 50)
+        .await
+        .unwrap();
     let waiting: Vec<&str> = inbox
         .events
         .iter()
@@ -130,7 +133,7 @@ async fn ambiguous_events_wait_with_their_candidates(store: Store) {
         .await
         .unwrap();
     let inbox = store
-        .unmatched_events(Some("feed"), None, 50)
+        .unmatched_events(rapport_store::Reader::Operator, Some("feed"), None, 50)
         .await
         .unwrap();
     assert_eq!(inbox.events.len(), 1);
@@ -167,7 +170,7 @@ async fn identity_changes_place_waiting_events(store: Store) {
     store.upsert_events(&events, hours(6)).await.unwrap();
     assert_eq!(
         store
-            .unmatched_events(None, None, 50)
+            .unmatched_events(rapport_store::Reader::Operator, None, None, 50)
             .await
             .unwrap()
             .events
@@ -291,7 +294,7 @@ async fn a_page_commits_events_deletes_and_checkpoint_together(store: Store) {
     let page = store
         .timeline(&TimelineQuery {
             connectors: vec!["feed".into()],
-            ..TimelineQuery::account(acme)
+            ..TimelineQuery::account(acme, rapport_store::Reader::Operator)
         })
         .await
         .unwrap();
@@ -343,7 +346,7 @@ async fn a_lost_lease_commits_nothing(store: Store) {
     assert!(matches!(refused, Err(Error::LeaseLost(_))), "{refused:?}");
     assert!(
         store
-            .unmatched_events(None, None, 10)
+            .unmatched_events(rapport_store::Reader::Operator, None, None, 10)
             .await
             .unwrap()
             .events

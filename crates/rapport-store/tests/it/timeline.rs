@@ -81,7 +81,11 @@ async fn upserts_are_idempotent_and_versioned(store: Store) {
         .await
         .unwrap();
     assert_eq!(summary.unchanged, 1);
-    let stored = store.event(id).await.unwrap().unwrap();
+    let stored = store
+        .event(id, rapport_store::Reader::Operator)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.ingested_at, hours(2), "an equal version is a no-op");
     assert_eq!(stored.event, first);
 
@@ -128,7 +132,7 @@ async fn upserts_are_idempotent_and_versioned(store: Store) {
     };
     assert_eq!(
         store
-            .event(loose_id)
+            .event(loose_id, rapport_store::Reader::Operator)
             .await
             .unwrap()
             .unwrap()
@@ -199,7 +203,7 @@ async fn keyset_pages_cover_everything_once(store: Store) {
     events.swap(3, 40);
     store.upsert_events(&events, hours(100)).await.unwrap();
 
-    let mut query = TimelineQuery::account(acme);
+    let mut query = TimelineQuery::account(acme, rapport_store::Reader::Operator);
     query.limit = 10;
     let mut seen = Vec::new();
     let mut pages = 0;
@@ -222,10 +226,10 @@ async fn keyset_pages_cover_everything_once(store: Store) {
     );
 
     // Page size is clamped.
-    let mut huge = TimelineQuery::account(acme);
+    let mut huge = TimelineQuery::account(acme, rapport_store::Reader::Operator);
     huge.limit = 100_000;
     assert_eq!(store.timeline(&huge).await.unwrap().events.len(), 58);
-    let mut zero = TimelineQuery::account(acme);
+    let mut zero = TimelineQuery::account(acme, rapport_store::Reader::Operator);
     zero.limit = 0;
     assert_eq!(store.timeline(&zero).await.unwrap().events.len(), 1);
 }
@@ -255,7 +259,7 @@ async fn filters_by_source_kind_and_date(store: Store) {
     ];
     store.upsert_events(&events, hours(10)).await.unwrap();
     let run = |configure: &dyn Fn(&mut TimelineQuery)| {
-        let mut query = TimelineQuery::account(acme);
+        let mut query = TimelineQuery::account(acme, rapport_store::Reader::Operator);
         configure(&mut query);
         let store = store.clone();
         async move {
@@ -302,7 +306,7 @@ async fn filters_by_source_kind_and_date(store: Store) {
         .await,
         ["in_failed", "in_paid"]
     );
-    let mut bad = TimelineQuery::account(acme);
+    let mut bad = TimelineQuery::account(acme, rapport_store::Reader::Operator);
     bad.kind_prefix = Some("Billing%".into());
     assert!(matches!(
         store.timeline(&bad).await,
@@ -328,7 +332,7 @@ async fn roll_up_includes_subsidiaries(store: Store) {
         )
         .await
         .unwrap();
-    let mut query = TimelineQuery::account(group);
+    let mut query = TimelineQuery::account(group, rapport_store::Reader::Operator);
     query.kind_prefix = Some("billing".into());
     assert_eq!(
         titles(&store.timeline(&query).await.unwrap().events),
@@ -347,7 +351,10 @@ async fn roll_up_includes_subsidiaries(store: Store) {
     assert_eq!(second.next, None);
     assert!(matches!(
         store
-            .timeline(&TimelineQuery::account(AccountId(404)))
+            .timeline(&TimelineQuery::account(
+                AccountId(404),
+                rapport_store::Reader::Operator
+            ))
             .await,
         Err(Error::Domain(DomainError::UnknownAccount(_)))
     ));
@@ -397,7 +404,13 @@ async fn notes_land_on_the_timeline(store: Store) {
     assert_eq!(note.event.title.chars().count(), 120);
     assert!(note.event.title.ends_with('…'));
     assert!(note.event.summary.ends_with("Second line"));
-    let page = store.timeline(&TimelineQuery::account(acme)).await.unwrap();
+    let page = store
+        .timeline(&TimelineQuery::account(
+            acme,
+            rapport_store::Reader::Operator,
+        ))
+        .await
+        .unwrap();
     assert_eq!(page.events[0].id, note.id);
     assert_eq!(
         page.events[0].event.actor.as_ref().unwrap().staff,
@@ -475,7 +488,11 @@ async fn large_batches_keep_one_at_a_time_meaning(store: Store) {
     // Every outcome names the event stored under that input's key.
     for (input, outcome) in batch.iter().zip(&outcomes) {
         if let Some(id) = id_of(*outcome) {
-            let stored = store.event(id).await.unwrap().unwrap();
+            let stored = store
+                .event(id, rapport_store::Reader::Operator)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(stored.event.key, input.key);
         }
     }
@@ -490,7 +507,7 @@ async fn large_batches_keep_one_at_a_time_meaning(store: Store) {
     let page = store
         .timeline(&TimelineQuery {
             limit: 200,
-            ..TimelineQuery::account(acme)
+            ..TimelineQuery::account(acme, rapport_store::Reader::Operator)
         })
         .await
         .unwrap();
@@ -537,7 +554,13 @@ async fn a_row_that_does_not_decode_is_shown_marked_never_failing_the_page(
     )
     .await;
 
-    let page = store.timeline(&TimelineQuery::account(acme)).await.unwrap();
+    let page = store
+        .timeline(&TimelineQuery::account(
+            acme,
+            rapport_store::Reader::Operator,
+        ))
+        .await
+        .unwrap();
     // The three events and the account's opening handoff.
     assert_eq!(page.events.len(), 4, "every row is on the page");
     let by_id = |id: &str| {
@@ -571,7 +594,11 @@ async fn a_row_that_does_not_decode_is_shown_marked_never_failing_the_page(
     );
 
     // Single reads and the feed answer too.
-    let one = store.event(bad.id).await.unwrap().unwrap();
+    let one = store
+        .event(bad.id, rapport_store::Reader::Operator)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(one.unreadable.is_some());
     let feed = store
         .feed(&rapport_store::FeedQuery {

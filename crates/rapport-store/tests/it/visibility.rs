@@ -1,19 +1,29 @@
 //! The SQL visibility queries must agree with `rapport_core::visibility` everywhere:
-//! the visible set, one account's check, and the accounts a feed shows events from.
+//! the visible set, one account's check, the accounts a feed shows events from, and —
+//! for events people's own connections captured — which of them each reader sees
+//! whole, withheld or not at all (`rapport_core::sharing`), in feeds, timelines, the
+//! unmatched inbox and single reads.
 
 use crate::support::*;
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
+use rapport_core::EventId;
 use rapport_core::account::AccountForest;
 use rapport_core::assignment::{Role, check_history};
 use rapport_core::permission::Authority::Operator;
+use rapport_core::secret::KeyRing;
+use rapport_core::sharing::{Access, Capture, Sharing, person_connector_id};
 use rapport_core::staff::{Level, NewStaff, OrgChart, Staff};
+use rapport_core::timeline::{EventKind, MatchReason, NewEvent, Placement};
 use rapport_core::visibility::World;
 use rapport_core::{AccountId, StaffId};
-use rapport_store::{Error, FeedQuery, Store, TIMELINE_PAGE_MAX};
-use std::collections::BTreeSet;
+use rapport_store::{
+    ConnectionKey, Error, FeedQuery, GrantedTokens, Reader, Store, TIMELINE_PAGE_MAX,
+    TimelineQuery, UpsertOutcome,
+};
+use std::collections::{BTreeMap, BTreeSet};
 
 on_both_backends!(
     the_rule_in_a_readable_org,
@@ -90,6 +100,7 @@ async fn writes_on_a_persons_authority_are_decided_with_the_write(store: Store) 
         async move {
             let query = rapport_store::TimelineQuery {
                 account,
+                reader: rapport_store::Reader::Operator,
                 include_children: false,
                 connectors: Vec::new(),
                 kind_prefix: None,
@@ -241,6 +252,17 @@ struct Plan {
     ops: Vec<Op>,
     /// People to try to deactivate at the end.
     deactivate: Vec<Index>,
+    /// Events people's own connections captured: on which account (none: the
+    /// unmatched inbox), through whose connection, at which sharing level.
+    captures: Vec<(Option<Index>, Index, Sharing)>,
+}
+
+fn sharing() -> impl Strategy<Value = Sharing> {
+    prop_oneof![
+        Just(Sharing::Shared),
+        Just(Sharing::Metadata),
+        Just(Sharing::Private),
+    ]
 }
 
 fn level() -> impl Strategy<Value = Level> {
@@ -271,12 +293,14 @@ fn plan() -> impl Strategy<Value = Plan> {
         prop::collection::vec((any::<Option<Index>>(), any::<Index>()), 1..12),
         prop::collection::vec(op(), 0..24),
         prop::collection::vec(any::<Index>(), 0..3),
+        prop::collection::vec((any::<Option<Index>>(), any::<Index>(), sharing()), 0..12),
     )
-        .prop_map(|(staff, accounts, ops, deactivate)| Plan {
+        .prop_map(|(staff, accounts, ops, deactivate, captures)| Plan {
             staff,
             accounts,
             ops,
             deactivate,
+            captures,
         })
 }
 
@@ -447,6 +471,29 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
     } else {
         BTreeSet::new()
     };
+    let captured = capture_events(store, plan, &staff, &accounts).await?;
+    // What each event is, for the reader: notes are whole to whoever sees their account.
+    let mut on_accounts: Vec<(EventId, AccountId, Option<Capture>)> = Vec::new();
+    if staff.iter().any(|person| person.active) {
+        for &account in &accounts {
+            let notes = store
+                .timeline(&TimelineQuery {
+                    limit: TIMELINE_PAGE_MAX,
+                    ..TimelineQuery::account(account, Reader::Operator)
+                })
+                .await
+                .unwrap();
+            prop_assert!(notes.next.is_none(), "the case fits one timeline page");
+            for note in notes.events.iter().filter(|e| e.capture.is_none()) {
+                on_accounts.push((note.id, account, None));
+            }
+        }
+    }
+    for (id, account, capture) in &captured {
+        if let Some(account) = account {
+            on_accounts.push((*id, *account, Some(*capture)));
+        }
+    }
     let mut viewers: Vec<StaffId> = staff.iter().map(|s| s.id).collect();
     viewers.push(StaffId(9_999));
     let mut candidates = accounts.clone();
@@ -497,6 +544,62 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
                 viewer,
                 at
             );
+            // Event by event, the feed shows exactly what core says, withheld where
+            // core says metadata only.
+            let seen: BTreeMap<EventId, bool> = feed
+                .events
+                .iter()
+                .map(|event| (event.id, event.withheld))
+                .collect();
+            let wanted: BTreeMap<EventId, bool> = on_accounts
+                .iter()
+                .filter_map(|(id, account, capture)| {
+                    world
+                        .event_access(viewer, *account, capture.as_ref(), at)
+                        .map(|access| (*id, access == Access::MetadataOnly))
+                })
+                .collect();
+            prop_assert_eq!(&seen, &wanted, "the feed of {} at {}", viewer, at);
+            // Paged three at a time, every page but the last is full: the query itself
+            // leaves out what the reader may not see, so no page comes up short.
+            let mut after = None;
+            let mut paged = Vec::new();
+            loop {
+                let page = store
+                    .feed(&FeedQuery {
+                        viewer,
+                        at,
+                        connectors: Vec::new(),
+                        kind_prefix: None,
+                        from: None,
+                        until: None,
+                        after,
+                        limit: 3,
+                    })
+                    .await
+                    .unwrap();
+                if page.next.is_some() {
+                    prop_assert_eq!(page.events.len(), 3, "a short feed page for {}", viewer);
+                }
+                paged.extend(page.events.iter().map(|event| event.id));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            prop_assert_eq!(
+                paged,
+                feed.events.iter().map(|event| event.id).collect::<Vec<_>>()
+            );
+            for event in &feed.events {
+                if event.withheld {
+                    prop_assert!(
+                        event.event.summary.is_empty() && event.event.url.is_none(),
+                        "a withheld event in {}'s feed shows its content",
+                        viewer
+                    );
+                }
+            }
             for &account in &candidates {
                 let sql = store.can_see(viewer, account, at).await.unwrap();
                 prop_assert_eq!(
@@ -510,7 +613,160 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
             }
         }
     }
+    // Now: each visible account's timeline, single reads, and the inbox.
+    let now = Utc::now();
+    for &viewer in &viewers {
+        let line = world
+            .org
+            .get(viewer)
+            .filter(|node| node.active)
+            .map(|_| org.subtree(viewer))
+            .unwrap_or_default();
+        for &account in &world.visible_accounts(viewer, now) {
+            let page = store
+                .timeline(&TimelineQuery {
+                    limit: TIMELINE_PAGE_MAX,
+                    ..TimelineQuery::account(account, Reader::Staff(viewer))
+                })
+                .await
+                .unwrap();
+            let seen: BTreeMap<EventId, bool> = page
+                .events
+                .iter()
+                .map(|event| (event.id, event.withheld))
+                .collect();
+            let wanted: BTreeMap<EventId, bool> = on_accounts
+                .iter()
+                .filter(|(_, on, _)| *on == account)
+                .filter_map(|(id, on, capture)| {
+                    world
+                        .event_access(viewer, *on, capture.as_ref(), now)
+                        .map(|access| (*id, access == Access::MetadataOnly))
+                })
+                .collect();
+            prop_assert_eq!(
+                &seen,
+                &wanted,
+                "the timeline of {} as {} reads it",
+                account,
+                viewer
+            );
+        }
+        for (id, _, capture) in &captured {
+            let read = store.event(*id, Reader::Staff(viewer)).await.unwrap();
+            let wanted = capture.access(&line);
+            prop_assert_eq!(
+                read.as_ref().map(|event| event.withheld),
+                wanted.map(|access| access == Access::MetadataOnly),
+                "event {} read by {}",
+                id,
+                viewer
+            );
+        }
+        let inbox = store
+            .unmatched_events(Reader::Staff(viewer), None, None, TIMELINE_PAGE_MAX)
+            .await
+            .unwrap();
+        let seen: BTreeMap<EventId, bool> = inbox
+            .events
+            .iter()
+            .map(|event| (event.id, event.withheld))
+            .collect();
+        let wanted: BTreeMap<EventId, bool> = captured
+            .iter()
+            .filter(|(_, account, _)| account.is_none())
+            .filter_map(|(id, _, capture)| {
+                capture
+                    .access(&line)
+                    .map(|access| (*id, access == Access::MetadataOnly))
+            })
+            .collect();
+        prop_assert_eq!(&seen, &wanted, "the inbox as {} reads it", viewer);
+    }
     Ok(())
+}
+
+/// Stores the plan's captured events through real connections: each owner connects
+/// `mail`, their connection gets the event's level, and the event arrives as their
+/// connection's (`mail:<owner>`), placed on its account or left unmatched. Returns
+/// each event's id, account and the capture the store must have stamped.
+async fn capture_events(
+    store: &Store,
+    plan: &Plan,
+    staff: &[Staff],
+    accounts: &[AccountId],
+) -> Result<Vec<(EventId, Option<AccountId>, Capture)>, TestCaseError> {
+    let keys = KeyRing::parse(&KeyRing::generate_entry("k1")).unwrap();
+    let mut captured = Vec::new();
+    for (index, (account, owner, level)) in plan.captures.iter().enumerate() {
+        let owner = staff[owner.index(staff.len())].id;
+        let account = account.map(|choice| accounts[choice.index(accounts.len())]);
+        let key = ConnectionKey {
+            connector: "mail".into(),
+            owner: Some(owner),
+        };
+        let connection = store
+            .grant_connection(
+                &key,
+                GrantedTokens {
+                    access: keys.seal("access", &key.seal_context("access")),
+                    access_expires_at: None,
+                    refresh: None,
+                    scopes: Vec::new(),
+                    provider_account: None,
+                    sharing: Sharing::Shared,
+                },
+                t0(),
+            )
+            .await
+            .map_err(|error| TestCaseError::fail(format!("connect: {error}")))?;
+        // Every event of a connection carries its latest level: setting it re-stamps
+        // what the connection stored before.
+        store
+            .set_connection_sharing(connection.id, *level, Some(*level), t0())
+            .await
+            .map_err(|error| TestCaseError::fail(format!("sharing: {error}")))?;
+        let mut event = NewEvent::new(
+            person_connector_id("mail", owner),
+            format!("m{index}"),
+            EventKind::parse(EventKind::EMAIL_RECEIVED).unwrap(),
+            t0(),
+            format!("Message {index}"),
+        );
+        event.summary = "What was said".into();
+        event.url = Some("https://mail.example.com/m".into());
+        event.placement = account.map(|account| Placement {
+            account,
+            reason: MatchReason::Direct,
+        });
+        let (_, outcomes) = store
+            .upsert_events(&[event], t0())
+            .await
+            .map_err(|error| TestCaseError::fail(format!("capture: {error}")))?;
+        let UpsertOutcome::Inserted(id) = outcomes[0] else {
+            return Err(TestCaseError::fail("a captured event was not inserted"));
+        };
+        captured.push((id, account, owner));
+    }
+    // The level each connection ended with (a later capture of the same owner may
+    // have changed it) is the one all its events carry.
+    let mut result = Vec::new();
+    for (id, account, owner) in captured {
+        let connection = store
+            .connections(Some("mail"), Some(owner))
+            .await
+            .unwrap()
+            .remove(0);
+        result.push((
+            id,
+            account,
+            Capture {
+                owner,
+                sharing: connection.sharing,
+            },
+        ));
+    }
+    Ok(result)
 }
 
 #[test]

@@ -145,12 +145,22 @@ async fn tasks_open_and_complete_once(store: Store) {
         .unwrap();
     assert_eq!(done.event.kind.as_str(), EventKind::TASK_DONE);
     assert_eq!(done.event.title, "Done: Send the renewal quote");
-    let stored = store.event(task.id).await.unwrap().unwrap();
+    let stored = store
+        .event(task.id, rapport_store::Reader::Operator)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         stored.event.attributes["status"],
         AttributeValue::Text("done".into())
     );
-    let page = store.timeline(&TimelineQuery::account(acme)).await.unwrap();
+    let page = store
+        .timeline(&TimelineQuery::account(
+            acme,
+            rapport_store::Reader::Operator,
+        ))
+        .await
+        .unwrap();
     let kinds: Vec<&str> = page.events.iter().map(|e| e.event.kind.as_str()).collect();
     assert_eq!(&kinds[..2], ["task.done", "task.created"]);
 
@@ -228,7 +238,7 @@ async fn inbox_placement_is_manual_and_teaches_matching(store: Store) {
         .collect();
     assert_eq!(
         store
-            .unmatched_events(None, None, 50)
+            .unmatched_events(rapport_store::Reader::Operator, None, None, 50)
             .await
             .unwrap()
             .events
@@ -251,9 +261,16 @@ async fn inbox_placement_is_manual_and_teaches_matching(store: Store) {
     let placement = placed.event.placement.unwrap();
     assert_eq!(placement.account, acme);
     assert_eq!(placement.reason, MatchReason::Manual { by: org.mia.id });
-    let m2 = store.event(ids[1]).await.unwrap().unwrap();
+    let m2 = store
+        .event(ids[1], rapport_store::Reader::Operator)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(m2.event.placement.unwrap().account, acme);
-    let waiting = store.unmatched_events(None, None, 50).await.unwrap();
+    let waiting = store
+        .unmatched_events(rapport_store::Reader::Operator, None, None, 50)
+        .await
+        .unwrap();
     assert_eq!(waiting.events.len(), 1);
     assert_eq!(waiting.events[0].id, ids[2]);
 
@@ -302,7 +319,7 @@ async fn inbox_placement_is_manual_and_teaches_matching(store: Store) {
     );
     assert!(
         store
-            .unmatched_events(None, None, 50)
+            .unmatched_events(rapport_store::Reader::Operator, None, None, 50)
             .await
             .unwrap()
             .events
@@ -376,7 +393,7 @@ async fn feeds_read_alike_by_both_plans(store: Store) {
             let visible = store.visible_account_ids(viewer, hours(100)).await.unwrap();
             let mut expected = Vec::new();
             for account in &visible {
-                let mut query = TimelineQuery::account(*account);
+                let mut query = TimelineQuery::account(*account, rapport_store::Reader::Operator);
                 query.limit = 200;
                 query.kind_prefix = kind.map(str::to_owned);
                 expected.extend(store.timeline(&query).await.unwrap().events);

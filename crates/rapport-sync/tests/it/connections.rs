@@ -115,6 +115,7 @@ async fn connect_sam(store: &Store, provider: &Provider, keys: &KeyRing) -> (Con
                 refresh: Some(keys.seal(&refresh, &key.seal_context("refresh"))),
                 scopes: issued.scopes.clone().unwrap_or_default(),
                 provider_account: Some("sam@ours.example".into()),
+                sharing: rapport_core::sharing::Sharing::Shared,
             },
             Utc::now(),
         )

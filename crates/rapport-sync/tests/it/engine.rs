@@ -46,7 +46,7 @@ async fn a_run_pages_until_done_then_resumes_from_its_checkpoint(store: Store) {
     let timeline = store
         .timeline(&rapport_store::TimelineQuery {
             connectors: vec![CONNECTOR.into()],
-            ..rapport_store::TimelineQuery::account(accounts[3])
+            ..rapport_store::TimelineQuery::account(accounts[3], rapport_store::Reader::Operator)
         })
         .await
         .unwrap();

@@ -100,7 +100,8 @@ pub async fn stored_ids(store: &Store) -> Vec<String> {
             .await
             .unwrap()
             .expect("seeded account");
-        let mut query = rapport_store::TimelineQuery::account(account);
+        let mut query =
+            rapport_store::TimelineQuery::account(account, rapport_store::Reader::Operator);
         query.connectors = vec![CONNECTOR.into()];
         query.limit = rapport_store::TIMELINE_PAGE_MAX;
         loop {
@@ -117,7 +118,7 @@ pub async fn stored_ids(store: &Store) -> Vec<String> {
         }
     }
     let mut waiting = store
-        .unmatched_events(Some(CONNECTOR), None, 200)
+        .unmatched_events(rapport_store::Reader::Operator, Some(CONNECTOR), None, 200)
         .await
         .unwrap();
     loop {
@@ -129,7 +130,12 @@ pub async fn stored_ids(store: &Store) -> Vec<String> {
         );
         let Some(next) = waiting.next else { break };
         waiting = store
-            .unmatched_events(Some(CONNECTOR), Some(next), 200)
+            .unmatched_events(
+                rapport_store::Reader::Operator,
+                Some(CONNECTOR),
+                Some(next),
+                200,
+            )
             .await
             .unwrap();
     }
