@@ -5,7 +5,7 @@
 use crate::connectors::support::*;
 use rapport_plugin_host::{Connector, ConnectorError, PluginError, PluginHost};
 use rapport_testkit::dovecot::{self, Dovecot};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// Every fixture message, RFC examples first, by name.
@@ -273,4 +273,186 @@ async fn bad_passwords_folders_and_grants_are_told_apart() {
         }
         other => panic!("expected a network denial, got {other:?}"),
     }
+}
+
+/// email-imap signing in with OAuth 2.0 against a Dovecot that validates tokens with
+/// the provider (RFC 7662 introspection), through the real host and a connection's
+/// real token source: both SASL mechanisms, a token for another account refused as
+/// `auth`, and a connector with neither a connection nor a password told what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signs_in_with_the_connections_oauth_token() {
+    use rapport_core::secret::KeyRing;
+    use rapport_sync::connections::ConnectionTokenSource;
+    use rapport_sync::oauth::{OAuthClient, OAuthProvider};
+    use rapport_testkit::oauth::{CLIENT_ID, CLIENT_SECRET, Provider};
+    const REDIRECT: &str = "http://127.0.0.1:9/connections/callback";
+
+    let Some(provider) = Provider::start(REDIRECT, 3600).await else {
+        return;
+    };
+    let messages = fixture_messages();
+    let bodies: Vec<&[u8]> = messages.iter().map(|(_, body)| body.as_slice()).collect();
+    let Some(server) =
+        Dovecot::start_with_oauth(&bodies[..3], "sam@ours.example", &provider.introspection())
+    else {
+        return;
+    };
+    let client = OAuthClient::new(OAuthProvider {
+        authorization_endpoint: provider.authorization_endpoint(),
+        token_endpoint: provider.token_endpoint(),
+        revocation_endpoint: Some(provider.revocation_endpoint()),
+        client_id: CLIENT_ID.into(),
+        client_secret: Some(CLIENT_SECRET.into()),
+        redirect_uri: REDIRECT.into(),
+        scopes: vec!["openid".into(), "email".into(), "offline_access".into()],
+        extra_parameters: vec![("prompt".into(), "consent".into())],
+    })
+    .unwrap();
+    let database = rapport_testkit::database::TestDatabase::sqlite().await;
+    let store = database.store.clone();
+    let keys = KeyRing::parse(&KeyRing::generate_entry("k1")).unwrap();
+    let host = host();
+    let plugin = host
+        .load(std::path::Path::new(rapport_testkit::EMAIL_IMAP))
+        .await
+        .unwrap();
+
+    // A person's connection, as connecting in the browser makes it.
+    let connect = |login: &'static str| {
+        let (store, client, keys, provider) =
+            (store.clone(), client.clone(), keys.clone(), &provider);
+        async move {
+            let person = store
+                .create_staff(
+                    rapport_core::staff::NewStaff {
+                        name: login.into(),
+                        email: rapport_core::account::EmailAddress::parse(login).unwrap(),
+                        level: rapport_core::staff::Level::Manager,
+                        reports_to: None,
+                        is_admin: false,
+                    },
+                    chrono::Utc::now(),
+                )
+                .await
+                .unwrap();
+            let request = client.authorization_request().unwrap();
+            let back = url::Url::parse(&provider.authorize(&request.url, login).await).unwrap();
+            let code = back
+                .query_pairs()
+                .find(|(key, _)| key == "code")
+                .unwrap()
+                .1
+                .into_owned();
+            let issued = client
+                .exchange_code(&code, &request.pkce_verifier)
+                .await
+                .unwrap();
+            let key = rapport_store::ConnectionKey {
+                connector: "mail".into(),
+                owner: Some(person.id),
+            };
+            let connection = store
+                .grant_connection(
+                    &key,
+                    rapport_store::GrantedTokens {
+                        access: keys.seal(&issued.access_token, &key.seal_context("access")),
+                        access_expires_at: issued.expires_at,
+                        refresh: issued
+                            .refresh_token
+                            .as_deref()
+                            .map(|refresh| keys.seal(refresh, &key.seal_context("refresh"))),
+                        scopes: Vec::new(),
+                        provider_account: None,
+                        sharing: rapport_core::sharing::Sharing::Shared,
+                    },
+                    chrono::Utc::now(),
+                )
+                .await
+                .unwrap();
+            (person, connection)
+        }
+    };
+    let bind =
+        |owner_email: &str, connection: rapport_store::ConnectionId, mechanism: Option<&str>| {
+            let mut settings: BTreeMap<String, String> = [
+                ("host", "127.0.0.1".to_owned()),
+                ("port", server.imap_port.to_string()),
+                ("security", "plaintext".to_owned()),
+                ("folders", "INBOX".to_owned()),
+                (
+                    "oauth_authorization_endpoint",
+                    provider.authorization_endpoint(),
+                ),
+                ("oauth_token_endpoint", provider.token_endpoint()),
+                ("oauth_scopes", "openid email offline_access".to_owned()),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect();
+            if let Some(mechanism) = mechanism {
+                settings.insert("oauth_mechanism".into(), mechanism.into());
+            }
+            plugin
+                .connector(rapport_plugin_host::Grants {
+                    connector_id: "mail".into(),
+                    settings,
+                    allowed_hosts: vec![Dovecot::grant(server.imap_port)],
+                    allow_private_networks: true,
+                    connection: Some(rapport_plugin_host::Connection {
+                        id: format!("mail/{connection}"),
+                        scope: rapport_plugin_host::ConnectionScope::Person,
+                        owner_email: Some(owner_email.to_owned()),
+                        provider_account: None,
+                        sharing: Some(rapport_core::sharing::Sharing::Shared),
+                    }),
+                    tokens: Some(std::sync::Arc::new(ConnectionTokenSource::new(
+                        store.clone(),
+                        keys.clone(),
+                        client.clone(),
+                        connection,
+                        "node-a",
+                    ))),
+                    ..Default::default()
+                })
+                .unwrap()
+        };
+
+    let (_, sams) = connect("sam@ours.example").await;
+    for mechanism in [None, Some("xoauth2"), Some("oauthbearer")] {
+        let mail = bind("sam@ours.example", sams.id, mechanism);
+        mail.check()
+            .await
+            .unwrap_or_else(|error| panic!("{mechanism:?}: {error}"));
+        let pages = sync_all(&mail, None).await;
+        assert_eq!(ids(&pages).len(), 3, "{mechanism:?}");
+    }
+    // Ana's token is hers: Dovecot will not open Sam's mailbox with it.
+    let (_, anas) = connect("ana@ours.example").await;
+    let intruder = bind("sam@ours.example", anas.id, None);
+    let refused = connector_error(intruder.check().await);
+    assert!(
+        matches!(&refused, ConnectorError::Auth(text) if text.contains("refused the login of sam@ours.example")),
+        "{refused:?}"
+    );
+    // Without a connection it needs its password, and says so.
+    let plain = connector(
+        &host,
+        rapport_testkit::EMAIL_IMAP,
+        "mail",
+        &Dovecot::grant(server.imap_port),
+        &[
+            ("host", "127.0.0.1"),
+            ("port", &server.imap_port.to_string()),
+            ("security", "plaintext"),
+            ("username", "sam@ours.example"),
+        ],
+        &[],
+    )
+    .await;
+    let missing = connector_error(plain.check().await);
+    assert!(
+        matches!(&missing, ConnectorError::Config(text) if text.contains("`password` is required")),
+        "{missing:?}"
+    );
+    provider.stop().await;
 }

@@ -22,8 +22,19 @@ pub fn access_token() -> Result<Token, ConnectorError> {
 pub fn xoauth2(user: &str, token: &Token) -> String {
     format!(
         "user={user}\x01auth={} {}\x01\x01",
-        token.token_type, token.token
+        scheme(token),
+        token.token
     )
+}
+
+/// The scheme to send a token under: `Bearer` as servers expect it, whatever case the
+/// provider's `token_type` has (RFC 6749 makes it case-insensitive).
+fn scheme(token: &Token) -> &str {
+    if token.token_type.eq_ignore_ascii_case("bearer") {
+        "Bearer"
+    } else {
+        &token.token_type
+    }
 }
 
 /// The SASL OAUTHBEARER initial response (RFC 7628, section 3.1) for `user`,
@@ -32,7 +43,7 @@ pub fn oauthbearer(user: &str, host: &str, port: u16, token: &Token) -> String {
     format!(
         "n,a={},\x01host={host}\x01port={port}\x01auth={} {}\x01\x01",
         user.replace('=', "=3D").replace(',', "=2C"),
-        token.token_type,
+        scheme(token),
         token.token
     )
 }

@@ -2,6 +2,7 @@
 // rapport's tests, on loopback. Configured like the providers rapport meets: the
 // authorization code grant with PKCE, refresh tokens that rotate on every use (reuse
 // of a spent one revokes the grant, as Google and Microsoft may), RFC 7009 revocation,
+// RFC 7662 introspection (for a mail server that checks tokens: client `dovecot`),
 // short-lived access tokens, and an `email` claim. Its development interactions (a
 // login form that accepts any login, then a consent form) stand in for the person.
 //
@@ -22,6 +23,15 @@ const provider = new Provider(issuer, {
       response_types: ["code"],
       token_endpoint_auth_method: "client_secret_post",
     },
+    // A resource server (a mail server) that checks tokens by introspection (RFC 7662).
+    {
+      client_id: "dovecot",
+      client_secret: "dovecot-test-secret",
+      redirect_uris: [],
+      grant_types: [],
+      response_types: [],
+      token_endpoint_auth_method: "client_secret_basic",
+    },
   ],
   pkce: { required: () => true },
   scopes: ["openid", "offline_access", "email", "activities.read"],
@@ -32,10 +42,12 @@ const provider = new Provider(issuer, {
     token: "/oauth/token",
     revocation: "/oauth/revoke",
     userinfo: "/oauth/userinfo",
+    introspection: "/oauth/introspect",
   },
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
+    introspection: { enabled: true },
   },
   // Refresh tokens rotate on every use.
   rotateRefreshToken: true,

@@ -3,6 +3,11 @@
 //! STARTTLS on one port and implicit TLS on another, with a certificate for 127.0.0.1
 //! from a private CA made for this server (`openssl`).
 //!
+//! [`Dovecot::start_with_oauth`] makes one whose user signs in with an OAuth 2.0 access
+//! token instead (SASL XOAUTH2 and OAUTHBEARER), which Dovecot validates itself by
+//! asking the provider's RFC 7662 introspection endpoint — as a mail server that takes
+//! OAuth does.
+//!
 //! Needs Debian's `dovecot-imapd` (and `openssl`). Without them [`Dovecot::start`] says
 //! the test is skipped and returns `None`; under `CI=true` it panics instead, so CI never
 //! skips silently.
@@ -18,6 +23,17 @@ pub const USER: &str = "alice";
 pub const PASSWORD: &str = "secret";
 const DOVECOT: &str = "/usr/sbin/dovecot";
 const MAIL_UID: u32 = 65534;
+
+/// How a server built by [`Dovecot::start_with_oauth`] checks access tokens.
+#[derive(Debug, Clone)]
+pub struct TokenIntrospection {
+    /// The provider's introspection endpoint (RFC 7662).
+    pub url: String,
+    /// The client Dovecot authenticates as to it (HTTP Basic).
+    pub client_id: String,
+    /// That client's secret.
+    pub client_secret: String,
+}
 
 /// A running Dovecot; stopped when dropped.
 #[derive(Debug)]
@@ -54,6 +70,24 @@ impl Dovecot {
     /// Starts a server whose INBOX holds `messages` (in order), or `None` when Dovecot
     /// is not installed (outside CI).
     pub fn start(messages: &[&[u8]]) -> Option<Dovecot> {
+        Dovecot::start_as(messages, USER, None)
+    }
+
+    /// Starts a server whose one user, `user` (the provider's `sub` for them), signs in
+    /// with an access token `introspection` vouches for (or with [`PASSWORD`]).
+    pub fn start_with_oauth(
+        messages: &[&[u8]],
+        user: &str,
+        introspection: &TokenIntrospection,
+    ) -> Option<Dovecot> {
+        Dovecot::start_as(messages, user, Some(introspection))
+    }
+
+    fn start_as(
+        messages: &[&[u8]],
+        user: &str,
+        introspection: Option<&TokenIntrospection>,
+    ) -> Option<Dovecot> {
         if !Path::new(DOVECOT).exists() {
             if std::env::var("CI").is_ok_and(|ci| ci == "true") {
                 panic!(
@@ -133,6 +167,37 @@ impl Dovecot {
 
         let (imap_port, imaps_port) = (free_port(), free_port());
         let dir_text = root.display().to_string();
+        let (mechanisms, oauth_passdb) = match introspection {
+            None => ("plain login", String::new()),
+            Some(introspection) => {
+                let url = url::Url::parse(&introspection.url).expect("an introspection URL");
+                let mut with_client = url.clone();
+                with_client
+                    .set_username(&introspection.client_id)
+                    .expect("a URL with a host");
+                with_client
+                    .set_password(Some(&introspection.client_secret))
+                    .expect("a URL with a host");
+                std::fs::write(
+                    root.join("dovecot-oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = post\n\
+                         introspection_url = {with_client}\n\
+                         force_introspection = yes\n\
+                         username_attribute = sub\n\
+                         active_attribute = active\n\
+                         active_value = true\n"
+                    ),
+                )
+                .expect("write dovecot-oauth2.conf.ext");
+                (
+                    "plain login xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {dir_text}/dovecot-oauth2.conf.ext\n}}\n"
+                    ),
+                )
+            }
+        };
         let config = format!(
             r#"protocols = imap
 listen = 127.0.0.1
@@ -143,13 +208,15 @@ ssl = yes
 ssl_cert = <{dir_text}/server.pem
 ssl_key = <{dir_text}/server.key
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 mail_location = maildir:{dir_text}/mail/Maildir
 first_valid_uid = 1
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {dir_text}/users
 }}
+{oauth_passdb}
 userdb {{
   driver = passwd-file
   args = username_format=%u {dir_text}/users
@@ -174,7 +241,7 @@ service imap-login {{
         std::fs::write(
             root.join("users"),
             format!(
-                "{USER}:{{PLAIN}}{PASSWORD}:{uid}:{gid}::{dir_text}/mail::userdb_mail=maildir:{dir_text}/mail/Maildir\n"
+                "{user}:{{PLAIN}}{PASSWORD}:{uid}:{gid}::{dir_text}/mail::userdb_mail=maildir:{dir_text}/mail/Maildir\n"
             ),
         )
         .expect("write users");

@@ -21,6 +21,10 @@ pub const CLIENT_ID: &str = "rapport";
 pub const CLIENT_SECRET: &str = "rapport-test-secret";
 /// Where [`Provider::config_toml`] reads the client secret from.
 pub const CLIENT_SECRET_ENV: &str = "ACTIVITY_CLIENT_SECRET";
+/// The client a mail server introspects tokens as (RFC 7662).
+pub const INTROSPECTION_CLIENT_ID: &str = "dovecot";
+/// Its secret.
+pub const INTROSPECTION_CLIENT_SECRET: &str = "dovecot-test-secret";
 
 /// A running provider; stopped when dropped.
 #[derive(Debug)]
@@ -129,6 +133,16 @@ oauth = {{ client_id = "{CLIENT_ID}", client_secret = {{ env = "{CLIENT_SECRET_E
     /// Its token endpoint.
     pub fn token_endpoint(&self) -> String {
         format!("{}/oauth/token", self.issuer)
+    }
+
+    /// Its introspection endpoint (RFC 7662), for a mail server that checks tokens,
+    /// with the client it takes.
+    pub fn introspection(&self) -> crate::dovecot::TokenIntrospection {
+        crate::dovecot::TokenIntrospection {
+            url: format!("{}/oauth/introspect", self.issuer),
+            client_id: INTROSPECTION_CLIENT_ID.into(),
+            client_secret: INTROSPECTION_CLIENT_SECRET.into(),
+        }
     }
 
     /// Its revocation endpoint (RFC 7009).

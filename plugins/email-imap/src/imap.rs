@@ -1,6 +1,6 @@
 //! A small IMAP4rev1 client (RFC 3501): just what an incremental, read-only mail sync
-//! needs — LOGIN, EXAMINE, UID SEARCH, UID FETCH, LOGOUT — over any byte stream (plain
-//! TCP, or TLS over it).
+//! needs — LOGIN or AUTHENTICATE (SASL XOAUTH2 / OAUTHBEARER, RFC 7628), EXAMINE, UID
+//! SEARCH, UID FETCH, LOGOUT — over any byte stream (plain TCP, or TLS over it).
 //!
 //! Responses are read with their literals (`{n}\r\n` + n bytes), bounded: a line may not
 //! exceed [`LINE_BYTES_MAX`] and a literal [`LITERAL_BYTES_MAX`], so a hostile server
@@ -183,6 +183,62 @@ impl<S: Read + Write> Session<S> {
     }
 
     /// `LOGOUT`; errors are ignored, the work is done.
+    /// `AUTHENTICATE <mechanism>` with one client message (`initial`, unencoded): the
+    /// OAuth mechanisms, where the message carries the access token. The server's
+    /// go-ahead is waited for rather than sending the message on the command line
+    /// (SASL-IR), which every server takes. A server that refuses the token first sends
+    /// its error as a challenge; that is answered with the mechanism's dummy response
+    /// (`\x01` for OAUTHBEARER, empty for XOAUTH2) so it completes with `NO`, and the
+    /// refusal carries the server's error.
+    pub fn authenticate(&mut self, mechanism: &str, initial: &str) -> Result<(), ImapError> {
+        use base64::Engine as _;
+        let tag = format!("a{}", self.next_tag);
+        self.next_tag += 1;
+        let command = format!("AUTHENTICATE {mechanism}");
+        self.stream
+            .get_mut()
+            .write_all(format!("{tag} {command}\r\n").as_bytes())?;
+        self.stream.get_mut().flush()?;
+        let mut sent = false;
+        let mut challenge = None;
+        loop {
+            let response = self.read_response()?;
+            if let Some(status) = response.text.strip_prefix(&format!("{tag} ")) {
+                if status.len() >= 2 && status[..2].eq_ignore_ascii_case("OK") {
+                    return Ok(());
+                }
+                let text = match challenge {
+                    Some(error) => format!("{status} ({error})"),
+                    None => status.to_owned(),
+                };
+                return Err(refusal(&command, &text));
+            }
+            let Some(data) = response.text.strip_prefix('+') else {
+                continue;
+            };
+            let reply = if !sent {
+                sent = true;
+                base64::engine::general_purpose::STANDARD.encode(initial)
+            } else {
+                // The server's error, as a challenge: keep it for the refusal.
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(data.trim())
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok());
+                challenge = decoded.or_else(|| Some(data.trim().to_owned()));
+                if mechanism.eq_ignore_ascii_case("OAUTHBEARER") {
+                    base64::engine::general_purpose::STANDARD.encode("\x01")
+                } else {
+                    String::new()
+                }
+            };
+            self.stream
+                .get_mut()
+                .write_all(format!("{reply}\r\n").as_bytes())?;
+            self.stream.get_mut().flush()?;
+        }
+    }
+
     pub fn logout(mut self) {
         let _ = self.command("LOGOUT", &[]);
     }
@@ -424,6 +480,40 @@ mod tests {
             written: Vec::new(),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn authenticate_sends_the_oauth_message_on_the_go_ahead() {
+        let mut imap = session("* OK ready\r\n+ \r\na1 OK authenticated\r\n");
+        imap.authenticate("XOAUTH2", "user=sam@ours.example\x01auth=Bearer t\x01\x01")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(imap.stream.get_ref().written.clone()).unwrap(),
+            "a1 AUTHENTICATE XOAUTH2\r\ndXNlcj1zYW1Ab3Vycy5leGFtcGxlAWF1dGg9QmVhcmVyIHQBAQ==\r\n"
+        );
+    }
+
+    #[test]
+    fn a_refused_token_completes_the_exchange_and_keeps_the_servers_error() {
+        // The server's error challenge, as Gmail and Dovecot send it.
+        let error = "eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiQmVhcmVyIn0=";
+        let mut imap = session(&format!(
+            "* OK ready\r\n+ \r\n+ {error}\r\na1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+        ));
+        match imap.authenticate("OAUTHBEARER", "n,a=sam,\x01auth=Bearer t\x01\x01") {
+            Err(ImapError::Refused { command, text }) => {
+                assert_eq!(command, "AUTHENTICATE OAUTHBEARER");
+                assert!(text.contains("AUTHENTICATIONFAILED"), "{text}");
+                assert!(
+                    text.contains(r#"{"status":"401","schemes":"Bearer"}"#),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let written = String::from_utf8(imap.stream.get_ref().written.clone()).unwrap();
+        // The dummy response to the error challenge: `\x01`, base64.
+        assert!(written.ends_with("\r\nAQ==\r\n"), "{written:?}");
     }
 
     #[test]

@@ -11,6 +11,13 @@
 //!
 //! A message that cannot be read as mail is reported in the host's log and skipped; the
 //! checkpoint moves past it, so one bad message never stalls a mailbox.
+//!
+//! It logs in with a password (`LOGIN`), or — when the operator registers an OAuth 2.0
+//! client for it (Google Workspace and Microsoft 365 take nothing else) — with the
+//! connection's access token over SASL XOAUTH2 or OAUTHBEARER (RFC 7628). The provider
+//! is the operator's choice, so its endpoints and scopes are settings; as a
+//! person-scoped connector each member of staff connects their own mailbox, which is
+//! opened as the account they connected (or their own address).
 
 use rapport_pdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -46,13 +53,49 @@ pub struct Checkpoint {
     pub folders: BTreeMap<String, FolderState>,
 }
 
+/// How the session logs in.
+pub enum Login {
+    /// `LOGIN` with the mailbox password.
+    Password(String),
+    /// `AUTHENTICATE` with the connection's OAuth 2.0 access token.
+    OAuth(Mechanism),
+}
+
+/// The SASL mechanism that carries the access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// Google's and Microsoft's own (`user=...^Aauth=Bearer ...`).
+    Xoauth2,
+    /// RFC 7628's standard one.
+    OauthBearer,
+}
+
+impl Mechanism {
+    fn parse(setting: Option<&str>) -> Result<Mechanism, ConnectorError> {
+        match setting.map(str::trim) {
+            None | Some("xoauth2") => Ok(Mechanism::Xoauth2),
+            Some("oauthbearer") => Ok(Mechanism::OauthBearer),
+            Some(other) => Err(ConnectorError::Config(format!(
+                "oauth_mechanism `{other}` is not one of xoauth2 (Google, Microsoft), oauthbearer (RFC 7628)"
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mechanism::Xoauth2 => "XOAUTH2",
+            Mechanism::OauthBearer => "OAUTHBEARER",
+        }
+    }
+}
+
 /// The connector's settings, validated.
 pub struct Settings {
     pub host: String,
     pub port: u16,
     pub security: transport::Security,
     pub username: String,
-    pub password: String,
+    pub login: Login,
     pub folders: Vec<String>,
     /// Whether `folders` is the default (then a missing `Sent` is skipped, not an error).
     pub folders_default: bool,
@@ -88,7 +131,28 @@ impl Settings {
                 "folder `{folder}` is not ASCII; give its IMAP name (modified UTF-7, e.g. `Entw&APw-rfe`)"
             )));
         }
-        let username = config.require("username")?.to_owned();
+        // On a connection, the mailbox is the account its owner connected (or, when the
+        // provider did not say, their own address), unless a username is configured.
+        let connection = config.connection();
+        let username = match config.get("username") {
+            Some(username) => username.to_owned(),
+            None => connection
+                .and_then(|c| c.provider_account.clone().or_else(|| c.owner_email.clone()))
+                .ok_or_else(|| {
+                    ConnectorError::Config("the setting `username` is required".into())
+                })?,
+        };
+        let login = match (connection, config.secret("password")) {
+            (Some(_), _) => Login::OAuth(Mechanism::parse(config.get("oauth_mechanism"))?),
+            (None, Some(password)) if !password.is_empty() => {
+                Login::Password(password.to_owned())
+            }
+            (None, _) => {
+                return Err(ConnectorError::Config(
+                    "the secret `password` is required, unless this connector signs in with OAuth 2.0 (register a client for it: `oauth = { ... }` in its [[connector]])".into(),
+                ));
+            }
+        };
         let mut ourselves =
             Ourselves::parse(config.get("own_addresses"), config.get("own_domains"));
         if username.contains('@') {
@@ -99,7 +163,7 @@ impl Settings {
             port,
             security,
             username,
-            password: config.require_secret("password")?.to_owned(),
+            login,
             folders,
             folders_default: folders_setting.is_none(),
             ourselves,
@@ -149,7 +213,11 @@ impl Connector for EmailImap {
             "A PEM CA certificate to trust besides the public roots (a private CA)",
             false,
         )
-        .setting("username", "The mailbox login", true)
+        .setting(
+            "username",
+            "The mailbox login (with OAuth: by default the account the person connected, or their own address)",
+            false,
+        )
         .setting("folders", "Folders to read, comma-separated (default `INBOX, Sent`)", false)
         .setting(
             "own_addresses",
@@ -171,11 +239,50 @@ impl Connector for EmailImap {
             "Bytes of each message read, headers included (default 262144)",
             false,
         )
-        .secret("password", "The mailbox password", true)
+        .secret(
+            "password",
+            "The mailbox password (not with OAuth)",
+            false,
+        )
+        .setting(
+            "oauth_authorization_endpoint",
+            "With OAuth: the provider's authorization endpoint, e.g. https://accounts.google.com/o/oauth2/v2/auth or https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+            false,
+        )
+        .setting(
+            "oauth_token_endpoint",
+            "With OAuth: the provider's token endpoint, e.g. https://oauth2.googleapis.com/token or https://login.microsoftonline.com/common/oauth2/v2.0/token",
+            false,
+        )
+        .setting(
+            "oauth_scopes",
+            "With OAuth: the scopes to ask for, space-separated, e.g. `https://mail.google.com/` or `https://outlook.office.com/IMAP.AccessAsUser.All offline_access`",
+            false,
+        )
+        .setting(
+            "oauth_mechanism",
+            "With OAuth: xoauth2 (default; Google, Microsoft) or oauthbearer (RFC 7628)",
+            false,
+        )
         // The configured server, on the configured port or the default of its
         // security mode (993 for tls, 143 for starttls and plaintext).
         .needs_host("{host}:{port|993}")
         .needs_host("{host}:{port|143}")
+        // Optional: a [[connector]] with an OAuth client signs in with the connection's
+        // token, one without with its password.
+        .oauth2(
+            oauth2("{oauth_authorization_endpoint}", "{oauth_token_endpoint}")
+                .scopes(&["{oauth_scopes}"])
+                .pkce()
+                // A refresh token, so the mailbox keeps syncing: Google issues one only
+                // for access_type=offline with consent asked; providers ignore what
+                // they do not know (Microsoft needs the offline_access scope).
+                .parameter("access_type", "offline")
+                .parameter("prompt", "consent")
+                .token_for("{host}:{port|993}")
+                .token_for("{host}:{port|143}")
+                .optional(),
+        )
         .into()
     }
 
@@ -293,15 +400,30 @@ fn open(settings: &Settings) -> Result<Session<Box<dyn Stream>>, ConnectorError>
     let stream = transport::connect(settings)?;
     let mut session = Session::start(stream).map_err(|error| connection_error(settings, error))?;
     session = transport::upgrade(session, settings)?;
-    session
-        .login(&settings.username, &settings.password)
-        .map_err(|error| match error {
-            ImapError::Refused { text, .. } => ConnectorError::Auth(format!(
-                "{} refused the login of {}: {text}",
-                settings.host, settings.username
-            )),
-            other => connection_error(settings, other),
-        })?;
+    let logged_in = match &settings.login {
+        Login::Password(password) => session.login(&settings.username, password),
+        Login::OAuth(mechanism) => {
+            let token = rapport_pdk::auth::access_token()?;
+            let message = match mechanism {
+                Mechanism::Xoauth2 => rapport_pdk::auth::xoauth2(&settings.username, &token),
+                Mechanism::OauthBearer => rapport_pdk::auth::oauthbearer(
+                    &settings.username,
+                    &settings.host,
+                    settings.port,
+                    &token,
+                ),
+            };
+            session.authenticate(mechanism.name(), &message)
+        }
+    };
+    // A refused token is `auth`: the host refreshes it and calls again once.
+    logged_in.map_err(|error| match error {
+        ImapError::Refused { text, .. } => ConnectorError::Auth(format!(
+            "{} refused the login of {}: {text}",
+            settings.host, settings.username
+        )),
+        other => connection_error(settings, other),
+    })?;
     Ok(session)
 }
 

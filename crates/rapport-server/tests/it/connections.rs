@@ -592,13 +592,19 @@ async fn the_api_lists_and_disconnects_connections(store: rapport_store::Store) 
     assert!(tokens.access.is_none() && tokens.refresh.is_none());
 }
 
-/// Signs `name` in at the provider as `login` through the Connections page, and returns
-/// once their connection is stored.
-async fn connect(world: &crate::support::World, provider: &Provider, cookie: &str, login: &str) {
+/// Connects `connector` for the person signed in with `cookie`, signing in at the
+/// provider as `login`, through the Connections page; returns once it is stored.
+async fn connect(
+    world: &crate::support::World,
+    provider: &Provider,
+    connector: &str,
+    cookie: &str,
+    login: &str,
+) {
     let start = send(
         world,
         Method::GET,
-        "/connections/activity/connect",
+        &format!("/connections/{connector}/connect"),
         Some(cookie),
         None,
         &[],
@@ -648,8 +654,22 @@ async fn each_persons_connection_syncs_with_their_own_tokens_until_they_disconne
     let world = crate::support::World::around(router, store.clone(), staff);
     let (sam_cookie, _) = session(&world, "Sam").await;
     let (ana_cookie, ana_csrf) = session(&world, "Ana").await;
-    connect(&world, &provider, &sam_cookie, "sam@ours.example").await;
-    connect(&world, &provider, &ana_cookie, "ana@ours.example").await;
+    connect(
+        &world,
+        &provider,
+        "activity",
+        &sam_cookie,
+        "sam@ours.example",
+    )
+    .await;
+    connect(
+        &world,
+        &provider,
+        "activity",
+        &ana_cookie,
+        "ana@ours.example",
+    )
+    .await;
     let sam_unit = rapport_core::sharing::person_connector_id("activity", sam);
     let ana_unit = rapport_core::sharing::person_connector_id("activity", ana);
     assert!(server.engine.connector(&sam_unit).is_some());
@@ -829,7 +849,14 @@ async fn captured_activity_is_shared_as_its_owner_and_the_organisation_chose() {
         world.tokens.insert(name, issued.secret);
     }
     let (sam_cookie, sam_csrf) = session(&world, "Sam").await;
-    connect(&world, &provider, &sam_cookie, "sam@ours.example").await;
+    connect(
+        &world,
+        &provider,
+        "activity",
+        &sam_cookie,
+        "sam@ours.example",
+    )
+    .await;
     let unit = rapport_core::sharing::person_connector_id("activity", sam);
     server.engine.run_now(&unit, &|_| {}).await.unwrap();
 
@@ -949,5 +976,251 @@ async fn captured_activity_is_shared_as_its_owner_and_the_organisation_chose() {
             .iter()
             .all(|event| event["withheld"] == true)
     );
+    provider.stop().await;
+}
+
+/// A message from a client to `to`, as it sits in a mailbox.
+fn client_mail(id: &str, subject: &str, to: &str, body: &str) -> Vec<u8> {
+    format!(
+        "Message-ID: <{id}@acme.example>\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n\
+         From: Hannah Ortiz <hannah@acme.example>\r\nTo: {to}\r\nSubject: {subject}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// The issue's "done when", through the router: Sam connects *his mailbox* — the
+/// built-in IMAP connector, person-scoped, signing in to a real Dovecot with his
+/// connection's access token (XOAUTH2), which Dovecot checks with the provider — and
+/// his client mail lands on the client's account; his manager sees it whole, a peer
+/// on the account only who, the subject and when; disconnecting stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_connects_their_mailbox_and_their_mail_arrives_as_the_sharing_level_says() {
+    let Some(provider) = Provider::start(CALLBACK, 3600).await else {
+        return;
+    };
+    let first = client_mail(
+        "renewal",
+        "Renewal terms",
+        "sam@ours.example",
+        "We would like to discuss a 20% discount.",
+    );
+    let Some(mut mailbox) = rapport_testkit::dovecot::Dovecot::start_with_oauth(
+        &[&first],
+        "sam@ours.example",
+        &provider.introspection(),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ring = KeyRing::generate_entry("k1");
+    let env = |name: &str| match name {
+        rapport_testkit::oauth::CLIENT_SECRET_ENV => Some(CLIENT_SECRET.to_owned()),
+        "RAPPORT_SECRET_KEY" => Some(ring.clone()),
+        _ => None,
+    };
+    let issuer = &provider.issuer;
+    let port = mailbox.imap_port;
+    let source = format!(
+        r#"
+[server]
+database = "sqlite://rapport.db"
+
+[[connector]]
+id = "mailbox"
+plugin = "builtin:email-imap"
+scope = "person"
+sharing = "metadata"
+schedule = "every 1h"
+allowed_hosts = ["127.0.0.1:{port}"]
+allow_private_networks = true
+oauth = {{ client_id = "{CLIENT_ID}", client_secret = {{ env = "{secret_env}" }}, redirect_uri = "{CALLBACK}" }}
+[connector.settings]
+host = "127.0.0.1"
+port = {port}
+security = "plaintext"
+folders = "INBOX"
+own_domains = "ours.example"
+oauth_authorization_endpoint = "{issuer}/oauth/authorize"
+oauth_token_endpoint = "{issuer}/oauth/token"
+oauth_scopes = "openid email offline_access"
+"#,
+        secret_env = rapport_testkit::oauth::CLIENT_SECRET_ENV,
+    );
+    let config = Config::parse(&source, &dir.path().join("rapport.toml"), &env).unwrap();
+    let server = Server::start(config).await.unwrap();
+    let store = server.engine.store().clone();
+    let mut staff: BTreeMap<&'static str, rapport_core::staff::Staff> = BTreeMap::new();
+    for (name, email, level, reports_to) in [
+        ("Vera", "vera@ours.example", Level::Vp, None),
+        ("Sam", "sam@ours.example", Level::Manager, Some("Vera")),
+        ("Ana", "ana@ours.example", Level::Manager, None),
+    ] {
+        let person = store
+            .create_staff(
+                NewStaff {
+                    name: name.into(),
+                    email: rapport_core::account::EmailAddress::parse(email).unwrap(),
+                    level,
+                    reports_to: reports_to.map(|boss: &str| staff[boss].id),
+                    is_admin: false,
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        staff.insert(name, person);
+    }
+    let (sam, ana) = (staff["Sam"].id, staff["Ana"].id);
+    let account = acme(&store, sam).await;
+    store
+        .add_support(
+            rapport_core::permission::Authority::Operator,
+            account.id,
+            ana,
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let router = app(
+        AppState::new(server.engine.clone(), server.config.webhook_body_bytes_max)
+            .await
+            .unwrap()
+            .with_connections(server.connections.clone()),
+    );
+    let mut world = crate::support::World::around(router, store.clone(), staff);
+    for name in ["Vera", "Sam", "Ana"] {
+        let issued = store
+            .create_api_token(world.id(name), "tests", None, chrono::Utc::now())
+            .await
+            .unwrap();
+        world.tokens.insert(name, issued.secret);
+    }
+    let (sam_cookie, sam_csrf) = session(&world, "Sam").await;
+    connect(
+        &world,
+        &provider,
+        "mailbox",
+        &sam_cookie,
+        "sam@ours.example",
+    )
+    .await;
+    let unit = rapport_core::sharing::person_connector_id("mailbox", sam);
+    let connection = store.connections(Some("mailbox"), Some(sam)).await.unwrap()[0].clone();
+    assert!(
+        connection.has_refresh_token,
+        "offline access was asked for: the mailbox keeps syncing"
+    );
+    let report = server.engine.run_now(&unit, &|_| {}).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        rapport_sync::RunOutcome::Completed,
+        "{report:?}"
+    );
+
+    let timeline = format!("/api/v1/accounts/{}/timeline", account.id.0);
+    let mail = |page: &serde_json::Value| -> Vec<serde_json::Value> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["source"] == unit.as_str())
+            .cloned()
+            .collect()
+    };
+    for person in ["Sam", "Vera"] {
+        let (status, page) = world.as_(person, Method::GET, &timeline, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let theirs = mail(&page);
+        assert_eq!(theirs.len(), 1, "{person}: {page}");
+        assert_eq!(theirs[0]["kind"], "email.received");
+        assert_eq!(theirs[0]["withheld"], false);
+        assert!(
+            theirs[0]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("20% discount"),
+            "{person}: {page}"
+        );
+        assert_eq!(theirs[0]["match"]["rule"], "domain");
+    }
+    let (_, page) = world.as_("Ana", Method::GET, &timeline, None).await;
+    let anas = mail(&page);
+    assert_eq!(anas.len(), 1, "{page}");
+    assert_eq!(anas[0]["withheld"], true);
+    assert_eq!(anas[0]["summary"], "");
+    assert_eq!(anas[0]["attributes"]["subject"]["text"], "Renewal terms");
+    assert!(anas[0]["attributes"]["folder"].is_null());
+
+    // A token the server no longer takes (here: one the provider never issued) is
+    // refreshed once and the sync repeated: the next message arrives.
+    let keys = KeyRing::parse(&ring).unwrap();
+    let held = store
+        .connection_tokens(connection.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let refresh = keys
+        .open(
+            held.refresh.as_ref().unwrap(),
+            &held.key.seal_context("refresh"),
+        )
+        .unwrap();
+    store
+        .grant_connection(
+            &held.key,
+            rapport_store::GrantedTokens {
+                access: keys.seal(
+                    "not-a-token-dovecot-knows",
+                    &held.key.seal_context("access"),
+                ),
+                access_expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+                refresh: Some(keys.seal(&refresh, &held.key.seal_context("refresh"))),
+                scopes: connection.scopes.clone(),
+                provider_account: None,
+                sharing: rapport_core::sharing::Sharing::Metadata,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    mailbox.deliver(&client_mail(
+        "followup",
+        "Re: Renewal terms",
+        "sam@ours.example",
+        "Following up on the discount.",
+    ));
+    let report = server.engine.run_now(&unit, &|_| {}).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        rapport_sync::RunOutcome::Completed,
+        "{report:?}"
+    );
+    assert_eq!(report.inserted, 1, "{report:?}");
+    let refreshed = store.connection(connection.id).await.unwrap().unwrap();
+    assert_eq!(refreshed.status, ConnectionStatus::Active);
+    assert!(
+        refreshed.token_version > held.token_version + 1,
+        "refreshed"
+    );
+    let (_, page) = world.as_("Sam", Method::GET, &timeline, None).await;
+    assert_eq!(mail(&page).len(), 2, "{page}");
+
+    // Disconnecting stops it: the token is revoked, the next message is never read.
+    let gone = disconnect_as(&world, connection.id, &sam_cookie, &sam_csrf).await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
+    mailbox.deliver(&client_mail(
+        "later",
+        "After you left",
+        "sam@ours.example",
+        "Are you there?",
+    ));
+    assert!(matches!(
+        server.engine.run_now(&unit, &|_| {}).await,
+        Err(rapport_sync::SyncError::UnknownConnector(_))
+    ));
+    let (_, page) = world.as_("Sam", Method::GET, &timeline, None).await;
+    assert_eq!(mail(&page).len(), 2, "{page}");
     provider.stop().await;
 }
