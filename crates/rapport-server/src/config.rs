@@ -1326,17 +1326,16 @@ fn check_auth(connector: &ConnectorConfig, plugin: &Plugin, problems: &mut Probl
     // A plugin whose OAuth is optional runs on its secrets unless a client is registered.
     let optional = matches!(&plugin.manifest().auth, rapport_plugin_host::Auth::OAuth2(oauth) if oauth.optional);
     match (plugin.oauth_endpoints(&connector.settings), &connector.oauth) {
-        (_, None) if optional => {
-            if connector.scope == rapport_plugin_host::ConnectionScope::Person {
-                problems.add(
-                    &connector.spans.id,
-                    format!(
-                        "connector `{}` has scope = \"person\": each person connects their own account with OAuth 2.0, so register rapport as a client at the provider and add `oauth = {{ client_id = \"...\", client_secret = {{ env = \"...\" }}, redirect_uri = \"https://<this deployment>{OAUTH_CALLBACK_PATH}\" }}`",
-                        connector.id
-                    ),
-                );
-            }
+        (_, None) if optional && connector.scope == rapport_plugin_host::ConnectionScope::Person => {
+            problems.add(
+                &connector.spans.id,
+                format!(
+                    "connector `{}` has scope = \"person\": each person connects their own account with OAuth 2.0, so register rapport as a client at the provider and add `oauth = {{ client_id = \"...\", client_secret = {{ env = \"...\" }}, redirect_uri = \"https://<this deployment>{OAUTH_CALLBACK_PATH}\" }}`",
+                    connector.id
+                ),
+            );
         }
+        (_, None) if optional => {}
         (Err(reason), _) => problems.add(&connector.spans.id, format!("connector `{}`: {reason}", connector.id)),
         (Ok(Some(_)), None) if connector.enabled => problems.add(
             &connector.spans.id,
