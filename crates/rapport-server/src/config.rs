@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
 
+mod sign_in;
+pub(crate) use sign_in::secure_or_loopback;
+pub use sign_in::{OidcSignInConfig, SIGN_IN_CALLBACK_PATH};
+
 /// Environment variables that override the file, for deployments.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("RAPPORT_DATABASE", "server.database"),
@@ -53,6 +57,8 @@ struct RawConfig {
     plugins: RawPlugins,
     #[serde(default, rename = "connector")]
     connectors: Vec<RawConnector>,
+    #[serde(default, rename = "sign_in")]
+    sign_ins: Vec<sign_in::RawSignIn>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +191,8 @@ pub struct Config {
     /// The key ring secrets at rest are sealed with (`RAPPORT_SECRET_KEY` or
     /// `RAPPORT_SECRET_KEY_FILE`), if configured.
     pub secret_keys: Option<rapport_core::secret::KeyRing>,
+    /// OpenID Connect providers staff may sign in with (`[[sign_in]]`), in file order.
+    pub sign_ins: Vec<OidcSignInConfig>,
     source: String,
 }
 
@@ -868,6 +876,7 @@ impl Config {
                 connectors.push(connector);
             }
         }
+        let sign_ins = sign_in::check_sign_ins(raw.sign_ins, base, env, &mut problems);
         problems.finish(path)?;
         Ok(Config {
             path: path.to_path_buf(),
@@ -882,6 +891,7 @@ impl Config {
             plugins,
             connectors,
             secret_keys,
+            sign_ins,
             source: source.to_owned(),
         })
     }
@@ -1212,29 +1222,15 @@ fn check_connector(
         if raw_oauth.client_id.trim().is_empty() {
             problems.add(&span, "oauth.client_id is empty: give the client id the provider issued");
         }
-        let client_secret = match &raw_oauth.client_secret {
-            None => None,
-            Some(RawSecret { env: Some(variable), file: None }) => match env(variable) {
-                Some(value) if !value.is_empty() => Some(value),
-                _ if !raw.enabled => None,
-                _ => {
-                    problems.add(&span, format!("oauth.client_secret reads the environment variable `{variable}`, which is not set; export it before starting rapport"));
-                    None
-                }
-            },
-            Some(RawSecret { env: None, file: Some(file) }) => match read_secret_file(&base.join(file)) {
-                Ok(value) => Some(value),
-                Err(_) if !raw.enabled => None,
-                Err(reason) => {
-                    problems.add(&span, format!("oauth.client_secret reads the file {file}, which {reason}"));
-                    None
-                }
-            },
-            Some(_) => {
-                problems.add(&span, "oauth.client_secret must name exactly one source: `{ env = \"VARIABLE\" }` or `{ file = \"path\" }`");
-                None
-            }
-        };
+        let client_secret = client_secret(
+            raw_oauth.client_secret.as_ref(),
+            "oauth.client_secret",
+            raw.enabled,
+            base,
+            env,
+            &span,
+            problems,
+        );
         match url::Url::parse(&raw_oauth.redirect_uri) {
             Ok(parsed) if parsed.path() == OAUTH_CALLBACK_PATH && matches!(parsed.scheme(), "https" | "http") => {}
             _ => problems.add(
@@ -1284,6 +1280,50 @@ fn check_connector(
             settings: setting_spans,
         },
     })
+}
+
+/// A client secret read from where `raw` says (`what` names the key in messages); a
+/// problem when it cannot be read, unless its entry is disabled (`needed` false).
+fn client_secret(
+    raw: Option<&RawSecret>,
+    what: &str,
+    needed: bool,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    span: &Range<usize>,
+    problems: &mut Problems<'_>,
+) -> Option<String> {
+    match raw? {
+        RawSecret {
+            env: Some(variable),
+            file: None,
+        } => match env(variable) {
+            Some(value) if !value.is_empty() => Some(value),
+            _ if !needed => None,
+            _ => {
+                problems.add(span, format!("{what} reads the environment variable `{variable}`, which is not set; export it before starting rapport"));
+                None
+            }
+        },
+        RawSecret {
+            env: None,
+            file: Some(file),
+        } => match read_secret_file(&base.join(file)) {
+            Ok(value) => Some(value),
+            Err(_) if !needed => None,
+            Err(reason) => {
+                problems.add(
+                    span,
+                    format!("{what} reads the file {file}, which {reason}"),
+                );
+                None
+            }
+        },
+        _ => {
+            problems.add(span, format!("{what} must name exactly one source: `{{ env = \"VARIABLE\" }}` or `{{ file = \"path\" }}`"));
+            None
+        }
+    }
 }
 
 /// A secret kept in a file (a Docker or Kubernetes secret, a systemd credential): its

@@ -30,6 +30,8 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     /// The connectors people connect accounts for (none unless configured).
     pub connections: Arc<crate::connections::Connections>,
+    /// The OpenID Connect providers staff sign in with (none unless configured).
+    pub sign_in: Arc<crate::oidc::SignInProviders>,
 }
 
 impl AppState {
@@ -47,6 +49,7 @@ impl AppState {
             cursors: CursorSigner::new(&key),
             metrics: Arc::new(Metrics::default()),
             connections: Arc::default(),
+            sign_in: Arc::default(),
         })
     }
 
@@ -56,6 +59,12 @@ impl AppState {
         connections: Arc<crate::connections::Connections>,
     ) -> AppState {
         self.connections = connections;
+        self
+    }
+
+    /// With the deployment's OpenID Connect sign-in providers.
+    pub fn with_sign_in(mut self, sign_in: Arc<crate::oidc::SignInProviders>) -> AppState {
+        self.sign_in = sign_in;
         self
     }
 }

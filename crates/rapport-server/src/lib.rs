@@ -34,6 +34,7 @@ mod http;
 mod insight;
 mod listener;
 mod metrics;
+pub mod oidc;
 pub mod secrets;
 mod web;
 
@@ -165,7 +166,11 @@ impl Server {
         ));
         let state = AppState::new(Arc::clone(&self.engine), self.config.webhook_body_bytes_max)
             .await?
-            .with_connections(Arc::clone(&self.connections));
+            .with_connections(Arc::clone(&self.connections))
+            .with_sign_in(Arc::new(
+                oidc::SignInProviders::new(&self.config.sign_ins)
+                    .context("setting up OpenID Connect sign-in")?,
+            ));
         let address = listener.local_addr()?;
         tracing::info!(%address, node = self.engine.node_id(), "rapport is serving");
         listener::serve(listener, app(state), self.config.http, stopping.clone()).await;

@@ -54,7 +54,7 @@ pub use connections::{
 pub use error::{Error, Result};
 pub use health::{WRITE_FAILURE_MEMORY, WriteFailure};
 pub use inbox::Learn;
-pub use sessions::{IssuedSession, SESSION_PREFIX, SIGN_IN_LINK_PREFIX, WebSession};
+pub use sessions::{IssuedSession, OidcSignIn, SESSION_PREFIX, SIGN_IN_LINK_PREFIX, WebSession};
 pub use staff::StaffUpdate;
 pub use sync::{
     CheckRecord, ConnectorState, ConnectorStatus, LastError, Lease, PageCommit, PageWrite,

@@ -237,3 +237,108 @@ impl Store {
         stored.ok_or_else(|| DomainError::UnknownStaff(staff).into())
     }
 }
+
+/// A staff sign-in through an OpenID Connect provider, between sending the person
+/// there and their coming back (see [`Store::begin_oidc_sign_in`]).
+#[derive(Clone)]
+pub struct OidcSignIn {
+    /// The configured provider's id.
+    pub provider: String,
+    /// The SHA-256 of the cookie set in the browser that started it.
+    pub browser_hash: String,
+    /// The nonce the ID token must carry.
+    pub nonce: String,
+    /// The PKCE verifier that redeems the code.
+    pub pkce_verifier: String,
+    /// Where to go once signed in (a local path).
+    pub next: String,
+    /// When it stops being usable.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for OidcSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSignIn")
+            .field("provider", &self.provider)
+            .field("next", &self.next)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OidcSignInRow {
+    provider: String,
+    browser_hash: String,
+    nonce: String,
+    pkce_verifier: String,
+    next_path: String,
+    expires_at_us: i64,
+}
+
+impl Store {
+    /// Records a sign-in sent to its provider under the SHA-256 of its `state`; expired
+    /// ones are cleared on the way.
+    pub async fn begin_oidc_sign_in(
+        &self,
+        state_hash: &str,
+        sign_in: &OidcSignIn,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        with_backend!(self, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            sqlx::query("DELETE FROM oidc_sign_ins WHERE expires_at_us <= $1")
+                .bind(to_us(at))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO oidc_sign_ins (state_hash, provider, browser_hash, nonce,
+                     pkce_verifier, next_path, created_at_us, expires_at_us)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(state_hash)
+            .bind(&sign_in.provider)
+            .bind(&sign_in.browser_hash)
+            .bind(&sign_in.nonce)
+            .bind(&sign_in.pkce_verifier)
+            .bind(&sign_in.next)
+            .bind(to_us(at))
+            .bind(to_us(sign_in.expires_at))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Takes (deletes and returns) the sign-in whose `state` hashes to `state_hash`, if
+    /// the browser presenting it is the one that started it (`browser_hash`) and it has
+    /// not expired. Anyone else's attempt neither gets nor spends it.
+    pub async fn take_oidc_sign_in(
+        &self,
+        state_hash: &str,
+        browser_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<OidcSignIn>> {
+        let row: Option<OidcSignInRow> = with_backend!(self, |pool, dialect| {
+            sqlx::query_as(
+                "DELETE FROM oidc_sign_ins
+                 WHERE state_hash = $1 AND browser_hash = $2 AND expires_at_us > $3
+                 RETURNING provider, browser_hash, nonce, pkce_verifier, next_path, expires_at_us",
+            )
+            .bind(state_hash)
+            .bind(browser_hash)
+            .bind(to_us(at))
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|row| OidcSignIn {
+            provider: row.provider,
+            browser_hash: row.browser_hash,
+            nonce: row.nonce,
+            pkce_verifier: row.pkce_verifier,
+            next: row.next_path,
+            expires_at: crate::time::from_us(row.expires_at_us),
+        }))
+    }
+}

@@ -23,6 +23,16 @@ const provider = new Provider(issuer, {
       response_types: ["code"],
       token_endpoint_auth_method: "client_secret_post",
     },
+    // Staff sign-in (OpenID Connect): rapport's sign-in callback beside the
+    // connections one, authenticating with HTTP Basic as Google and Microsoft allow.
+    {
+      client_id: "rapport-signin",
+      client_secret: "rapport-signin-secret",
+      redirect_uris: [new URL("/signin/oidc/callback", redirectUri).href],
+      grant_types: ["authorization_code"],
+      response_types: ["code"],
+      token_endpoint_auth_method: "client_secret_basic",
+    },
     // A resource server (a mail server) that checks tokens by introspection (RFC 7662).
     {
       client_id: "dovecot",
@@ -34,8 +44,8 @@ const provider = new Provider(issuer, {
     },
   ],
   pkce: { required: () => true },
-  scopes: ["openid", "offline_access", "email", "activities.read"],
-  claims: { openid: ["sub"], email: ["email", "email_verified"] },
+  scopes: ["openid", "offline_access", "email", "profile", "activities.read"],
+  claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name"] },
   // Paths as rapport's example-oauth connector declares them ({base_url}/oauth/...).
   routes: {
     authorization: "/oauth/authorize",

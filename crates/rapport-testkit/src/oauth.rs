@@ -21,6 +21,10 @@ pub const CLIENT_ID: &str = "rapport";
 pub const CLIENT_SECRET: &str = "rapport-test-secret";
 /// Where [`Provider::config_toml`] reads the client secret from.
 pub const CLIENT_SECRET_ENV: &str = "ACTIVITY_CLIENT_SECRET";
+/// The client rapport's staff sign-in uses (OpenID Connect, HTTP Basic).
+pub const SIGN_IN_CLIENT_ID: &str = "rapport-signin";
+/// Its secret.
+pub const SIGN_IN_CLIENT_SECRET: &str = "rapport-signin-secret";
 /// The client a mail server introspects tokens as (RFC 7662).
 pub const INTROSPECTION_CLIENT_ID: &str = "dovecot";
 /// Its secret.
@@ -151,8 +155,8 @@ oauth = {{ client_id = "{CLIENT_ID}", client_secret = {{ env = "{CLIENT_SECRET_E
     }
 
     /// Follows `authorization_url` as the person `login` would: signs in, consents,
-    /// and returns the URL the provider redirects back to (with `code` and `state`,
-    /// or `error`).
+    /// and returns the URL the provider redirects back to — the connections callback,
+    /// or staff sign-in's — with `code` and `state`, or `error`.
     pub async fn authorize(&self, authorization_url: &str, login: &str) -> String {
         let browser = reqwest::Client::builder()
             .cookie_store(true)
@@ -161,7 +165,7 @@ oauth = {{ client_id = "{CLIENT_ID}", client_secret = {{ env = "{CLIENT_SECRET_E
             .unwrap();
         let mut url = authorization_url.to_owned();
         for _ in 0..12 {
-            if url.starts_with(&self.redirect_uri) {
+            if !url.starts_with(&format!("{}/", self.issuer)) {
                 return url;
             }
             let response = browser.get(&url).send().await.expect("reach the provider");
@@ -180,10 +184,7 @@ oauth = {{ client_id = "{CLIENT_ID}", client_secret = {{ env = "{CLIENT_SECRET_E
             let response = browser.post(&action).form(&form).send().await.unwrap();
             url = location(&response, &self.issuer).expect("the form redirects");
         }
-        panic!(
-            "the authorization did not come back to {}",
-            self.redirect_uri
-        );
+        panic!("the authorization did not come back from {}", self.issuer);
     }
 
     /// Stops it.

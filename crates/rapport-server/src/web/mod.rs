@@ -56,6 +56,8 @@ pub(crate) fn router() -> Router<AppState> {
             get(session::sign_in_page).post(session::sign_in_with_password),
         )
         .route("/signin/{secret}", get(session::sign_in_with_link))
+        .route("/signin/oidc/callback", get(session::oidc_callback))
+        .route("/signin/oidc/{provider}", get(session::oidc_begin))
         .route("/signout", post(session::sign_out))
         .route("/accounts/{id}", get(account::page))
         .route("/accounts/{id}/notes", post(account::add_note))

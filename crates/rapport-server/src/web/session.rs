@@ -2,10 +2,12 @@
 //! goes through: [`Member`] (a live session) and [`Submission`] (a live session plus a
 //! form whose CSRF token and origin check out).
 //!
-//! Two ways in: a one-time link (`rapport signin <email>` prints one; it works once,
-//! for 15 minutes) or an email and password (`rapport password <email>` sets one;
-//! argon2id). Either starts a session of [`SESSION_HOURS`]: a random secret in an
-//! HttpOnly, SameSite=Lax cookie, of which the database keeps only the SHA-256.
+//! Three ways in: a one-time link (`rapport signin <email>` prints one; it works once,
+//! for 15 minutes), an email and password (`rapport password <email>` sets one;
+//! argon2id), or an OpenID Connect provider (`[[sign_in]]`: Google, Microsoft, any
+//! issuer), matched to an active member of staff by the email the provider verified.
+//! Each starts a session of [`SESSION_HOURS`]: a random secret in an HttpOnly,
+//! SameSite=Lax cookie, of which the database keeps only the SHA-256.
 
 use crate::http::AppState;
 use crate::web::FORM_BYTES_MAX;
@@ -39,6 +41,12 @@ pub const SIGN_IN_FAILURES_PER_ACCOUNT_MAX: u64 = 10;
 
 const FAILED_PASSWORD: &str = "signin.failed";
 const FAILED_LINK: &str = "signin.link.failed";
+const FAILED_OIDC: &str = "signin.oidc.failed";
+
+/// The cookie that binds a sign-in through a provider to the browser that started it.
+const OIDC_COOKIE: &str = "rapport_oidc";
+/// How long a person has to come back from the provider.
+pub const OIDC_SIGN_IN_MINUTES: i64 = 10;
 
 /// Refuses a sign-in attempt while its address, or the account it names, has failed
 /// too often lately; counted from the audit trail, so every node agrees.
@@ -61,8 +69,15 @@ async fn check_sign_in_rate(
         let (links, oldest_link) = store
             .count_recent_audit(FAILED_LINK, Some(address), None, since)
             .await?;
-        if passwords + links >= SIGN_IN_FAILURES_PER_ADDRESS_MAX {
-            let oldest = oldest_password.into_iter().chain(oldest_link).min();
+        let (providers, oldest_provider) = store
+            .count_recent_audit(FAILED_OIDC, Some(address), None, since)
+            .await?;
+        if passwords + links + providers >= SIGN_IN_FAILURES_PER_ADDRESS_MAX {
+            let oldest = oldest_password
+                .into_iter()
+                .chain(oldest_link)
+                .chain(oldest_provider)
+                .min();
             let seconds = wait(oldest);
             tracing::warn!(target: "rapport::signin", address, "sign-ins from an address are paused");
             return Err(WebError::TooManyAttempts {
@@ -388,6 +403,16 @@ struct SignInPage<'a> {
     next: &'a str,
     email: &'a str,
     problem: Option<&'a str>,
+    /// The OpenID Connect providers: (id, name).
+    providers: Vec<(String, String)>,
+}
+
+fn providers_of(state: &AppState) -> Vec<(String, String)> {
+    state
+        .sign_in
+        .configured()
+        .map(|provider| (provider.id.clone(), provider.name.clone()))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -411,6 +436,7 @@ pub(crate) async fn sign_in_page(
         next: &next,
         email: "",
         problem: None,
+        providers: providers_of(&state),
     })
 }
 
@@ -492,6 +518,7 @@ pub(crate) async fn sign_in_with_password(
                 problem: Some(
                     "That email and password do not match an active member of staff. Check both, or ask an admin for a sign-in link.",
                 ),
+                providers: providers_of(&state),
             };
             let html = page
                 .render()
@@ -541,6 +568,265 @@ pub(crate) async fn sign_in_with_link(
             Ok((StatusCode::GONE, Html(html)).into_response())
         }
     }
+}
+
+/// The value of cookie `name`, if the browser sent it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(found, _)| *found == name)
+        .map(|(_, value)| value.trim())
+}
+
+fn secure_cookie(headers: &HeaderMap) -> &'static str {
+    if headers
+        .get("x-forwarded-proto")
+        .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"))
+    {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// Sends the person to OpenID Connect provider `provider` to sign in, binding the
+/// attempt to this browser with a cookie of its own.
+pub(crate) async fn oidc_begin(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    Path(provider): Path<String>,
+    request: Request,
+) -> WebResult {
+    let (parts, _) = request.into_parts();
+    let Query(query) =
+        Query::<SignInQuery>::try_from_uri(&parts.uri).unwrap_or(Query(SignInQuery { next: None }));
+    let next = safe_next(query.next.as_deref());
+    let address = crate::audit::address_of(&parts.extensions);
+    check_sign_in_rate(&state, address.as_deref(), None).await?;
+    let started = state
+        .sign_in
+        .begin(&provider)
+        .await
+        .map_err(|error| match error {
+            crate::oidc::SignInError::Unknown(_) => {
+                WebError::NotFound(format!("there is no sign-in provider `{provider}`"))
+            }
+            other => WebError::Unavailable(format!("{other}; try again, or sign in another way")),
+        })?;
+    let browser = openidconnect::CsrfToken::new_random().secret().clone();
+    let now = Utc::now();
+    state
+        .engine
+        .store()
+        .begin_oidc_sign_in(
+            &rapport_core::token::token_hash(&started.state),
+            &rapport_store::OidcSignIn {
+                provider,
+                browser_hash: rapport_core::token::token_hash(&browser),
+                nonce: started.nonce,
+                pkce_verifier: started.pkce_verifier,
+                next,
+                expires_at: now + Duration::minutes(OIDC_SIGN_IN_MINUTES),
+            },
+            now,
+        )
+        .await?;
+    let cookie = format!(
+        "{OIDC_COOKIE}={browser}; Path=/signin/oidc; Max-Age={}; HttpOnly; SameSite=Lax{}",
+        OIDC_SIGN_IN_MINUTES * 60,
+        secure_cookie(&parts.headers)
+    );
+    let mut response = Redirect::to(&started.url).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct OidcCallback {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Where the provider sends the person back: the code redeemed, the ID token checked,
+/// and — if the provider verified an email of an active member of staff — a session.
+pub(crate) async fn oidc_callback(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+) -> WebResult {
+    let (parts, _) = request.into_parts();
+    let address = crate::audit::address_of(&parts.extensions);
+    check_sign_in_rate(&state, address.as_deref(), None).await?;
+    let Query(back) = Query::<OidcCallback>::try_from_uri(&parts.uri)
+        .map_err(|error| WebError::Invalid(format!("the provider's answer: {error}")))?;
+    let refuse = |provider: Option<&str>, account: Option<String>, why: String| {
+        let state = state.clone();
+        let address = address.clone();
+        let provider = provider.map(str::to_owned);
+        async move {
+            tracing::info!(target: "rapport::signin", provider = provider.as_deref().unwrap_or("?"), %why, "an OpenID Connect sign-in failed");
+            let mut entry = sign_in_entry(
+                FAILED_OIDC,
+                None,
+                account,
+                address,
+                StatusCode::UNAUTHORIZED,
+            );
+            entry.detail = Some(serde_json::json!({ "provider": provider, "why": why }));
+            crate::audit::sign_in(&state, entry).await;
+            let page = SignInPage {
+                next: "/",
+                email: "",
+                problem: Some(&why),
+                providers: providers_of(&state),
+            };
+            let html = page
+                .render()
+                .map_err(|error| WebError::Internal(error.to_string()))?;
+            Ok((StatusCode::UNAUTHORIZED, Html(html)).into_response())
+        }
+    };
+    let started = match (back.state.as_deref(), cookie(&parts.headers, OIDC_COOKIE)) {
+        (Some(flow_state), Some(browser)) => {
+            state
+                .engine
+                .store()
+                .take_oidc_sign_in(
+                    &rapport_core::token::token_hash(flow_state),
+                    &rapport_core::token::token_hash(browser),
+                    Utc::now(),
+                )
+                .await?
+        }
+        _ => None,
+    };
+    let Some(started) = started else {
+        return refuse(None, None, format!(
+            "This sign-in was not started in this browser, was already used, or took longer than {OIDC_SIGN_IN_MINUTES} minutes. Start again."
+        ))
+        .await;
+    };
+    let provider = started.provider.as_str();
+    let code = match (&back.code, &back.error) {
+        (Some(code), None) => code,
+        (_, Some(error)) => {
+            let said = back
+                .error_description
+                .as_deref()
+                .map_or_else(|| error.clone(), |text| format!("{error}: {text}"));
+            return refuse(
+                Some(provider),
+                None,
+                format!("The provider did not sign you in ({said})."),
+            )
+            .await;
+        }
+        (None, None) => {
+            return refuse(
+                Some(provider),
+                None,
+                "The provider sent neither a code nor an error.".into(),
+            )
+            .await;
+        }
+    };
+    let identity = match state
+        .sign_in
+        .finish(provider, code, &started.pkce_verifier, &started.nonce)
+        .await
+    {
+        Ok(identity) => identity,
+        Err(error) => {
+            return refuse(Some(provider), None, format!("Signing in failed: {error}.")).await;
+        }
+    };
+    let config = state
+        .sign_in
+        .config(provider)
+        .map_err(|error| WebError::NotFound(error.to_string()))?;
+    let Some(email) = identity.email.as_deref() else {
+        return refuse(Some(provider), None, "The provider gave no email address: ask your admin to let rapport read it (the `email` scope).".into()).await;
+    };
+    let parsed = EmailAddress::parse(email);
+    let account = parsed
+        .as_ref()
+        .map_or_else(|_| email.to_lowercase(), ToString::to_string);
+    if config.require_verified_email && !identity.email_verified {
+        return refuse(
+            Some(provider),
+            Some(account),
+            format!(
+                "The provider has not verified {email}; verify it there, or sign in another way."
+            ),
+        )
+        .await;
+    }
+    let domain_allowed = config.allowed_domains.is_empty()
+        || account.rsplit_once('@').is_some_and(|(_, domain)| {
+            config
+                .allowed_domains
+                .iter()
+                .any(|allowed| allowed == domain)
+        });
+    if !domain_allowed {
+        return refuse(
+            Some(provider),
+            Some(account),
+            format!(
+                "{email} may not sign in with {}: use your work account.",
+                config.name
+            ),
+        )
+        .await;
+    }
+    let store = state.engine.store();
+    let staff = match parsed {
+        Ok(address) => store.staff_by_email(&address).await?,
+        Err(_) => None,
+    };
+    let Some(staff) = staff.filter(|staff| staff.active) else {
+        return refuse(
+            Some(provider),
+            Some(account),
+            format!("{email} is not an active member of staff here. Ask an admin to add you."),
+        )
+        .await;
+    };
+    let now = Utc::now();
+    let Some(issued) = store
+        .start_web_session(staff.id, now + Duration::hours(SESSION_HOURS), now)
+        .await?
+    else {
+        return refuse(
+            Some(provider),
+            Some(account),
+            "Your account cannot sign in right now.".into(),
+        )
+        .await;
+    };
+    let mut entry = sign_in_entry(
+        "signin.oidc",
+        Some(staff.id),
+        Some(account),
+        address,
+        StatusCode::SEE_OTHER,
+    );
+    entry.detail = Some(serde_json::json!({ "provider": provider }));
+    crate::audit::sign_in(&state, entry).await;
+    let mut response = with_cookie(&issued, &parts.headers, &started.next);
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "{OIDC_COOKIE}=; Path=/signin/oidc; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        secure_cookie(&parts.headers)
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
 }
 
 /// Ends the session and forgets the cookie.

@@ -16,6 +16,7 @@ mod openapi;
 mod permissions;
 mod resilience;
 mod secrets;
+mod sign_in;
 mod surface;
 mod visibility;
 mod web;
