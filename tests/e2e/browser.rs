@@ -708,11 +708,68 @@ async fn staff_work_in_the_browser() {
     client.close().await.unwrap();
 }
 
-/// A person connects their account in the browser, through a real OAuth 2.0 provider
-/// (oidc-provider from npm) with PKCE: rapport sends them to the provider, they sign in
-/// and consent there, and come back connected; then they disconnect.
+/// At the provider's own pages: signs in as `login` if asked, and consents.
+async fn at_provider(client: &Client, provider: &rapport_testkit::oauth::Provider, login: &str) {
+    // The provider remembers who signed in there: a second visit may go straight to
+    // consent.
+    let continue_button = Locator::XPath("//button[@type='submit' and contains(., 'Continue')]");
+    for _ in 0..100 {
+        let url = client.current_url().await.unwrap();
+        if !url.as_str().starts_with(&provider.issuer) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        if let Ok(field) = client.find(Locator::Css("input[name=login]")).await {
+            field.send_keys(login).await.unwrap();
+            client
+                .find(Locator::Css("input[name=password]"))
+                .await
+                .unwrap()
+                .send_keys("any")
+                .await
+                .unwrap();
+            client
+                .find(Locator::Css("button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            break;
+        }
+        if client.find(continue_button.clone()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    client
+        .wait()
+        .for_element(continue_button)
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// A message from a client to Sam, as his mailbox holds it.
+fn client_mail(id: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "Message-ID: <{id}@acme.example>\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n\
+         From: Hannah Ortiz <hannah@acme.example>\r\nTo: Sam Lee <sam.lee@ours.example>\r\n\
+         Subject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// The issue's "done when", in a real browser against a real OAuth 2.0 / OpenID
+/// Connect provider (oidc-provider from npm) and a real Dovecot that checks tokens
+/// with it: Sam signs in with his work account, connects *his mailbox* (PKCE, consent
+/// at the provider), and his client mail arrives on the client's account; his VP sees
+/// it whole, a peer who supports the account sees only who, the subject and when;
+/// disconnecting stops it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_connects_their_account_in_the_browser() {
+async fn a_person_signs_in_connects_their_mailbox_and_their_mail_arrives() {
     let Some(driver) = chromedriver() else {
         return;
     };
@@ -722,18 +779,63 @@ async fn a_person_connects_their_account_in_the_browser() {
     let Some(provider) = rapport_testkit::oauth::Provider::start(&callback, 3600).await else {
         return;
     };
+    let renewal = client_mail(
+        "renewal",
+        "Renewal terms",
+        "We would like to discuss a 20% discount before we sign.",
+    );
+    let Some(mut mailbox) = rapport_testkit::dovecot::Dovecot::start_with_oauth(
+        &[&renewal],
+        "sam.lee@ours.example",
+        &provider.introspection(),
+    ) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        rapport_testkit::EXAMPLE_OAUTH,
-        dir.path().join("example-oauth.wasm"),
-    )
-    .unwrap();
-    let source = provider.config_toml();
+    let issuer = &provider.issuer;
+    let port = mailbox.imap_port;
+    let source = format!(
+        r#"
+[server]
+database = "sqlite://rapport.db"
+
+[[sign_in]]
+id = "work"
+name = "your work account"
+issuer = "{issuer}"
+client_id = "{signin_client}"
+client_secret = {{ env = "SIGNIN_SECRET" }}
+redirect_uri = "{base}/signin/oidc/callback"
+
+[[connector]]
+id = "mailbox"
+plugin = "builtin:email-imap"
+scope = "person"
+sharing = "metadata"
+schedule = "every 1h"
+allowed_hosts = ["127.0.0.1:{port}"]
+allow_private_networks = true
+oauth = {{ client_id = "{client}", client_secret = {{ env = "{secret_env}" }}, redirect_uri = "{callback}" }}
+[connector.settings]
+host = "127.0.0.1"
+port = {port}
+security = "plaintext"
+folders = "INBOX"
+own_domains = "ours.example"
+oauth_authorization_endpoint = "{issuer}/oauth/authorize"
+oauth_token_endpoint = "{issuer}/oauth/token"
+oauth_scopes = "openid email offline_access"
+"#,
+        signin_client = rapport_testkit::oauth::SIGN_IN_CLIENT_ID,
+        client = rapport_testkit::oauth::CLIENT_ID,
+        secret_env = rapport_testkit::oauth::CLIENT_SECRET_ENV,
+    );
     let ring = rapport_core::secret::KeyRing::generate_entry("k1");
     let env = |name: &str| match name {
         rapport_testkit::oauth::CLIENT_SECRET_ENV => {
             Some(rapport_testkit::oauth::CLIENT_SECRET.to_owned())
         }
+        "SIGNIN_SECRET" => Some(rapport_testkit::oauth::SIGN_IN_CLIENT_SECRET.to_owned()),
         "RAPPORT_SECRET_KEY" => Some(ring.clone()),
         _ => None,
     };
@@ -741,15 +843,59 @@ async fn a_person_connects_their_account_in_the_browser() {
         rapport_server::Config::parse(&source, &dir.path().join("rapport.toml"), &env).unwrap();
     let server = rapport_server::Server::start(config).await.unwrap();
     let store = server.engine.store().clone();
-    store
-        .create_staff(
-            rapport_core::staff::NewStaff {
-                name: "Sam Lee".into(),
-                email: EmailAddress::parse("sam.lee@ours.example").unwrap(),
-                level: rapport_core::staff::Level::Manager,
-                reports_to: None,
-                is_admin: false,
+    let hire = |name: &str, email: &str, level, reports_to| {
+        let store = store.clone();
+        let (name, email) = (name.to_owned(), email.to_owned());
+        async move {
+            store
+                .create_staff(
+                    rapport_core::staff::NewStaff {
+                        name,
+                        email: EmailAddress::parse(&email).unwrap(),
+                        level,
+                        reports_to,
+                        is_admin: false,
+                    },
+                    Utc::now(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    use rapport_core::staff::Level;
+    let vera = hire("Vera Hale", "vera.hale@ours.example", Level::Vp, None).await;
+    let sam = hire(
+        "Sam Lee",
+        "sam.lee@ours.example",
+        Level::Manager,
+        Some(vera.id),
+    )
+    .await;
+    let ana = hire("Ana Ruiz", "ana.ruiz@ours.example", Level::Manager, None).await;
+    let acme = store
+        .create_account(
+            rapport_core::permission::Authority::Operator,
+            rapport_core::account::NewAccount {
+                name: "Acme".into(),
+                parent: None,
+                lifecycle: rapport_core::account::Lifecycle::Active,
+                renewal_date: None,
+                domains: vec![Domain::parse("acme.example").unwrap()],
+                external_ids: Vec::new(),
+                contacts: Vec::new(),
+                owner: sam.id,
             },
+            None,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    store
+        .add_support(
+            rapport_core::permission::Authority::Operator,
+            acme.id,
+            ana.id,
+            None,
             Utc::now(),
         )
         .await
@@ -757,77 +903,100 @@ async fn a_person_connects_their_account_in_the_browser() {
     let state = AppState::new(server.engine.clone(), 1024 * 1024)
         .await
         .unwrap()
-        .with_connections(server.connections.clone());
+        .with_connections(server.connections.clone())
+        .with_sign_in(Arc::new(
+            rapport_server::oidc::SignInProviders::new(&server.config.sign_ins).unwrap(),
+        ));
     tokio::spawn(async move { axum::serve(listener, app(state)).await });
     let client = browser(&driver).await;
 
+    // Sam signs in with his work account.
+    client.goto(&format!("{base}/signin")).await.unwrap();
     client
-        .goto(&sign_in_link(&store, &base, "sam.lee@ours.example").await)
-        .await
-        .unwrap();
-    client.goto(&format!("{base}/connections")).await.unwrap();
-    assert!(text_of(&client, "main").await.contains("not connected"));
-    client
-        .find(Locator::Css("a[href='/connections/activity/connect']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-
-    // At the provider: sign in, then consent.
-    let login = client
-        .wait()
-        .for_element(Locator::Css("input[name=login]"))
-        .await
-        .unwrap();
-    assert!(
-        client
-            .current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .starts_with(&provider.issuer),
-        "on the provider's own page"
-    );
-    login.send_keys("sam.lee@ours.example").await.unwrap();
-    client
-        .find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys("any")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::XPath(
-            "//button[@type='submit' and contains(., 'Continue')]",
+        .find(Locator::XPath(
+            "//a[contains(., 'Sign in with your work account')]",
         ))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    at_provider(&client, &provider, "sam.lee@ours.example").await;
+    wait_for_path(&client, "/").await;
+    assert!(text_of(&client, "body").await.contains("Sam Lee"));
 
-    // Back at rapport, connected.
+    // He connects his mailbox.
+    client.goto(&format!("{base}/connections")).await.unwrap();
+    assert!(text_of(&client, "main").await.contains("not connected"));
+    client
+        .find(Locator::Css("a[href='/connections/mailbox/connect']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    at_provider(&client, &provider, "sam.lee@ours.example").await;
     wait_for_path(&client, "/connections").await;
     let page = text_when(&client, "main", |text| text.contains("Connected.")).await;
-    assert!(page.contains("connected"), "{page}");
-    screenshot(&client, "connections").await;
-    let connections = store.connections(Some("activity"), None).await.unwrap();
-    assert_eq!(connections.len(), 1);
-    assert_eq!(
-        connections[0].status,
-        rapport_store::ConnectionStatus::Active
+    assert!(
+        page.contains("metadata"),
+        "the sharing level is shown: {page}"
     );
+    screenshot(&client, "connections").await;
 
+    // His mailbox syncs, and the mail lands on Acme.
+    let unit = rapport_core::sharing::person_connector_id("mailbox", sam.id);
+    let report = server.engine.run_now(&unit, &|_| {}).await.unwrap();
+    assert_eq!(report.inserted, 1, "{report:?}");
+    let account_page = format!("{base}/accounts/{}", acme.id.0);
+    client.goto(&account_page).await.unwrap();
+    let timeline = text_of(&client, "ol.timeline").await;
+    assert!(timeline.contains("Renewal terms"), "{timeline}");
+    assert!(timeline.contains("20% discount"), "{timeline}");
+    screenshot(&client, "account-mail").await;
+
+    // His VP sees it whole; Ana, who supports Acme, sees that it happened.
+    for (who, whole) in [
+        ("vera.hale@ours.example", true),
+        ("ana.ruiz@ours.example", false),
+    ] {
+        client.delete_all_cookies().await.unwrap();
+        client
+            .goto(&sign_in_link(&store, &base, who).await)
+            .await
+            .unwrap();
+        client.goto(&account_page).await.unwrap();
+        let timeline = text_of(&client, "ol.timeline").await;
+        assert!(timeline.contains("Renewal terms"), "{who}: {timeline}");
+        assert_eq!(
+            timeline.contains("20% discount"),
+            whole,
+            "{who}: {timeline}"
+        );
+        assert_eq!(
+            timeline.contains("shared as metadata only"),
+            !whole,
+            "{who}: {timeline}"
+        );
+        if !whole {
+            client
+                .execute(
+                    "document.querySelector('ol.timeline').scrollIntoView()",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            screenshot(&client, "account-mail-withheld").await;
+        }
+    }
+
+    // Sam disconnects: nothing more arrives.
+    client.delete_all_cookies().await.unwrap();
+    client
+        .goto(&sign_in_link(&store, &base, "sam.lee@ours.example").await)
+        .await
+        .unwrap();
+    client.goto(&format!("{base}/connections")).await.unwrap();
     client
         .find(Locator::XPath("//button[contains(., 'Disconnect')]"))
         .await
@@ -836,10 +1005,14 @@ async fn a_person_connects_their_account_in_the_browser() {
         .await
         .unwrap();
     text_when(&client, "main", |text| text.contains("Disconnected")).await;
-    assert_eq!(
-        store.connections(Some("activity"), None).await.unwrap()[0].status,
-        rapport_store::ConnectionStatus::Revoked
-    );
+    mailbox.deliver(&client_mail("later", "Are you still there?", "Hello?"));
+    assert!(matches!(
+        server.engine.run_now(&unit, &|_| {}).await,
+        Err(rapport_sync::SyncError::UnknownConnector(_))
+    ));
+    client.goto(&account_page).await.unwrap();
+    let timeline = text_of(&client, "ol.timeline").await;
+    assert!(!timeline.contains("Are you still there?"), "{timeline}");
     client.close().await.unwrap();
     provider.stop().await;
 }
