@@ -737,7 +737,7 @@ async fn at_provider(client: &Client, provider: &rapport_testkit::oauth::Provide
                 .unwrap();
             break;
         }
-        if client.find(continue_button.clone()).await.is_ok() {
+        if client.find(continue_button).await.is_ok() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

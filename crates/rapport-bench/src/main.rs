@@ -6,6 +6,7 @@
 //! cargo build --release -p rapport-bench -p rapport-cli
 //! target/release/rapport-bench scale --accounts 10000 --events 1000000
 //! target/release/rapport-bench nodes --postgres postgres://postgres@127.0.0.1:5432/postgres
+//! target/release/rapport-bench people --postgres postgres://postgres@127.0.0.1:5432/postgres
 //! target/release/rapport-bench memory --database sqlite://bench/scale.db
 //! target/release/rapport-bench flood
 //! target/release/rapport-bench pages --database sqlite://bench/scale.db
@@ -16,6 +17,7 @@ mod measure;
 mod memory;
 mod nodes;
 mod pages;
+mod people;
 mod scale;
 mod serve;
 mod synth;
@@ -89,6 +91,25 @@ enum Bench {
         /// The nodes' lease TTL, in seconds.
         #[arg(long, default_value_t = 5)]
         lease_ttl_s: u64,
+    },
+    /// Hundreds of people's own connections (a person-scoped OAuth connector) synced
+    /// by one, two and three `rapport serve` nodes on one PostgreSQL.
+    People {
+        /// The PostgreSQL server (scratch databases are created and dropped).
+        #[arg(long, env = "RAPPORT_BENCH_DATABASE_URL")]
+        postgres: String,
+        /// People, each with their own connection.
+        #[arg(long, default_value_t = 300)]
+        people: usize,
+        /// Items in each person's upstream account.
+        #[arg(long, default_value_t = 100)]
+        items: usize,
+        /// Items per upstream page.
+        #[arg(long, default_value_t = 50)]
+        page_size: usize,
+        /// Upstream latency per page, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
     },
     /// A webhook flood at one connector: the server's memory idle and at its peak, how
     /// the flood is answered, and how others are served meanwhile; against the same
@@ -184,6 +205,22 @@ fn main() -> anyhow::Result<()> {
                     page_size,
                     latency: Duration::from_millis(latency_ms),
                     lease_ttl: Duration::from_secs(lease_ttl_s),
+                })
+                .await
+            }
+            Bench::People {
+                postgres,
+                people,
+                items,
+                page_size,
+                latency_ms,
+            } => {
+                people::run(people::PeopleOptions {
+                    postgres,
+                    people,
+                    items,
+                    page_size,
+                    latency: Duration::from_millis(latency_ms),
                 })
                 .await
             }

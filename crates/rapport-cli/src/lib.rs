@@ -150,6 +150,15 @@ pub enum ConnectionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Refresh a connection's tokens now (checks its grant is still good): needs the
+    /// deployment's configuration, for the provider and the key ring.
+    Refresh {
+        /// The connection's id (from `rapport connection list`).
+        id: i64,
+        /// The deployment's configuration.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Revoke a connection by id: its tokens are deleted.
     Revoke {
         /// The connection's id (from `rapport connection list`).

@@ -154,6 +154,38 @@ pub(crate) async fn connections(
             store.close().await;
             Ok(())
         }
+        ConnectionCommand::Refresh { id, config } => {
+            let config = rapport_server::Config::load(&config.config)?;
+            // The provider's endpoints come from its plugin's manifest: load the plugins
+            // (from the compile cache) as a node would, without starting one.
+            let host = rapport_plugin_host::PluginHost::new(
+                config
+                    .plugins
+                    .host_config(Some(config.plugin_cache_dir.clone())),
+            )
+            .context("starting the plugin host")?;
+            let specs = config.bind_connectors(&host).await?;
+            let connections =
+                rapport_server::connections::Connections::from_config(&config, &specs)?;
+            let store = open_existing(&config.database).await?;
+            rapport_server::secrets::require_keys(&store, config.secret_keys.as_ref()).await?;
+            let node = format!("rapport-connection-refresh-{}", std::process::id());
+            let refreshed = connections
+                .refresh_now(&store, ConnectionId(id), &node)
+                .await
+                .map_err(|error| anyhow::anyhow!("connection {id}: {error}"))?;
+            writeln!(
+                out,
+                "connection {id} ({}) refreshed: its access token now expires {}",
+                refreshed.key.connector,
+                refreshed
+                    .access_expires_at
+                    .map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_else(|| "when the provider decides".into())
+            )?;
+            store.close().await;
+            Ok(())
+        }
         ConnectionCommand::Revoke { id, database } => {
             let store = open_existing(&database.url()?).await?;
             let Some(connection) = store.connection(ConnectionId(id)).await? else {

@@ -490,6 +490,39 @@ impl Connections {
         Ok(pass)
     }
 
+    /// Refreshes `connection`'s tokens now, due or not (`rapport connection refresh`):
+    /// claimed in the store like every refresh, so it never races a node's. Returns the
+    /// connection as it stands after.
+    pub async fn refresh_now(
+        &self,
+        store: &Store,
+        connection: ConnectionId,
+        node: &str,
+    ) -> Result<Connection, ConnectError> {
+        let found = store
+            .connection(connection)
+            .await?
+            .ok_or_else(|| ConnectError::Unknown(connection.to_string()))?;
+        let connectable = self.connectable(&found.key.connector)?;
+        let source = ConnectionTokenSource::new(
+            store.clone(),
+            self.keys()?.clone(),
+            connectable.client.clone(),
+            connection,
+            node,
+        );
+        source.refresh_now().await.map_err(|error| match error {
+            rapport_plugin_host::TokenError::NeedsReconnect(reason) => {
+                ConnectError::Denied(format!("{reason}; its owner must connect again"))
+            }
+            rapport_plugin_host::TokenError::Unavailable(reason) => ConnectError::Setup(reason),
+        })?;
+        store
+            .connection(connection)
+            .await?
+            .ok_or_else(|| ConnectError::Unknown(connection.to_string()))
+    }
+
     /// What this node's refresh passes did since it started.
     pub fn refresh_tally(&self) -> RefreshPass {
         *self.refreshes.lock().unwrap_or_else(|e| e.into_inner())

@@ -110,6 +110,14 @@ impl ConnectionTokenSource {
         self.refresh_from(tokens.token_version).await
     }
 
+    /// Refreshes the tokens now, due or not (unless another node is refreshing them
+    /// this moment, whose tokens it then waits for and returns).
+    pub async fn refresh_now(&self) -> Result<AccessToken, TokenError> {
+        let tokens = self.load().await?;
+        check_status(&tokens)?;
+        self.refresh_from(tokens.token_version).await
+    }
+
     /// Refreshes unless the tokens have moved past `seen` (another node refreshed);
     /// returns the access token after it.
     async fn refresh_from(&self, seen: i64) -> Result<AccessToken, TokenError> {

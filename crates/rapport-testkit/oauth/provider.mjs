@@ -115,6 +115,15 @@ provider.use(async (ctx, next) => {
   };
 });
 
+// Report refresh grants on stdout, so a test can count how many refresh tokens were
+// rotated and whether one was ever spent twice.
+provider.on("grant.success", (ctx) => {
+  if (ctx.oidc.params?.grant_type === "refresh_token") console.log("refresh granted");
+});
+provider.on("grant.error", (ctx, error) => {
+  if (ctx.oidc.params?.grant_type === "refresh_token") console.log(`refresh refused ${error.error}`);
+});
+
 const server = provider.listen(Number(port), "127.0.0.1", () => {
   console.log(`ready ${issuer}`);
 });

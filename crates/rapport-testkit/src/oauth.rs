@@ -30,10 +30,20 @@ pub const INTROSPECTION_CLIENT_ID: &str = "dovecot";
 /// Its secret.
 pub const INTROSPECTION_CLIENT_SECRET: &str = "dovecot-test-secret";
 
+/// What the provider did with refresh tokens, as it reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshLog {
+    /// Refresh grants it answered with new tokens (rotating the refresh token).
+    pub granted: u64,
+    /// Refresh grants it refused (a spent or revoked refresh token: `invalid_grant`).
+    pub refused: u64,
+}
+
 /// A running provider; stopped when dropped.
 #[derive(Debug)]
 pub struct Provider {
     child: Child,
+    refreshes: std::sync::Arc<std::sync::Mutex<RefreshLog>>,
     /// Its issuer, `http://127.0.0.1:<port>`.
     pub issuer: String,
     /// The one redirect URI its client may use.
@@ -94,8 +104,22 @@ impl Provider {
         .ok()
         .flatten()
         .expect("the OAuth provider starts within 30 s");
+        // Keep reading what it reports about refresh grants.
+        let refreshes = std::sync::Arc::new(std::sync::Mutex::new(RefreshLog::default()));
+        let log = std::sync::Arc::clone(&refreshes);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                if line == "refresh granted" {
+                    log.granted += 1;
+                } else if line.starts_with("refresh refused") {
+                    log.refused += 1;
+                }
+            }
+        });
         Some(Provider {
             child,
+            refreshes,
             issuer: ready,
             redirect_uri: redirect_uri.to_owned(),
         })
@@ -147,6 +171,11 @@ oauth = {{ client_id = "{CLIENT_ID}", client_secret = {{ env = "{CLIENT_SECRET_E
             client_id: INTROSPECTION_CLIENT_ID.into(),
             client_secret: INTROSPECTION_CLIENT_SECRET.into(),
         }
+    }
+
+    /// The refresh grants it has answered so far.
+    pub fn refreshes(&self) -> RefreshLog {
+        *self.refreshes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Its revocation endpoint (RFC 7009).

@@ -144,9 +144,7 @@ impl Settings {
         };
         let login = match (connection, config.secret("password")) {
             (Some(_), _) => Login::OAuth(Mechanism::parse(config.get("oauth_mechanism"))?),
-            (None, Some(password)) if !password.is_empty() => {
-                Login::Password(password.to_owned())
-            }
+            (None, Some(password)) if !password.is_empty() => Login::Password(password.to_owned()),
             (None, _) => {
                 return Err(ConnectorError::Config(
                     "the secret `password` is required, unless this connector signs in with OAuth 2.0 (register a client for it: `oauth = { ... }` in its [[connector]])".into(),

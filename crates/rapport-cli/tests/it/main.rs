@@ -3,4 +3,5 @@
 //! (`sync`).
 
 mod cli;
+mod refresh;
 mod sync;
