@@ -80,7 +80,7 @@ pub async fn run(options: PeopleOptions) -> Result<()> {
             std::collections::BTreeMap::new();
         let drained = loop {
             let registered: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM connector_state WHERE connector LIKE 'activity:%' AND enabled",
+                "SELECT COUNT(*) FROM connector_state WHERE connector LIKE 'activity:%' AND state <> 'disabled'",
             )
             .fetch_one(&pool)
             .await?;
