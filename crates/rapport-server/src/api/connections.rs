@@ -24,7 +24,8 @@ use utoipa_axum::routes;
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_connections))
-        .routes(routes!(disconnect, choose_sharing))
+        .routes(routes!(disconnect))
+        .routes(routes!(choose_sharing))
 }
 
 /// A connection: the credentials one connector runs with (never the tokens).
@@ -151,10 +152,9 @@ async fn disconnect(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SharingChoice {
-    /// The level, or `null` for the organisation's. Required.
-    #[serde(default, deserialize_with = "crate::api::extract::present")]
-    #[schema(value_type = Option<SharingName>)]
-    sharing: Option<Option<SharingName>>,
+    /// The level; absent or `null` for the organisation's.
+    #[serde(default)]
+    sharing: Option<SharingName>,
 }
 
 /// Chooses how widely what your own connection captured is shared: from now on, and
@@ -170,12 +170,7 @@ async fn choose_sharing(
     Segments(id): Segments<i64>,
     Body(body): Body<SharingChoice>,
 ) -> ApiResult<Json<ConnectionView>> {
-    let Some(chosen) = body.sharing else {
-        return Err(ApiError::Invalid(
-            "give `sharing`: `shared`, `metadata`, `private`, or null for the organisation's level"
-                .into(),
-        ));
-    };
+    let chosen = body.sharing;
     let connection = state
         .connections
         .choose_sharing(
