@@ -9,6 +9,7 @@ const SHIPPED: &[&str] = &[
     "billing-stripe",
     "email-imap",
     "example-feed",
+    "google-calendar",
     "support-zendesk",
 ];
 

@@ -10,6 +10,7 @@ const PLUGINS: &[&str] = &[
     "email-imap",
     "example-feed",
     "example-oauth",
+    "google-calendar",
     "hostile",
     "hostile-manifest",
     "support-zendesk",

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod google_calendar;
 mod imap;
 mod server;
 mod stripe;

@@ -49,6 +49,11 @@ pub const BUILTINS: &[Builtin] = &[
         wasm: embedded::EXAMPLE_FEED,
     },
     Builtin {
+        name: "google-calendar",
+        summary: "Google Calendar (OAuth, per person): meetings with clients, recurring ones expanded",
+        wasm: embedded::GOOGLE_CALENDAR,
+    },
+    Builtin {
         name: "support-zendesk",
         summary: "Zendesk: tickets, replies, status and priority changes, by pull and by webhook",
         wasm: embedded::SUPPORT_ZENDESK,
@@ -102,7 +107,7 @@ mod tests {
         let error = resolve("builtin:stripe").unwrap().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "`builtin:stripe` is not a connector rapport ships; the built-in ones are `builtin:billing-stripe`, `builtin:email-imap`, `builtin:example-feed`, `builtin:support-zendesk`"
+            "`builtin:stripe` is not a connector rapport ships; the built-in ones are `builtin:billing-stripe`, `builtin:email-imap`, `builtin:example-feed`, `builtin:google-calendar`, `builtin:support-zendesk`"
         );
     }
 

@@ -85,6 +85,13 @@ impl EventKind {
     pub const TICKET_SOLVED: &str = "support.ticket.solved";
     /// A comment was added to a support ticket.
     pub const COMMENT_ADDED: &str = "support.comment.added";
+    /// A meeting with the client was put in a calendar. It sits on the timeline at its
+    /// start; a later version of the same meeting replaces it.
+    pub const MEETING_SCHEDULED: &str = "meeting.scheduled";
+    /// A meeting's time, place or people changed since it was first scheduled.
+    pub const MEETING_UPDATED: &str = "meeting.updated";
+    /// A meeting was called off.
+    pub const MEETING_CANCELED: &str = "meeting.canceled";
     /// A note written by staff.
     pub const NOTE: &str = "note";
     /// A task was created.

@@ -145,21 +145,27 @@ pub fn error_for_status(response: &Response) -> Option<ConnectorError> {
     match status {
         200..=299 => None,
         401 | 403 => Some(ConnectorError::Auth(format!("HTTP {status}: {excerpt}"))),
-        429 => {
-            let seconds = response
-                .header("retry-after")
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .unwrap_or(60);
-            Some(ConnectorError::RateLimited(RateLimit {
-                retry_after_ms: seconds.saturating_mul(1000),
-                message: format!("HTTP 429: {excerpt}"),
-            }))
-        }
+        429 => Some(ConnectorError::RateLimited(RateLimit {
+            retry_after_ms: retry_after_ms(response).unwrap_or(60_000),
+            message: format!("HTTP 429: {excerpt}"),
+        })),
         408 | 500..=599 => Some(ConnectorError::Transient(format!(
             "HTTP {status}: {excerpt}"
         ))),
         _ => Some(ConnectorError::Fatal(format!("HTTP {status}: {excerpt}"))),
     }
+}
+
+/// How long the response asks to wait (`Retry-After`: delay-seconds, or an HTTP-date
+/// measured from now), in milliseconds; `None` without a usable header.
+pub fn retry_after_ms(response: &Response) -> Option<u64> {
+    let value = response.header("retry-after")?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1000));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.timestamp_micros().saturating_sub(crate::time::now()) / 1000;
+    Some(u64::try_from(wait).unwrap_or(0))
 }
 
 /// A URL split the way `wasi:http` wants it.

@@ -91,6 +91,8 @@ pub mod checkpoint;
 pub mod http;
 pub mod limits;
 pub mod log;
+pub mod people;
+pub mod providers;
 pub mod time;
 pub mod webhook;
 

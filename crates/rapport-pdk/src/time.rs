@@ -29,6 +29,14 @@ pub fn date(at: Timestamp) -> String {
         .unwrap_or_else(|| format!("{at} µs after the epoch"))
 }
 
+/// An instant as RFC 3339 in UTC with seconds, `2026-03-01T12:00:00Z`, as APIs take
+/// it in queries.
+pub fn rfc3339(at: Timestamp) -> String {
+    DateTime::from_timestamp_micros(at)
+        .map(|at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
 /// The current time, from the WASI wall clock.
 pub fn now() -> Timestamp {
     chrono::Utc::now().timestamp_micros()

@@ -9,6 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// The largest request body read (a form post, not an upload).
+pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+
 /// One canned response.
 #[derive(Clone, Debug)]
 pub struct Reply {
@@ -96,6 +99,15 @@ impl Upstream {
     pub async fn start_with_heads(
         respond: impl Fn(&str, &str) -> Reply + Send + Sync + 'static,
     ) -> Upstream {
+        Upstream::start_with_bodies(move |head, path, _| respond(head, path)).await
+    }
+
+    /// Starts answering each request with `respond(head, path, body)`: the body read
+    /// whole by its `Content-Length` (at most [`BODY_BYTES_MAX`]), for form posts such
+    /// as an OAuth token request.
+    pub async fn start_with_bodies(
+        respond: impl Fn(&str, &str, &[u8]) -> Reply + Send + Sync + 'static,
+    ) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -121,11 +133,33 @@ impl Upstream {
                             Ok(read) => head.extend_from_slice(&buffer[..read]),
                         }
                     }
+                    let end = head
+                        .windows(4)
+                        .position(|window| window == b"\r\n\r\n")
+                        .map_or(head.len(), |at| at + 4);
+                    let mut body = head.split_off(end);
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let length = head
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())
+                                .flatten()
+                        })
+                        .unwrap_or(0)
+                        .min(BODY_BYTES_MAX);
+                    while body.len() < length {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => body.extend_from_slice(&buffer[..read]),
+                        }
+                    }
+                    body.truncate(length);
                     let now = current.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
-                    let head = String::from_utf8_lossy(&head).into_owned();
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let reply = respond(&head, &path);
+                    let reply = respond(&head, &path, &body);
                     seen.lock().expect("requests lock").push(head);
                     if !reply.delay.is_zero() {
                         tokio::time::sleep(reply.delay).await;

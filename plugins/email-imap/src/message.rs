@@ -14,41 +14,8 @@ use sha2::{Digest, Sha256};
 pub const SNIPPET_CHARS_MAX: usize = 280;
 
 /// Who "we" are, to tell sent mail from received mail and to keep our own addresses out
-/// of the account hints.
-#[derive(Debug, Default, Clone)]
-pub struct Ourselves {
-    /// Lower-case addresses.
-    pub addresses: Vec<String>,
-    /// Lower-case domains.
-    pub domains: Vec<String>,
-}
-
-impl Ourselves {
-    pub fn parse(addresses: Option<&str>, domains: Option<&str>) -> Ourselves {
-        let list = |text: Option<&str>| -> Vec<String> {
-            text.unwrap_or_default()
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|item| !item.is_empty())
-                .map(|item| item.trim_start_matches('@').to_ascii_lowercase())
-                .collect()
-        };
-        Ourselves {
-            addresses: list(addresses),
-            domains: list(domains),
-        }
-    }
-
-    pub fn is_us(&self, address: &str) -> bool {
-        let address = address.to_ascii_lowercase();
-        let domain = address.rsplit_once('@').map(|(_, domain)| domain);
-        self.addresses.contains(&address)
-            || domain.is_some_and(|domain| {
-                self.domains
-                    .iter()
-                    .any(|ours| domain == ours || domain.ends_with(&format!(".{ours}")))
-            })
-    }
-}
+/// of the account hints: the PDK's, shared with the calendar connectors.
+pub use rapport_pdk::people::Ourselves;
 
 /// Where a message was found and what the server said about it.
 pub struct Envelope<'a> {
@@ -221,16 +188,7 @@ fn text_list(value: &HeaderValue) -> Vec<String> {
 
 /// Shaped like `local@domain.tld`; what the host would refuse as a hint is not sent.
 fn valid_address(address: &str) -> bool {
-    match address.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && address.bytes().all(|b| b.is_ascii_graphic())
-        }
-        None => false,
-    }
+    rapport_pdk::people::valid_address(address)
 }
 
 fn snippet(text: &str) -> String {
