@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | Open support ticket | 4 (8 if high or urgent), +4 once it is over 7 days old | 40 |
 //! | Invoice payment failed in the last 365 days and not since paid | 20 each | 40 |
-//! | No two-way contact (mail both ways) | 10 after 30 days, 20 after 60, 25 after 90 or never | 25 |
+//! | No two-way contact (mail both ways, or a meeting held) | 10 after 30 days, 20 after 60, 25 after 90 or never | 25 |
 //! | Downgrade (MRR went down) in the last 90 days | 15 each | 30 |
 //! | Subscription cancelled in the last 90 days | 30 each | 30 |
 //! | Open task past its due date | 5 each | 15 |
@@ -18,7 +18,7 @@
 //!
 //! Bands: 75 and up is healthy, 50–74 is worth watching, below 50 is at risk.
 
-use crate::insight::{Insight, Observed};
+use crate::insight::{Insight, Meetings, Observed};
 use crate::timeline::TimelineEvent;
 use chrono::{DateTime, Duration, Utc};
 
@@ -89,12 +89,14 @@ fn plural(count: usize, one: &str, many: &str) -> String {
 /// Scores one account from its timeline events (any order; only the kinds in
 /// [`crate::insight::INSIGHT_KINDS`] matter) as of `now`.
 pub fn assess(events: &[TimelineEvent], now: DateTime<Utc>) -> Health {
-    Insight::of(events.iter().map(Observed::from)).health(now)
+    let meetings = Meetings::of(events.iter().map(Observed::from), now);
+    Insight::of(events.iter().map(Observed::from)).health(now, &meetings)
 }
 
 impl Insight {
-    /// The account's health at `now`, by the rules above.
-    pub fn health(&self, now: DateTime<Utc>) -> Health {
+    /// The account's health at `now`, by the rules above, with what its calendar says
+    /// at `now` (`meetings`).
+    pub fn health(&self, now: DateTime<Utc>, meetings: &Meetings) -> Health {
         let mut reasons = Vec::new();
 
         // Open tickets, however old.
@@ -145,16 +147,21 @@ impl Insight {
         }
 
         // Two-way contact: the conversation last went both ways at the *earlier* of
-        // the last mail in and the last mail out — by then both directions had happened.
-        let two_way = self
+        // the last mail in and the last mail out — by then both directions had happened
+        // — or when the latest meeting held with the client ended.
+        let by_mail = self
             .received
             .zip(self.sent)
             .map(|(received, sent)| received.at.min(sent.at));
+        let two_way = by_mail.max(meetings.held);
         let (points, detail) = match two_way.map(|at| (now - at).num_days()) {
-            None => (25, "no two-way email contact on record".to_owned()),
-            Some(days) if days > 90 => (25, format!("no two-way email contact for {days} days")),
-            Some(days) if days > 60 => (20, format!("no two-way email contact for {days} days")),
-            Some(days) if days > 30 => (10, format!("no two-way email contact for {days} days")),
+            None => (
+                25,
+                "no two-way contact on record (mail both ways, or a meeting)".to_owned(),
+            ),
+            Some(days) if days > 90 => (25, format!("no two-way contact for {days} days")),
+            Some(days) if days > 60 => (20, format!("no two-way contact for {days} days")),
+            Some(days) if days > 30 => (10, format!("no two-way contact for {days} days")),
             Some(_) => (0, String::new()),
         };
         if points > 0 {
@@ -346,7 +353,7 @@ mod tests {
         );
         assert_eq!(
             by_code["no_contact"],
-            (10, "no two-way email contact for 45 days")
+            (10, "no two-way contact for 45 days")
         );
         // The downgrade 200 days ago is outside the window.
         assert_eq!(
@@ -363,6 +370,31 @@ mod tests {
     }
 
     #[test]
+    fn a_meeting_held_is_two_way_contact_and_one_to_come_is_not() {
+        let ends = |days_ago: i64| {
+            AttributeValue::Timestamp(now() - Duration::days(days_ago) + Duration::hours(1))
+        };
+        let held = vec![event("meeting.scheduled", 3, &[("ends_at", ends(3))])];
+        let health = assess(&held, now());
+        assert!(
+            health.reasons.iter().all(|r| r.code != "no_contact"),
+            "{health:?}"
+        );
+        assert_eq!(health.score, 100);
+        // Scheduled for next week: it has not happened, so it is not contact; a meeting
+        // called off never is.
+        let ahead = vec![
+            event("meeting.scheduled", -7, &[("ends_at", ends(-7))]),
+            event("meeting.canceled", 3, &[("ends_at", ends(3))]),
+        ];
+        let health = assess(&ahead, now());
+        assert_eq!(health.reasons[0].code, "no_contact");
+        let meetings = Meetings::of(ahead.iter().map(Observed::from), now());
+        assert_eq!(meetings.held, None);
+        assert_eq!(meetings.next, Some(now() + Duration::days(7)));
+    }
+
+    #[test]
     fn silence_and_one_way_mail_count_as_no_contact() {
         assert_eq!(assess(&[], now()).reasons[0].code, "no_contact");
         let only_inbound = vec![event("email.received", 1, &[])];
@@ -370,7 +402,7 @@ mod tests {
         assert_eq!(health.score, 75);
         assert_eq!(
             health.reasons[0].detail,
-            "no two-way email contact on record"
+            "no two-way contact on record (mail both ways, or a meeting)"
         );
         // Both ways, but the reply was long ago: the conversation is as old as the
         // older direction.

@@ -163,6 +163,47 @@ pub struct Insight {
     pub subscriptions: BTreeMap<String, Subscription>,
 }
 
+/// What an account's calendar says at one moment: the end of the latest meeting with
+/// the client that has been held, and the start of the next one. Unlike an
+/// [`Insight`], these move with the clock (a scheduled meeting becomes a held one
+/// without any event changing), so they are read from the timeline when asked — the
+/// store keeps an index for it — rather than kept on write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Meetings {
+    /// When the latest meeting that has ended, ended.
+    pub held: Option<DateTime<Utc>>,
+    /// When the next meeting starts.
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Whether events of `kind` are meetings that take place (scheduled or moved, not
+/// called off): what counts as a held or next meeting.
+pub fn is_meeting(kind: &str) -> bool {
+    kind == EventKind::MEETING_SCHEDULED || kind == EventKind::MEETING_UPDATED
+}
+
+impl Meetings {
+    /// The meetings among `events` as of `now` (what the store's index answers, for
+    /// events in hand).
+    pub fn of<'a>(events: impl IntoIterator<Item = Observed<'a>>, now: DateTime<Utc>) -> Meetings {
+        let mut meetings = Meetings::default();
+        for event in events.into_iter().filter(|event| is_meeting(event.kind)) {
+            let end = match event.attributes.get("ends_at") {
+                Some(AttributeValue::Timestamp(at)) => *at,
+                _ => event.occurred_at,
+            };
+            if end <= now {
+                meetings.held = meetings.held.max(Some(end));
+            }
+            if event.occurred_at > now && meetings.next.is_none_or(|next| event.occurred_at < next)
+            {
+                meetings.next = Some(event.occurred_at);
+            }
+        }
+        meetings
+    }
+}
+
 /// What removing an event did to an insight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -415,9 +456,10 @@ impl Insight {
         Removal::Done
     }
 
-    /// When the client last wrote, or we last wrote to them.
-    pub fn last_contact(&self) -> Option<DateTime<Utc>> {
-        self.contact.map(|mark| mark.at)
+    /// When we were last in touch with the client: the newest mail either way, or the
+    /// end of the latest meeting held with them, whichever is later.
+    pub fn last_contact(&self, meetings: &Meetings) -> Option<DateTime<Utc>> {
+        self.contact.map(|mark| mark.at).max(meetings.held)
     }
 
     /// Current revenue: the live subscriptions' MRR per currency, plans and soonest

@@ -83,10 +83,7 @@ pub fn is_resync(response: &Response) -> bool {
     }
     let detail = detail(response);
     let code = |detail: &ErrorDetail| detail.code.as_str().map(str::to_owned);
-    let codes = [
-        code(&detail),
-        detail.inner.as_deref().and_then(code),
-    ];
+    let codes = [code(&detail), detail.inner.as_deref().and_then(code)];
     codes.iter().flatten().any(|code| {
         matches!(
             code.as_str(),

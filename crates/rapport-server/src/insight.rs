@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rapport_core::AccountId;
 use rapport_core::account::Account;
 use rapport_core::health::Health;
+use rapport_core::insight::Meetings;
 use rapport_core::revenue::{Revenue, revenue};
 use rapport_core::timeline::TimelineEvent;
 use rapport_store::{Reader, Result, Store, TIMELINE_PAGE_MAX, TimelineQuery};
@@ -22,8 +23,35 @@ pub(crate) async fn health_of(
     store: &Store,
     account: AccountId,
     now: DateTime<Utc>,
-) -> Result<Health> {
-    Ok(store.insight(account).await?.health(now))
+) -> Result<Vitals> {
+    let meetings = meetings_of(store, account, now).await?;
+    let insight = store.insight(account).await?;
+    Ok(Vitals {
+        health: insight.health(now, &meetings),
+        last_contact: insight.last_contact(&meetings),
+        next_meeting: meetings.next,
+    })
+}
+
+/// An account's health with the two dates it weighs most: when we were last in touch
+/// with the client (mail either way or a meeting held), and when we next meet them.
+pub(crate) struct Vitals {
+    pub health: Health,
+    pub last_contact: Option<DateTime<Utc>>,
+    pub next_meeting: Option<DateTime<Utc>>,
+}
+
+/// What an account's calendar says at `now`: the latest meeting held, the next one.
+pub(crate) async fn meetings_of(
+    store: &Store,
+    account: AccountId,
+    now: DateTime<Utc>,
+) -> Result<Meetings> {
+    Ok(store
+        .meetings(&[account], now)
+        .await?
+        .remove(&account)
+        .unwrap_or_default())
 }
 
 /// An account's revenue history, from its subscription events, newest first up to
@@ -77,13 +105,27 @@ pub(crate) async fn by_attention(
     store: &Store,
     accounts: Vec<Account>,
     now: DateTime<Utc>,
-) -> Result<Vec<(Health, Account)>> {
+) -> Result<Vec<(Vitals, Account)>> {
     let ids: Vec<AccountId> = accounts.iter().map(|account| account.id).collect();
     let insights = store.insights(&ids).await?;
-    let mut scored: Vec<(Health, Account)> = accounts
+    let meetings = store.meetings(&ids, now).await?;
+    let mut scored: Vec<(Vitals, Account)> = accounts
         .into_iter()
-        .filter_map(|account| Some((insights.get(&account.id)?.health(now), account)))
+        .filter_map(|account| {
+            let calendar = meetings.get(&account.id).copied().unwrap_or_default();
+            let insight = insights.get(&account.id)?;
+            let vitals = Vitals {
+                health: insight.health(now, &calendar),
+                last_contact: insight.last_contact(&calendar),
+                next_meeting: calendar.next,
+            };
+            Some((vitals, account))
+        })
         .collect();
-    scored.sort_by(|(a, x), (b, y)| a.score.cmp(&b.score).then(x.name.cmp(&y.name)));
+    scored.sort_by(|(a, x), (b, y)| {
+        (a.health.score)
+            .cmp(&b.health.score)
+            .then(x.name.cmp(&y.name))
+    });
     Ok(scored)
 }

@@ -16,9 +16,10 @@ use crate::lenient::Lenient;
 use crate::time::{from_us, to_us};
 use crate::tx::select_by_ids;
 use crate::{Dialect, Error, Result, Store, with_backend};
+use chrono::{DateTime, Utc};
 use rapport_core::AccountId;
 use rapport_core::EventId;
-use rapport_core::insight::{INSIGHT_VERSION, Insight, Observed, Removal, concerns};
+use rapport_core::insight::{INSIGHT_VERSION, Insight, Meetings, Observed, Removal, concerns};
 use rapport_core::timeline::Attributes;
 use sqlx::types::Json;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
@@ -421,6 +422,62 @@ impl Store {
                     .await?;
                 for (account, insight) in recompute(&mut *conn, &existing).await? {
                     found.insert(AccountId(account), insight);
+                }
+            }
+        });
+        Ok(found)
+    }
+
+    /// What the calendars say of `accounts` at `now` (only accounts with a meeting
+    /// held or to come): the end of the latest meeting held and the start of the next,
+    /// read from the meeting indexes (one seek each per account), since both move
+    /// with the clock rather than with writes.
+    pub async fn meetings(
+        &self,
+        accounts: &[AccountId],
+        now: DateTime<Utc>,
+    ) -> Result<BTreeMap<AccountId, Meetings>> {
+        let mut found = BTreeMap::new();
+        let now_us = to_us(now);
+        with_backend!(self, |pool, _dialect| {
+            let mut conn = pool.acquire().await?;
+            let ids: Vec<i64> = accounts.iter().map(|account| account.0).collect();
+            for chunk in ids.chunks(ACCOUNTS_PER_STATEMENT_MAX) {
+                // Each subquery names the partial indexes' own condition, so each is
+                // one seek into `timeline_meetings_held` / `_next` per account.
+                let mut sql = QueryBuilder::new(
+                    "SELECT b.id,
+                        (SELECT MAX(t.ends_at_us) FROM timeline_events t
+                         WHERE t.account_id = b.id
+                           AND t.kind IN ('meeting.scheduled', 'meeting.updated')
+                           AND t.ends_at_us <= ",
+                );
+                sql.push_bind(now_us).push(
+                    "),
+                        (SELECT MIN(t.occurred_at_us) FROM timeline_events t
+                         WHERE t.account_id = b.id
+                           AND t.kind IN ('meeting.scheduled', 'meeting.updated')
+                           AND t.occurred_at_us > ",
+                );
+                sql.push_bind(now_us)
+                    .push(") FROM accounts b WHERE b.id IN (");
+                let mut list = sql.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                sql.push(")");
+                let rows: Vec<(i64, Option<i64>, Option<i64>)> =
+                    sql.build_query_as().fetch_all(&mut *conn).await?;
+                for (account, held, next) in rows {
+                    if held.is_some() || next.is_some() {
+                        found.insert(
+                            AccountId(account),
+                            Meetings {
+                                held: held.map(from_us),
+                                next: next.map(from_us),
+                            },
+                        );
+                    }
                 }
             }
         });

@@ -165,7 +165,7 @@ pub(crate) const UPSERT_HEAD: &str = "
 INSERT INTO timeline_events (
     connector, source_id, source_version, account_id, kind, occurred_at_us, ingested_at_us,
     title, summary, url, actor, attributes, hints, match_rule, match_detail, match_candidates,
-    captured_by, sharing) ";
+    captured_by, sharing, ends_at_us) ";
 
 /// What a conflicting row does: a newer source version replaces it, anything else
 /// leaves it alone (and returns nothing, which is how "unchanged" is recognised).
@@ -184,6 +184,7 @@ ON CONFLICT (connector, source_id) DO UPDATE SET
     hints = excluded.hints,
     captured_by = excluded.captured_by,
     sharing = excluded.sharing,
+    ends_at_us = excluded.ends_at_us,
     -- A person's placement from the unmatched inbox outranks the connector's matching.
     account_id = CASE WHEN timeline_events.match_rule = 'manual'
                       THEN timeline_events.account_id ELSE excluded.account_id END,
@@ -196,7 +197,7 @@ ON CONFLICT (connector, source_id) DO UPDATE SET
 WHERE excluded.source_version > timeline_events.source_version
 RETURNING source_id, connector, id, revision, account_id";
 
-/// Most rows one multi-row upsert statement carries. At 18 parameters a row this stays
+/// Most rows one multi-row upsert statement carries. At 19 parameters a row this stays
 /// far below SQLite's 32,766 and PostgreSQL's 65,535 parameters, and a full statement
 /// always has the same text, so each connection prepares it once.
 pub(crate) const UPSERT_ROWS_PER_STATEMENT: usize = 256;
@@ -210,6 +211,18 @@ pub(crate) struct PlacedEvent<'a> {
     pub candidates: &'a [AccountId],
     /// For an event of a person's connection: whose it is and how it is shared.
     pub capture: Option<Capture>,
+}
+
+/// When `event` ends, if it is a meeting that takes place: its `ends_at`, for the
+/// held-and-next index (`Store::meetings`).
+fn meeting_end(event: &NewEvent) -> Option<DateTime<Utc>> {
+    if !rapport_core::insight::is_meeting(event.kind.as_str()) {
+        return None;
+    }
+    match event.attributes.get("ends_at") {
+        Some(AttributeValue::Timestamp(at)) => Some(*at),
+        _ => Some(event.occurred_at),
+    }
 }
 
 /// Splits `rows` into runs that one statement can upsert: at most
@@ -338,7 +351,8 @@ where
                 .push_bind(placement.map(|placement| Json(&placement.reason)))
                 .push_bind(candidates.map(Json))
                 .push_bind(row.capture.map(|capture| capture.owner.0))
-                .push_bind(row.capture.map(|capture| capture.sharing.as_str()));
+                .push_bind(row.capture.map(|capture| capture.sharing.as_str()))
+                .push_bind(meeting_end(event).map(to_us));
         });
         sql.push(UPSERT_TAIL);
         let returned: Vec<Returned> = sql.build_query_as().fetch_all(&mut *conn).await?;

@@ -9,12 +9,11 @@ use crate::api::model::{
 use crate::api::page_limit;
 use crate::app::authorize;
 use crate::http::AppState;
-use crate::insight::{by_attention, health_of, revenue_of};
+use crate::insight::{Vitals, by_attention, health_of, revenue_of};
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use rapport_core::AccountId;
-use rapport_core::health::Health;
 use rapport_core::permission::Action;
 use rapport_core::revenue::Mrr;
 use serde::{Deserialize, Serialize};
@@ -29,8 +28,11 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(attention))
 }
 
-fn health_view(health: Health, at: DateTime<Utc>) -> HealthView {
+fn health_view(vitals: Vitals, at: DateTime<Utc>) -> HealthView {
+    let health = vitals.health;
     HealthView {
+        last_contact: vitals.last_contact,
+        next_meeting: vitals.next_meeting,
         score: health.score,
         band: health.band.as_str().to_owned(),
         reasons: health

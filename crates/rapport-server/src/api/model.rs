@@ -542,6 +542,11 @@ pub struct HealthView {
     pub band: String,
     /// What took points off, most first.
     pub reasons: Vec<ReasonView>,
+    /// When we were last in touch with the client: the newest mail either way, or the
+    /// end of the latest meeting held with them.
+    pub last_contact: Option<DateTime<Utc>>,
+    /// When the next meeting with the client starts, if one is scheduled.
+    pub next_meeting: Option<DateTime<Utc>>,
     /// When it was computed.
     pub computed_at: DateTime<Utc>,
 }

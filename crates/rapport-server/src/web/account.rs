@@ -7,7 +7,7 @@ use crate::insight::{health_of, revenue_of, weekly_activity};
 use crate::web::book::band_label;
 use crate::web::chart::{mrr_steps, weekly_bars};
 use crate::web::page::{
-    Layout, WebError, WebResult, day, encode, instant, money, path_id, render, staff_by_id,
+    Layout, WebError, WebResult, ago, day, encode, instant, money, path_id, render, staff_by_id,
 };
 use crate::web::session::{Member, Submission};
 use askama::Template;
@@ -274,6 +274,10 @@ struct AccountPage {
     mrr: String,
     plans: Vec<String>,
     renewal: String,
+    /// When we were last in touch with the client, as "3 days ago".
+    last_contact: String,
+    /// When the next meeting with the client starts, if one is scheduled.
+    next_meeting: Option<String>,
     score: u8,
     band: &'static str,
     band_label: &'static str,
@@ -446,7 +450,8 @@ pub(crate) async fn page(
         .collect();
 
     // Health, revenue, activity.
-    let health = health_of(store, id, now).await?;
+    let vitals = health_of(store, id, now).await?;
+    let health = vitals.health;
     let revenue = revenue_of(store, id).await?;
     let mrr_chart = revenue.mrr.first().map(|main| {
         let points: Vec<(DateTime<Utc>, i64)> = revenue
@@ -537,6 +542,10 @@ pub(crate) async fn page(
             .renewal_date
             .or(revenue.renews_at.map(|at| at.date_naive()))
             .map_or_else(|| "—".to_owned(), day),
+        last_contact: vitals
+            .last_contact
+            .map_or_else(|| "never".to_owned(), |at| ago(at, now)),
+        next_meeting: vitals.next_meeting.map(instant),
         score: health.score,
         band: health.band.as_str(),
         band_label: band_label(health.band),

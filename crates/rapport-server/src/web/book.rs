@@ -3,7 +3,7 @@
 //! renewal and last contact.
 
 use crate::http::AppState;
-use crate::web::page::{Layout, WebResult, ago, day, money, render, staff_by_id};
+use crate::web::page::{Layout, WebResult, ago, day, instant, money, render, staff_by_id};
 use crate::web::session::Member;
 use askama::Template;
 use axum::extract::{Query, State};
@@ -38,6 +38,8 @@ pub(crate) struct Row {
     pub mrr: String,
     pub renewal: String,
     pub last_contact: String,
+    /// When the next meeting with the client starts, if one is scheduled.
+    pub next_meeting: Option<String>,
     pub role: &'static str,
 }
 
@@ -105,13 +107,15 @@ pub(crate) async fn page(
     // the whole book and only the listing is cut.
     let ids: Vec<AccountId> = accounts.iter().map(|account| account.id).collect();
     let insights = store.insights(&ids).await?;
+    let meetings = store.meetings(&ids, now).await?;
 
     let mut rows: Vec<(Option<StaffId>, Row)> = Vec::with_capacity(accounts.len());
     for account in &accounts {
         let Some(insight) = insights.get(&account.id) else {
             continue; // removed since it was listed
         };
-        let health = insight.health(now);
+        let calendar = meetings.get(&account.id).copied().unwrap_or_default();
+        let health = insight.health(now, &calendar);
         let standing = insight.standing();
         let renewal = account
             .renewal_date
@@ -136,9 +140,10 @@ pub(crate) async fn page(
                 mrr: money(&standing.mrr),
                 renewal: renewal.map(day).unwrap_or_else(|| "—".to_owned()),
                 last_contact: insight
-                    .last_contact()
+                    .last_contact(&calendar)
                     .map(|at| ago(at, now))
                     .unwrap_or_else(|| "never".to_owned()),
+                next_meeting: calendar.next.map(instant),
                 role,
             },
         ));
@@ -158,6 +163,7 @@ pub(crate) async fn page(
             mrr: row.mrr.clone(),
             renewal: row.renewal.clone(),
             last_contact: row.last_contact.clone(),
+            next_meeting: row.next_meeting.clone(),
             name: row.name.clone(),
             ..*row
         })

@@ -85,11 +85,15 @@ pub(crate) async fn page(
         .collect();
     let accounts = store.accounts(&visible).await?;
     let ids: Vec<AccountId> = accounts.iter().map(|account| account.id).collect();
+    let meetings = store.meetings(&ids, now).await?;
     let needs_attention: BTreeSet<AccountId> = store
         .insights(&ids)
         .await?
         .into_iter()
-        .filter(|(_, insight)| insight.health(now).band != Band::Healthy)
+        .filter(|(id, insight)| {
+            let calendar = meetings.get(id).copied().unwrap_or_default();
+            insight.health(now, &calendar).band != Band::Healthy
+        })
         .map(|(id, _)| id)
         .collect();
     let may_hand_off = viewer.permissions.may_reassign();

@@ -491,4 +491,52 @@ async fn health_attention_and_revenue(store: Store) {
         .collect();
     assert_eq!(order, ["Globex", "Acme EU"]);
     assert_eq!(attention[1]["health"]["score"], 75);
+    assert_eq!(health["last_contact"], Value::Null);
+    assert_eq!(health["next_meeting"], Value::Null);
+
+    // A review held with Globex five days ago is two-way contact; the one next week is
+    // its next meeting (and not contact yet); one called off counts for neither.
+    let held_start = Utc::now() - Duration::days(5);
+    let held_end = held_start + Duration::hours(1);
+    let next_start = Utc::now() + Duration::days(7);
+    let mut held = billing("m_held", "meeting.scheduled", 5, &[]);
+    held.occurred_at = held_start;
+    held.attributes
+        .insert("ends_at".into(), AttributeValue::Timestamp(held_end));
+    let mut next = billing("m_next", "meeting.updated", 0, &[]);
+    next.occurred_at = next_start;
+    next.attributes.insert(
+        "ends_at".into(),
+        AttributeValue::Timestamp(next_start + Duration::hours(1)),
+    );
+    let mut called_off = billing("m_off", "meeting.canceled", 0, &[]);
+    called_off.occurred_at = Utc::now() + Duration::days(2);
+    world
+        .store
+        .upsert_events(&[held, next, called_off], Utc::now())
+        .await
+        .unwrap();
+    let (status, health) = world
+        .as_(
+            "max",
+            Method::GET,
+            &format!("/api/v1/accounts/{globex}/health"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    let codes: Vec<&str> = health["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|reason| reason["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["failed_payments"], "{health}");
+    let at = |value: &Value| {
+        chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap())
+            .unwrap()
+            .timestamp()
+    };
+    assert_eq!(at(&health["last_contact"]), held_end.timestamp());
+    assert_eq!(at(&health["next_meeting"]), next_start.timestamp());
 }

@@ -4,7 +4,7 @@
 use crate::support::*;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use chrono::{Duration, Utc};
+use chrono::{Duration, Timelike, Utc};
 use http_body_util::BodyExt;
 use rapport_core::permission::Authority::Operator;
 use rapport_store::Store;
@@ -17,6 +17,7 @@ on_both_backends!(
     forms_need_their_token_and_this_site_as_origin,
     handoffs_and_the_inbox_follow_the_api_rules,
     the_timeline_pages_by_cursor_and_rolls_up_subsidiaries,
+    the_book_and_the_account_page_show_meetings,
 );
 
 pub(crate) struct Reply {
@@ -856,4 +857,80 @@ async fn the_timeline_pages_by_cursor_and_rolls_up_subsidiaries(store: Store) {
     )
     .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// A meeting held counts as the last contact, and the next one shows on the book and
+/// the account page; a meeting called off shows as neither.
+async fn the_book_and_the_account_page_show_meetings(store: Store) {
+    use rapport_core::account::Domain;
+    use rapport_core::timeline::{AttributeValue, EventKind, NewEvent};
+    let world = world(store).await;
+    let acme = world.accounts["acme"].0;
+    let (mia, _) = session(&world, "mia").await;
+    let now = Utc::now();
+    let meeting = |id: &str, kind: &str, starts: chrono::DateTime<Utc>| {
+        let mut event = NewEvent::new(
+            "google-calendar",
+            id,
+            EventKind::parse(kind).unwrap(),
+            starts,
+            "Quarterly review",
+        );
+        event.attributes.insert(
+            "ends_at".into(),
+            AttributeValue::Timestamp(starts + Duration::minutes(45)),
+        );
+        event
+            .hints
+            .domains
+            .push(Domain::parse("acme.example").unwrap());
+        event
+    };
+    let page = |path: String| {
+        let (world, mia) = (&world, &mia);
+        async move {
+            send(world, Method::GET, &path, Some(mia), None, &[])
+                .await
+                .body
+        }
+    };
+    let before = page(format!("/accounts/{acme}")).await;
+    assert!(
+        before.contains("<dt>Next meeting</dt><dd>—</dd>"),
+        "{before}"
+    );
+    assert!(
+        before.contains("<dt>Last contact</dt><dd>never</dd>"),
+        "{before}"
+    );
+
+    let next = (now + Duration::days(3)).with_nanosecond(0).unwrap();
+    world
+        .store
+        .upsert_events(
+            &[
+                meeting("held", "meeting.scheduled", now - Duration::days(3)),
+                meeting("next", "meeting.scheduled", next),
+                meeting("off", "meeting.canceled", now + Duration::days(1)),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    let shown = next.format("%-d %b %Y %H:%M").to_string();
+    let account = page(format!("/accounts/{acme}")).await;
+    assert!(
+        account.contains(&format!("<dt>Next meeting</dt><dd>{shown} ")),
+        "{account}"
+    );
+    assert!(
+        account.contains("<dt>Last contact</dt><dd>3 days ago</dd>")
+            || account.contains("<dt>Last contact</dt><dd>2 days ago</dd>"),
+        "{account}"
+    );
+    let book = page("/".to_owned()).await;
+    assert!(
+        book.contains(&format!("<td data-label=\"Next meeting\">{shown}</td>")),
+        "{book}"
+    );
 }

@@ -8,7 +8,7 @@ use chrono::{Duration as Span, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use rapport_core::AccountId;
-use rapport_core::insight::{Insight, Observed};
+use rapport_core::insight::{Insight, Meetings, Observed};
 use rapport_core::permission::Authority::Operator;
 use rapport_core::staff::Level;
 use rapport_core::timeline::{
@@ -66,6 +66,9 @@ fn item() -> impl Strategy<Value = Item> {
         "billing.subscription.created",
         "billing.subscription.updated",
         "billing.subscription.deleted",
+        "meeting.scheduled",
+        "meeting.updated",
+        "meeting.canceled",
         // Kinds an insight does not read, so an event changing to or from one counts.
         "support.ticket.updated",
         "crm.deal.updated",
@@ -164,6 +167,15 @@ fn event_of(item: &Item) -> NewEvent {
             "renews_at".into(),
             AttributeValue::Timestamp(day(item.day + 365)),
         );
+    }
+    if item.kind.starts_with("meeting.") {
+        // Some meetings last an hour, some (`subject` absent) say no end at all.
+        if let Some(hours) = item.subject {
+            attributes.insert(
+                "ends_at".into(),
+                AttributeValue::Timestamp(day(item.day) + Span::hours(i64::from(hours))),
+            );
+        }
     }
     if let Some(due) = item.due {
         attributes.insert("due".into(), text(&format!("2026-02-0{}", due + 1)));
@@ -296,6 +308,20 @@ async fn check_kept(store: &Store, writes: &Vec<Write>) -> Result<(), TestCaseEr
     let kept = store.insights(&accounts).await.unwrap();
     let expected = recomputed(store, &accounts).await;
     prop_assert_eq!(kept, expected);
+    // The calendar read from the meeting indexes says what the timeline says, at a
+    // moment among the meetings (so some are held, some to come, some under way).
+    for now in [day(2) + Span::minutes(30), day(-1), day(9)] {
+        let indexed = store.meetings(&accounts, now).await.unwrap();
+        let mut expected = BTreeMap::new();
+        for account in &accounts {
+            let events = timeline_of(store, *account).await;
+            let meetings = Meetings::of(events.iter().map(Observed::from), now);
+            if meetings != Meetings::default() {
+                expected.insert(*account, meetings);
+            }
+        }
+        prop_assert_eq!(indexed, expected);
+    }
     Ok(())
 }
 
