@@ -29,6 +29,7 @@ pub mod permission;
 pub mod revenue;
 pub mod secret;
 pub mod sharing;
+pub mod sighting;
 pub mod staff;
 pub mod timeline;
 pub mod token;

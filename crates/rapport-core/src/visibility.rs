@@ -67,24 +67,26 @@ impl World<'_> {
         })
     }
 
-    /// What `viewer` may see at `at` of an event on `account` that a person's
-    /// connection captured as `capture` (`None`: rapport's own, or an organisation
-    /// connector's): first the account rule, then the event's sharing level
-    /// ([`crate::sharing`]). `None`: nothing, as if it did not exist.
+    /// What `viewer` may see at `at` of an event on `account` seen through
+    /// `sightings`, each the [`Capture`] of a person's connection that reported it
+    /// (`None`: rapport's own, or an organisation connector's; most events have one
+    /// sighting): first the account rule, then the most any sighting's sharing level
+    /// allows ([`crate::sharing`], [`crate::sighting::access`]). `None`: nothing, as if
+    /// it did not exist.
     pub fn event_access(
         &self,
         viewer: StaffId,
         account: AccountId,
-        capture: Option<&Capture>,
+        sightings: &[Option<Capture>],
         at: DateTime<Utc>,
     ) -> Option<Access> {
         if !self.can_see(viewer, account, at) {
             return None;
         }
-        match capture {
-            None => Some(Access::Whole),
-            Some(capture) => capture.access(&self.org.subtree(viewer)),
-        }
+        crate::sighting::access(
+            sightings.iter().map(Option::as_ref),
+            &self.org.subtree(viewer),
+        )
     }
 }
 

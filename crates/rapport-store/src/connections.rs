@@ -513,16 +513,31 @@ impl Store {
             .bind(to_us(at))
             .execute(&mut *tx)
             .await?;
-            let restamped = sqlx::query(
+            let connector_id = person_connector_id(&connector, StaffId(owner));
+            let mut restamped = sqlx::query(
                 "UPDATE timeline_events SET sharing = $2, captured_by = $3
-                 WHERE connector = $1 AND (sharing IS NULL OR sharing <> $2)",
+                 WHERE connector = $1 AND identity IS NULL AND (sharing IS NULL OR sharing <> $2)",
             )
-            .bind(person_connector_id(&connector, StaffId(owner)))
+            .bind(&connector_id)
             .bind(sharing.as_str())
             .bind(owner)
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            // Events seen through other connections too: this one's sightings change,
+            // and each event's summary is recomputed over all of its sightings.
+            restamped += sqlx::query(
+                "UPDATE event_sightings SET sharing = $2, captured_by = $3
+                 WHERE connector = $1 AND (sharing IS NULL OR sharing <> $2)",
+            )
+            .bind(&connector_id)
+            .bind(sharing.as_str())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            crate::sightings::restamp(&mut *tx, crate::sightings::Restamp::SeenBy(&connector_id))
+                .await?;
             tx.commit().await?;
             Ok(Some(restamped))
             })

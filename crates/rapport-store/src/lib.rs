@@ -33,6 +33,7 @@ mod insights;
 mod keys;
 mod lenient;
 mod sessions;
+mod sightings;
 mod staff;
 mod sync;
 mod tasks;

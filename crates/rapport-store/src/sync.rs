@@ -774,9 +774,28 @@ impl Store {
             )
             .await?;
             for source_id in page.deleted {
+                // A sighting of an event seen through other connections too takes only
+                // this connection's sighting away.
+                match crate::sightings::detach(
+                    &mut *tx,
+                    dialect,
+                    &lease.connector,
+                    source_id,
+                    &mut changes,
+                )
+                .await?
+                {
+                    crate::sightings::Detached::Deleted => {
+                        commit.deleted += 1;
+                        continue;
+                    }
+                    crate::sightings::Detached::Kept => continue,
+                    crate::sightings::Detached::NotSeen => {}
+                }
                 let deleted: Option<crate::insights::FactRow> =
                     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "DELETE FROM timeline_events WHERE connector = $1 AND source_id = $2
+                        "DELETE FROM timeline_events
+                         WHERE connector = $1 AND source_id = $2 AND identity IS NULL
                          RETURNING {}",
                         crate::insights::FACT_COLUMNS
                     )))

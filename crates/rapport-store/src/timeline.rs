@@ -2,6 +2,7 @@
 
 use crate::insights::{Changes, KeyedFactRow, stored_facts};
 use crate::lenient::{Lenient, Unreadable};
+use crate::sightings::Seen;
 use crate::sync::PageCommit;
 use crate::time::{from_us, to_us};
 use crate::tx::require_account;
@@ -12,6 +13,7 @@ use rapport_core::account::Domain;
 use rapport_core::assignment::Role;
 use rapport_core::permission::Authority;
 use rapport_core::sharing::{Access, Capture, Sharing, person_connection_of, withhold_content};
+use rapport_core::sighting::shared_identity;
 use rapport_core::staff::Staff;
 use rapport_core::timeline::{
     AccountHints, Actor, AttributeValue, Attributes, DedupeKey, EventKind, INTERNAL_CONNECTOR,
@@ -160,17 +162,18 @@ pub struct TimelinePage {
     pub next: Option<TimelineCursor>,
 }
 
-/// The columns of a timeline upsert, in the order [`upsert_rows`] binds them.
+/// The columns of a timeline upsert, in the order [`push_event_rows`] binds them.
 pub(crate) const UPSERT_HEAD: &str = "
 INSERT INTO timeline_events (
     connector, source_id, source_version, account_id, kind, occurred_at_us, ingested_at_us,
     title, summary, url, actor, attributes, hints, match_rule, match_detail, match_candidates,
-    captured_by, sharing, ends_at_us) ";
+    captured_by, sharing, ends_at_us, identity) ";
 
-/// What a conflicting row does: a newer source version replaces it, anything else
-/// leaves it alone (and returns nothing, which is how "unchanged" is recognised).
-pub(crate) const UPSERT_TAIL: &str = "
-ON CONFLICT (connector, source_id) DO UPDATE SET
+/// What a newer version of a stored event sets: its content and placement — where a
+/// person's placement from the unmatched inbox outranks the connector's matching.
+macro_rules! content_set {
+    () => {
+        "
     source_version = excluded.source_version,
     revision = timeline_events.revision + 1,
     kind = excluded.kind,
@@ -185,7 +188,6 @@ ON CONFLICT (connector, source_id) DO UPDATE SET
     captured_by = excluded.captured_by,
     sharing = excluded.sharing,
     ends_at_us = excluded.ends_at_us,
-    -- A person's placement from the unmatched inbox outranks the connector's matching.
     account_id = CASE WHEN timeline_events.match_rule = 'manual'
                       THEN timeline_events.account_id ELSE excluded.account_id END,
     match_detail = CASE WHEN timeline_events.match_rule = 'manual'
@@ -193,11 +195,23 @@ ON CONFLICT (connector, source_id) DO UPDATE SET
     match_rule = CASE WHEN timeline_events.match_rule = 'manual'
                       THEN timeline_events.match_rule ELSE excluded.match_rule END,
     match_candidates = CASE WHEN timeline_events.match_rule = 'manual'
-                            THEN NULL ELSE excluded.match_candidates END
-WHERE excluded.source_version > timeline_events.source_version
-RETURNING source_id, connector, id, revision, account_id";
+                            THEN NULL ELSE excluded.match_candidates END"
+    };
+}
+pub(crate) use content_set;
 
-/// Most rows one multi-row upsert statement carries. At 19 parameters a row this stays
+/// What a conflicting row does: a newer source version replaces it, anything else
+/// leaves it alone (and returns nothing, which is how "unchanged" is recognised).
+pub(crate) const UPSERT_TAIL: &str = concat!(
+    "
+ON CONFLICT (connector, source_id) DO UPDATE SET",
+    content_set!(),
+    "
+WHERE excluded.source_version > timeline_events.source_version
+RETURNING source_id, connector, id, revision, account_id"
+);
+
+/// Most rows one multi-row upsert statement carries. At 20 parameters a row this stays
 /// far below SQLite's 32,766 and PostgreSQL's 65,535 parameters, and a full statement
 /// always has the same text, so each connection prepares it once.
 pub(crate) const UPSERT_ROWS_PER_STATEMENT: usize = 256;
@@ -320,45 +334,136 @@ where
     Option<Json<Vec<i64>>>: for<'q> Encode<'q, DB> + Type<DB>,
     Returned: for<'r> FromRow<'r, DB::Row>,
     KeyedFactRow: for<'r> FromRow<'r, DB::Row>,
+    crate::insights::FactRow: for<'r> FromRow<'r, DB::Row>,
+    crate::sightings::Written: for<'r> FromRow<'r, DB::Row>,
+    crate::sightings::HeldRow: for<'r> FromRow<'r, DB::Row>,
+    (String, String, String, i64): for<'r> FromRow<'r, DB::Row>,
+    (String, String, i64): for<'r> FromRow<'r, DB::Row>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
 {
-    let mut outcomes = Vec::with_capacity(rows.len());
-    for run in statement_runs(rows) {
-        let mut stored = HashMap::new();
-        for (connector, source_ids) in keys_by_connector(run) {
-            stored.extend(stored_facts(&mut *conn, dialect, connector, &source_ids).await?);
+    // Events seen through several connections (mail, meetings) are written as
+    // sightings of one event (`crate::sightings`), the rest by their key. Each stretch
+    // of one sort is written in order, so a batch keeps its one-at-a-time meaning.
+    let identities: Vec<Option<String>> =
+        rows.iter().map(|row| shared_identity(row.event)).collect();
+    let mut outcomes = vec![UpsertOutcome::Unchanged; rows.len()];
+    let mut start = 0;
+    while start < rows.len() {
+        let seen = identities[start].is_some();
+        let end = (start..rows.len())
+            .find(|&index| identities[index].is_some() != seen)
+            .unwrap_or(rows.len());
+        if seen {
+            let stretch: Vec<Seen<'_, '_>> = (start..end)
+                .map(|index| Seen {
+                    index,
+                    row: &rows[index],
+                    identity: identities[index].as_deref().unwrap_or_default(),
+                })
+                .collect();
+            for run in seen_runs(&stretch) {
+                for (index, outcome) in
+                    crate::sightings::upsert_seen(&mut *conn, dialect, run, at_us, changes).await?
+                {
+                    outcomes[index] = outcome;
+                }
+            }
+        } else {
+            let mut at = start;
+            for run in statement_runs(&rows[start..end]) {
+                // A key that was a sighting is one no longer.
+                crate::sightings::detach_keys(&mut *conn, dialect, run, changes).await?;
+                let mut stored = HashMap::new();
+                for (connector, source_ids) in keys_by_connector(run) {
+                    stored.extend(stored_facts(&mut *conn, dialect, connector, &source_ids).await?);
+                }
+                let mut sql = QueryBuilder::<DB>::new(UPSERT_HEAD);
+                push_event_rows(&mut sql, run.iter().map(|row| (row, None)), at_us);
+                sql.push(UPSERT_TAIL);
+                let returned: Vec<Returned> = sql.build_query_as().fetch_all(&mut *conn).await?;
+                for outcome in outcomes_of(run, returned, stored, changes) {
+                    outcomes[at] = outcome;
+                    at += 1;
+                }
+            }
         }
-        let mut sql = QueryBuilder::<DB>::new(UPSERT_HEAD);
-        sql.push_values(run, |mut values, row| {
-            let event = row.event;
-            let placement = row.placement;
-            let candidates: Option<Vec<i64>> = (!row.candidates.is_empty())
-                .then(|| row.candidates.iter().map(|account| account.0).collect());
-            values
-                .push_bind(event.key.connector.as_str())
-                .push_bind(event.key.source_id.as_str())
-                .push_bind(event.source_version)
-                .push_bind(placement.map(|placement| placement.account.0))
-                .push_bind(event.kind.as_str())
-                .push_bind(to_us(event.occurred_at))
-                .push_bind(at_us)
-                .push_bind(event.title.trim())
-                .push_bind(event.summary.as_str())
-                .push_bind(event.url.as_deref())
-                .push_bind(event.actor.as_ref().map(Json))
-                .push_bind(Json(&event.attributes))
-                .push_bind(Json(&event.hints))
-                .push_bind(placement.map(|placement| placement.reason.rule()))
-                .push_bind(placement.map(|placement| Json(&placement.reason)))
-                .push_bind(candidates.map(Json))
-                .push_bind(row.capture.map(|capture| capture.owner.0))
-                .push_bind(row.capture.map(|capture| capture.sharing.as_str()))
-                .push_bind(meeting_end(event).map(to_us));
-        });
-        sql.push(UPSERT_TAIL);
-        let returned: Vec<Returned> = sql.build_query_as().fetch_all(&mut *conn).await?;
-        outcomes.extend(outcomes_of(run, returned, stored, changes));
+        start = end;
     }
     Ok(outcomes)
+}
+
+/// Splits `seen` into runs one identity upsert can write: at most
+/// [`UPSERT_ROWS_PER_STATEMENT`] events, and no key or identity twice.
+fn seen_runs<'s, 'r, 'a>(seen: &'s [Seen<'r, 'a>]) -> Vec<&'s [Seen<'r, 'a>]> {
+    let mut runs = Vec::new();
+    let mut keys: std::collections::HashSet<&DedupeKey> = std::collections::HashSet::new();
+    let mut identities: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut start = 0;
+    for (index, one) in seen.iter().enumerate() {
+        if index - start == UPSERT_ROWS_PER_STATEMENT
+            || keys.contains(&one.row.event.key)
+            || identities.contains(one.identity)
+        {
+            runs.push(&seen[start..index]);
+            start = index;
+            keys.clear();
+            identities.clear();
+        }
+        keys.insert(&one.row.event.key);
+        identities.insert(one.identity);
+    }
+    if start < seen.len() {
+        runs.push(&seen[start..]);
+    }
+    runs
+}
+
+/// The `VALUES` of an upsert (columns as [`UPSERT_HEAD`] lists them): each event with
+/// its placement, capture and, for one seen through several connections, its shared
+/// identity.
+pub(crate) fn push_event_rows<'r, 'a: 'r, DB>(
+    sql: &mut QueryBuilder<DB>,
+    rows: impl IntoIterator<Item = (&'r PlacedEvent<'a>, Option<&'r str>)>,
+    at_us: i64,
+) where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Json<&'q Actor>>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q Attributes>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q AccountHints>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Json<&'q MatchReason>>: Encode<'q, DB> + Type<DB>,
+    Option<Json<Vec<i64>>>: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    sql.push_values(rows, |mut values, (row, identity)| {
+        let event = row.event;
+        let placement = row.placement;
+        let candidates: Option<Vec<i64>> = (!row.candidates.is_empty())
+            .then(|| row.candidates.iter().map(|account| account.0).collect());
+        values
+            .push_bind(event.key.connector.as_str())
+            .push_bind(event.key.source_id.as_str())
+            .push_bind(event.source_version)
+            .push_bind(placement.map(|placement| placement.account.0))
+            .push_bind(event.kind.as_str())
+            .push_bind(to_us(event.occurred_at))
+            .push_bind(at_us)
+            .push_bind(event.title.trim())
+            .push_bind(event.summary.as_str())
+            .push_bind(event.url.as_deref())
+            .push_bind(event.actor.as_ref().map(Json))
+            .push_bind(Json(&event.attributes))
+            .push_bind(Json(&event.hints))
+            .push_bind(placement.map(|placement| placement.reason.rule()))
+            .push_bind(placement.map(|placement| Json(&placement.reason)))
+            .push_bind(candidates.map(Json))
+            .push_bind(row.capture.map(|capture| capture.owner.0))
+            .push_bind(row.capture.map(|capture| capture.sharing.as_str()))
+            .push_bind(meeting_end(event).map(to_us))
+            .push_bind(identity);
+    });
 }
 
 /// The source ids of `run`, grouped by connector (one group, for a connector's page).
@@ -396,6 +501,12 @@ where
     Option<Json<Vec<i64>>>: for<'q> Encode<'q, DB> + Type<DB>,
     Returned: for<'r> FromRow<'r, DB::Row>,
     KeyedFactRow: for<'r> FromRow<'r, DB::Row>,
+    crate::insights::FactRow: for<'r> FromRow<'r, DB::Row>,
+    crate::sightings::Written: for<'r> FromRow<'r, DB::Row>,
+    crate::sightings::HeldRow: for<'r> FromRow<'r, DB::Row>,
+    (String, String, String, i64): for<'r> FromRow<'r, DB::Row>,
+    (String, String, i64): for<'r> FromRow<'r, DB::Row>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
 {
     let row = PlacedEvent {
         event,
@@ -438,6 +549,12 @@ where
     (String, String): for<'r> FromRow<'r, DB::Row>,
     Returned: for<'r> FromRow<'r, DB::Row>,
     KeyedFactRow: for<'r> FromRow<'r, DB::Row>,
+    crate::insights::FactRow: for<'r> FromRow<'r, DB::Row>,
+    crate::sightings::Written: for<'r> FromRow<'r, DB::Row>,
+    crate::sightings::HeldRow: for<'r> FromRow<'r, DB::Row>,
+    (String, String, String, i64): for<'r> FromRow<'r, DB::Row>,
+    (String, String, i64): for<'r> FromRow<'r, DB::Row>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
 {
     let mut captures: BTreeMap<&str, Option<Capture>> = BTreeMap::new();
     for event in events {
@@ -561,6 +678,17 @@ impl<'a> PageFilters<'a> {
     }
 }
 
+/// Whether the reader's line (the `team` CTE of [`push_reader`]) holds the capturer
+/// of the event row: its own (the summary's owner, which is enough for most events),
+/// or for an event seen through several connections, any sighting's.
+macro_rules! owner_in_line {
+    () => {
+        "(captured_by IN (SELECT id FROM team) OR (identity IS NOT NULL AND EXISTS (
+            SELECT 1 FROM event_sightings s WHERE s.identity = timeline_events.identity
+               AND s.captured_by IN (SELECT id FROM team))))"
+    };
+}
+
 /// Appends `filters` as `AND ...` clauses to a query that already has a `WHERE`.
 fn push_filters<DB>(sql: &mut QueryBuilder<DB>, filters: PageFilters<'_>)
 where
@@ -571,17 +699,28 @@ where
     if let Reader::Staff(_) = filters.reader {
         // Private captured events only for the owner's line (`team`, the reader's line,
         // is in scope: [`push_reader`]); most rows stop at the first test.
-        sql.push(
-            " AND (sharing IS NULL OR sharing <> 'private' OR captured_by IN (SELECT id FROM team))",
-        );
+        sql.push(concat!(
+            " AND (sharing IS NULL OR sharing <> 'private' OR ",
+            owner_in_line!(),
+            ")"
+        ));
     }
     if !filters.connectors.is_empty() {
-        sql.push(" AND connector IN (");
+        // An event seen through several connections is from each of them.
+        sql.push(" AND (connector IN (");
         let mut list = sql.separated(", ");
         for connector in filters.connectors {
             list.push_bind(connector.clone());
         }
-        sql.push(")");
+        sql.push(
+            ") OR (identity IS NOT NULL AND EXISTS (SELECT 1 FROM event_sightings s
+               WHERE s.identity = timeline_events.identity AND s.connector IN (",
+        );
+        let mut list = sql.separated(", ");
+        for connector in filters.connectors {
+            list.push_bind(connector.clone());
+        }
+        sql.push("))))");
     }
     if let Some(prefix) = filters.kind_prefix {
         // `billing` matches `billing` and everything in `billing.` .. `billing/`
@@ -704,10 +843,14 @@ fn postgres_array(ids: impl Iterator<Item = i64>) -> String {
 fn select_event(reader: Reader) -> &'static str {
     match reader {
         Reader::Staff(_) => {
-            "SELECT id, connector, source_id, source_version, account_id, kind,
+            concat!(
+                "SELECT id, connector, source_id, source_version, account_id, kind,
     occurred_at_us, ingested_at_us, title, summary, url, actor, attributes, hints, match_detail, match_candidates,
-    captured_by, sharing, (captured_by IS NOT NULL AND captured_by IN (SELECT id FROM team)) AS owner_in_line
+    captured_by, sharing, (captured_by IS NOT NULL AND ",
+                owner_in_line!(),
+                ") AS owner_in_line
     FROM timeline_events"
+            )
         }
         Reader::Operator => {
             "SELECT id, connector, source_id, source_version, account_id, kind,
@@ -1206,10 +1349,16 @@ impl Store {
     pub async fn event_by_key(&self, key: &DedupeKey) -> Result<Option<TimelineEvent>> {
         let row: Option<EventRow> = with_backend!(self, |pool, dialect| {
             let mut sql = sqlx::QueryBuilder::new(select_event(Reader::Operator));
-            sql.push(" WHERE connector = ")
+            // The event a key is a sighting of, else the event of that key.
+            sql.push(" WHERE identity = (SELECT identity FROM event_sightings WHERE connector = ")
                 .push_bind(key.connector.as_str())
                 .push(" AND source_id = ")
-                .push_bind(key.source_id.as_str());
+                .push_bind(key.source_id.as_str())
+                .push(") OR (identity IS NULL AND connector = ")
+                .push_bind(key.connector.as_str())
+                .push(" AND source_id = ")
+                .push_bind(key.source_id.as_str())
+                .push(")");
             sql.build_query_as::<EventRow>()
                 .fetch_optional(pool)
                 .await?

@@ -37,7 +37,7 @@ pub mod mapping;
 use mapping::{Change, EventList};
 
 /// Events per page (Google's maximum is 2,500; 250 is its default).
-const PAGE_SIZE_DEFAULT: u64 = 250;
+const PAGE_EVENTS_DEFAULT: u64 = 250;
 /// How far ahead occurrences are read, in days.
 const DAYS_AHEAD_DEFAULT: u64 = 180;
 /// How far back the first read goes without `backfill_start`, in days.
@@ -90,7 +90,7 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             calendar_id: config.get("calendar_id").unwrap_or("primary").to_owned(),
-            page_size: config.number("page_size", PAGE_SIZE_DEFAULT, 1..=2500)?,
+            page_size: config.number("page_size", PAGE_EVENTS_DEFAULT, 1..=2500)?,
             days_ahead: i64::try_from(config.number("days_ahead", DAYS_AHEAD_DEFAULT, 1..=1830)?)
                 .expect("at most 1830"),
             history_from,

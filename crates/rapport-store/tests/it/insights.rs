@@ -40,12 +40,21 @@ struct Item {
     plan: Option<&'static str>,
     due: Option<u8>,
     target: usize,
+    /// For mail and meetings: which of a few messages or meetings it is, as its
+    /// `message_id` / `ical_uid` says — the same one from both connectors, or under
+    /// two keys, is one event with two sightings.
+    shared: Option<u8>,
 }
 
 #[derive(Debug, Clone)]
 enum Write {
-    /// A connector page: events, then deletions by key.
-    Page { items: Vec<Item>, deleted: Vec<u8> },
+    /// A connector page (of `feed`, or of `feed2` when `second`): events, then
+    /// deletions by key.
+    Page {
+        items: Vec<Item>,
+        deleted: Vec<u8>,
+        second: bool,
+    },
     /// A task (with a due day) on an account.
     Task { account: usize, due: Option<u8> },
     /// The n-th task written so far is completed.
@@ -82,11 +91,16 @@ fn item() -> impl Strategy<Value = Item> {
             prop::option::of((1_000i64..3_000, 1_000i64..3_000)),
             prop::option::of(prop::sample::select(vec!["Pro", "Team"])),
             prop::option::of(0u8..4),
+            prop::option::of(0u8..3),
         ),
         0..=ACCOUNTS,
     )
         .prop_map(
-            |((key, version, kind, day), (status, priority, subject, mrr, plan, due), target)| {
+            |(
+                (key, version, kind, day),
+                (status, priority, subject, mrr, plan, due, shared),
+                target,
+            )| {
                 Item {
                     key,
                     version,
@@ -99,6 +113,7 @@ fn item() -> impl Strategy<Value = Item> {
                     plan,
                     due,
                     target,
+                    shared,
                 }
             },
         )
@@ -108,9 +123,10 @@ fn write() -> impl Strategy<Value = Write> {
     prop_oneof![
         4 => (
             prop::collection::vec(item(), 1..6),
-            prop::collection::vec(0..KEYS, 0..2)
+            prop::collection::vec(0..KEYS, 0..2),
+            any::<bool>(),
         )
-            .prop_map(|(items, deleted)| Write::Page { items, deleted }),
+            .prop_map(|(items, deleted, second)| Write::Page { items, deleted, second }),
         1 => (0..ACCOUNTS, prop::option::of(0u8..4))
             .prop_map(|(account, due)| Write::Task { account, due }),
         1 => (0usize..4).prop_map(|nth| Write::Complete { nth }),
@@ -131,9 +147,9 @@ fn text(value: &str) -> AttributeValue {
     AttributeValue::Text(value.to_owned())
 }
 
-fn event_of(item: &Item) -> NewEvent {
+fn event_of(connector: &str, item: &Item) -> NewEvent {
     let mut event = NewEvent::new(
-        "feed",
+        connector,
         format!("k{}", item.key),
         EventKind::parse(item.kind).unwrap(),
         day(item.day),
@@ -167,6 +183,13 @@ fn event_of(item: &Item) -> NewEvent {
             "renews_at".into(),
             AttributeValue::Timestamp(day(item.day + 365)),
         );
+    }
+    if let Some(shared) = item.shared {
+        if item.kind.starts_with("email.") {
+            attributes.insert("message_id".into(), text(&format!("<m{shared}@x>")));
+        } else if item.kind.starts_with("meeting.") {
+            attributes.insert("ical_uid".into(), text(&format!("U{shared}@x")));
+        }
     }
     if item.kind.starts_with("meeting.") {
         // Some meetings last an hour, some (`subject` absent) say no end at all.
@@ -230,22 +253,38 @@ async fn apply(store: &Store, writes: &[Write]) -> Vec<AccountId> {
                 .id,
         );
     }
-    store.register_connector("feed", "v1", true).await.unwrap();
     let at = t0() + Span::hours(1);
-    let lease = store
-        .acquire_lease("feed", "node", Duration::from_secs(3_600), at)
-        .await
-        .unwrap()
-        .expect("the lease is free");
+    let mut leases = Vec::new();
+    for connector in ["feed", "feed2"] {
+        store
+            .register_connector(connector, "v1", true)
+            .await
+            .unwrap();
+        leases.push(
+            store
+                .acquire_lease(connector, "node", Duration::from_secs(3_600), at)
+                .await
+                .unwrap()
+                .expect("the lease is free"),
+        );
+    }
     let mut tasks = Vec::new();
     for write in writes {
         match write {
-            Write::Page { items, deleted } => {
-                let events: Vec<NewEvent> = items.iter().map(event_of).collect();
+            Write::Page {
+                items,
+                deleted,
+                second,
+            } => {
+                let lease = &leases[usize::from(*second)];
+                let events: Vec<NewEvent> = items
+                    .iter()
+                    .map(|item| event_of(&lease.connector, item))
+                    .collect();
                 let deleted: Vec<String> = deleted.iter().map(|key| format!("k{key}")).collect();
                 store
                     .commit_page(
-                        &lease,
+                        lease,
                         PageWrite {
                             events: &events,
                             deleted: &deleted,
@@ -364,6 +403,7 @@ async fn insights_are_rebuilt_when_missing_or_of_another_shape(store: Store, url
                 plan: None,
                 due: None,
                 target: 0,
+                shared: None,
             },
             Item {
                 key: 2,
@@ -377,9 +417,11 @@ async fn insights_are_rebuilt_when_missing_or_of_another_shape(store: Store, url
                 plan: None,
                 due: None,
                 target: 1,
+                shared: None,
             },
         ],
         deleted: Vec::new(),
+        second: false,
     }];
     let accounts = apply(&store, &writes).await;
     let expected = recomputed(&store, &accounts).await;

@@ -10,6 +10,7 @@ mod identity;
 mod insights;
 mod migrations;
 mod sessions;
+mod sightings;
 mod staff;
 mod sync;
 mod timeline;

@@ -15,8 +15,9 @@ use rapport_core::assignment::{Role, check_history};
 use rapport_core::permission::Authority::Operator;
 use rapport_core::secret::KeyRing;
 use rapport_core::sharing::{Access, Capture, Sharing, person_connector_id};
+use rapport_core::sighting;
 use rapport_core::staff::{Level, NewStaff, OrgChart, Staff};
-use rapport_core::timeline::{EventKind, MatchReason, NewEvent, Placement};
+use rapport_core::timeline::{AttributeValue, EventKind, MatchReason, NewEvent, Placement};
 use rapport_core::visibility::World;
 use rapport_core::{AccountId, StaffId};
 use rapport_store::{
@@ -253,8 +254,10 @@ struct Plan {
     /// People to try to deactivate at the end.
     deactivate: Vec<Index>,
     /// Events people's own connections captured: on which account (none: the
-    /// unmatched inbox), through whose connection, at which sharing level.
-    captures: Vec<(Option<Index>, Index, Sharing)>,
+    /// unmatched inbox), through whose connection, at which sharing level, and
+    /// whether it is one of a few messages that several mailboxes hold (then it is
+    /// one event with a sighting per capture, on the account of its first capture).
+    captures: Vec<(Option<Index>, Index, Sharing, Option<u8>)>,
 }
 
 fn sharing() -> impl Strategy<Value = Sharing> {
@@ -293,7 +296,15 @@ fn plan() -> impl Strategy<Value = Plan> {
         prop::collection::vec((any::<Option<Index>>(), any::<Index>()), 1..12),
         prop::collection::vec(op(), 0..24),
         prop::collection::vec(any::<Index>(), 0..3),
-        prop::collection::vec((any::<Option<Index>>(), any::<Index>(), sharing()), 0..12),
+        prop::collection::vec(
+            (
+                any::<Option<Index>>(),
+                any::<Index>(),
+                sharing(),
+                prop::option::of(0u8..3),
+            ),
+            0..12,
+        ),
     )
         .prop_map(|(staff, accounts, ops, deactivate, captures)| Plan {
             staff,
@@ -473,7 +484,7 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
     };
     let captured = capture_events(store, plan, &staff, &accounts).await?;
     // What each event is, for the reader: notes are whole to whoever sees their account.
-    let mut on_accounts: Vec<(EventId, AccountId, Option<Capture>)> = Vec::new();
+    let mut on_accounts: Vec<(EventId, AccountId, Vec<Option<Capture>>)> = Vec::new();
     if staff.iter().any(|person| person.active) {
         for &account in &accounts {
             let notes = store
@@ -485,13 +496,13 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
                 .unwrap();
             prop_assert!(notes.next.is_none(), "the case fits one timeline page");
             for note in notes.events.iter().filter(|e| e.capture.is_none()) {
-                on_accounts.push((note.id, account, None));
+                on_accounts.push((note.id, account, vec![None]));
             }
         }
     }
-    for (id, account, capture) in &captured {
+    for (id, account, sightings) in &captured {
         if let Some(account) = account {
-            on_accounts.push((*id, *account, Some(*capture)));
+            on_accounts.push((*id, *account, sightings.iter().copied().map(Some).collect()));
         }
     }
     let mut viewers: Vec<StaffId> = staff.iter().map(|s| s.id).collect();
@@ -553,9 +564,9 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
                 .collect();
             let wanted: BTreeMap<EventId, bool> = on_accounts
                 .iter()
-                .filter_map(|(id, account, capture)| {
+                .filter_map(|(id, account, sightings)| {
                     world
-                        .event_access(viewer, *account, capture.as_ref(), at)
+                        .event_access(viewer, *account, sightings, at)
                         .map(|access| (*id, access == Access::MetadataOnly))
                 })
                 .collect();
@@ -638,9 +649,9 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
             let wanted: BTreeMap<EventId, bool> = on_accounts
                 .iter()
                 .filter(|(_, on, _)| *on == account)
-                .filter_map(|(id, on, capture)| {
+                .filter_map(|(id, on, sightings)| {
                     world
-                        .event_access(viewer, *on, capture.as_ref(), now)
+                        .event_access(viewer, *on, sightings, now)
                         .map(|access| (*id, access == Access::MetadataOnly))
                 })
                 .collect();
@@ -652,9 +663,9 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
                 viewer
             );
         }
-        for (id, _, capture) in &captured {
+        for (id, _, sightings) in &captured {
             let read = store.event(*id, Reader::Staff(viewer)).await.unwrap();
-            let wanted = capture.access(&line);
+            let wanted = sighting::access(sightings.iter().map(Some), &line);
             prop_assert_eq!(
                 read.as_ref().map(|event| event.withheld),
                 wanted.map(|access| access == Access::MetadataOnly),
@@ -675,9 +686,8 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
         let wanted: BTreeMap<EventId, bool> = captured
             .iter()
             .filter(|(_, account, _)| account.is_none())
-            .filter_map(|(id, _, capture)| {
-                capture
-                    .access(&line)
+            .filter_map(|(id, _, sightings)| {
+                sighting::access(sightings.iter().map(Some), &line)
                     .map(|access| (*id, access == Access::MetadataOnly))
             })
             .collect();
@@ -688,19 +698,27 @@ async fn check_agreement(store: &Store, plan: &Plan) -> Result<(), TestCaseError
 
 /// Stores the plan's captured events through real connections: each owner connects
 /// `mail`, their connection gets the event's level, and the event arrives as their
-/// connection's (`mail:<owner>`), placed on its account or left unmatched. Returns
-/// each event's id, account and the capture the store must have stamped.
+/// connection's (`mail:<owner>`), placed on its account or left unmatched. A message
+/// several mailboxes hold arrives once per capture, its `Message-ID` written
+/// variously. Returns each stored event's id, account and the captures of its
+/// sightings, at the levels their connections ended with.
 async fn capture_events(
     store: &Store,
     plan: &Plan,
     staff: &[Staff],
     accounts: &[AccountId],
-) -> Result<Vec<(EventId, Option<AccountId>, Capture)>, TestCaseError> {
+) -> Result<Vec<(EventId, Option<AccountId>, Vec<Capture>)>, TestCaseError> {
     let keys = KeyRing::parse(&KeyRing::generate_entry("k1")).unwrap();
-    let mut captured = Vec::new();
-    for (index, (account, owner, level)) in plan.captures.iter().enumerate() {
+    // Per event: id, account, owners of its sightings.
+    let mut events: Vec<(EventId, Option<AccountId>, Vec<StaffId>)> = Vec::new();
+    let mut by_message: BTreeMap<u8, usize> = BTreeMap::new();
+    for (index, (account, owner, level, message)) in plan.captures.iter().enumerate() {
         let owner = staff[owner.index(staff.len())].id;
-        let account = account.map(|choice| accounts[choice.index(accounts.len())]);
+        let shared = message.and_then(|message| by_message.get(&message).copied());
+        let account = match shared {
+            Some(event) => events[event].1,
+            None => account.map(|choice| accounts[choice.index(accounts.len())]),
+        };
         let key = ConnectionKey {
             connector: "mail".into(),
             owner: Some(owner),
@@ -735,36 +753,64 @@ async fn capture_events(
         );
         event.summary = "What was said".into();
         event.url = Some("https://mail.example.com/m".into());
+        if let Some(message) = message {
+            let id = if index % 2 == 0 {
+                format!("<msg{message}@client.example>")
+            } else {
+                format!("MSG{message}@Client.Example")
+            };
+            event
+                .attributes
+                .insert("message_id".into(), AttributeValue::Text(id));
+        }
         event.placement = account.map(|account| Placement {
             account,
             reason: MatchReason::Direct,
         });
+        let key = event.key.clone();
         let (_, outcomes) = store
             .upsert_events(&[event], t0())
             .await
             .map_err(|error| TestCaseError::fail(format!("capture: {error}")))?;
-        let UpsertOutcome::Inserted(id) = outcomes[0] else {
-            return Err(TestCaseError::fail("a captured event was not inserted"));
-        };
-        captured.push((id, account, owner));
+        match shared {
+            Some(existing) => {
+                let stored = store.event_by_key(&key).await.unwrap();
+                prop_assert_eq!(
+                    stored.map(|event| event.id),
+                    Some(events[existing].0),
+                    "a second sighting of a message is another event"
+                );
+                prop_assert!(!matches!(outcomes[0], UpsertOutcome::Inserted(_)));
+                events[existing].2.push(owner);
+            }
+            None => {
+                let UpsertOutcome::Inserted(id) = outcomes[0] else {
+                    return Err(TestCaseError::fail("a captured event was not inserted"));
+                };
+                if let Some(message) = message {
+                    by_message.insert(*message, events.len());
+                }
+                events.push((id, account, vec![owner]));
+            }
+        }
     }
     // The level each connection ended with (a later capture of the same owner may
-    // have changed it) is the one all its events carry.
+    // have changed it) is the one all its sightings carry.
     let mut result = Vec::new();
-    for (id, account, owner) in captured {
-        let connection = store
-            .connections(Some("mail"), Some(owner))
-            .await
-            .unwrap()
-            .remove(0);
-        result.push((
-            id,
-            account,
-            Capture {
+    for (id, account, owners) in events {
+        let mut sightings = Vec::new();
+        for owner in owners {
+            let connection = store
+                .connections(Some("mail"), Some(owner))
+                .await
+                .unwrap()
+                .remove(0);
+            sightings.push(Capture {
                 owner,
                 sharing: connection.sharing,
-            },
-        ));
+            });
+        }
+        result.push((id, account, sightings));
     }
     Ok(result)
 }
