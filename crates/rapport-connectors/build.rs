@@ -9,6 +9,7 @@ const SHIPPED: &[&str] = &[
     "billing-stripe",
     "email-imap",
     "example-feed",
+    "gmail",
     "google-calendar",
     "support-zendesk",
 ];

@@ -9,6 +9,7 @@ const PLUGINS: &[&str] = &[
     "billing-stripe",
     "email-imap",
     "example-feed",
+    "gmail",
     "example-oauth",
     "google-calendar",
     "hostile",

@@ -5,203 +5,21 @@
 //! token read again from the start; the window; internal meetings never placed;
 //! Google's errors as the contract's kinds; an expired access token refreshed once.
 
+use crate::connectors::google::{Plugged, SAM, bind, client, connect, deleted, ids};
 use crate::connectors::support::*;
 use chrono::{Duration, TimeZone, Utc};
 use rapport_core::secret::KeyRing;
-use rapport_plugin_host::{Connector, ConnectorError, Grants, PluginError, SyncPage};
-use rapport_store::{ConnectionKey, GrantedTokens, Store};
-use rapport_sync::connections::ConnectionTokenSource;
-use rapport_sync::oauth::{OAuthClient, OAuthProvider};
+use rapport_core::sharing::Sharing;
+use rapport_plugin_host::{ConnectorError, PluginError};
 use rapport_testkit::google::{self, FakeGoogle, meeting};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
-const SAM: &str = "sam.lee@ours.example";
-const REDIRECT: &str = "http://127.0.0.1:9/connections/callback";
-
-fn client(fake: &FakeGoogle) -> OAuthClient {
-    OAuthClient::new(OAuthProvider {
-        authorization_endpoint: format!("{}/o/oauth2/v2/auth", fake.upstream.url()),
-        token_endpoint: format!("{}/token", fake.upstream.url()),
-        revocation_endpoint: Some(format!("{}/revoke", fake.upstream.url())),
-        client_id: google::CLIENT_ID.into(),
-        client_secret: Some(google::CLIENT_SECRET.into()),
-        redirect_uri: REDIRECT.into(),
-        scopes: vec![
-            "openid".into(),
-            "email".into(),
-            "https://www.googleapis.com/auth/calendar.readonly".into(),
-        ],
-        extra_parameters: vec![("access_type".into(), "offline".into())],
-    })
-    .unwrap()
-}
-
-/// Sam connects his calendar: the stand-in's authorization page approves him, the code
-/// is redeemed with its PKCE verifier, the tokens are sealed into the store.
-async fn connect(store: &Store, fake: &FakeGoogle, keys: &KeyRing) -> rapport_store::ConnectionId {
-    let sam = store
-        .create_staff(
-            rapport_core::staff::NewStaff {
-                name: "Sam Lee".into(),
-                email: rapport_core::account::EmailAddress::parse(SAM).unwrap(),
-                level: rapport_core::staff::Level::Manager,
-                reports_to: None,
-                is_admin: false,
-            },
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-    fake.with(|state| state.approve_as = Some(SAM.into()));
-    let client = client(fake);
-    let request = client.authorization_request().unwrap();
-    let approved = reqwest_get_location(&request.url).await;
-    let back = url::Url::parse(&approved).unwrap();
-    let code = back
-        .query_pairs()
-        .find(|(key, _)| key == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    // Without the PKCE verifier the stand-in refuses the code, as Google does.
-    assert!(client.exchange_code(&code, &"x".repeat(64)).await.is_err());
-    let request = client.authorization_request().unwrap();
-    let back = url::Url::parse(&reqwest_get_location(&request.url).await).unwrap();
-    let code = back
-        .query_pairs()
-        .find(|(key, _)| key == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let issued = client
-        .exchange_code(&code, &request.pkce_verifier)
-        .await
-        .unwrap();
-    let key = ConnectionKey {
-        connector: "calendar".into(),
-        owner: Some(sam.id),
-    };
-    store
-        .grant_connection(
-            &key,
-            GrantedTokens {
-                access: keys.seal(&issued.access_token, &key.seal_context("access")),
-                access_expires_at: issued.expires_at,
-                refresh: issued
-                    .refresh_token
-                    .as_deref()
-                    .map(|refresh| keys.seal(refresh, &key.seal_context("refresh"))),
-                scopes: Vec::new(),
-                provider_account: Some(SAM.into()),
-                sharing: rapport_core::sharing::Sharing::Metadata,
-            },
-            Utc::now(),
-        )
-        .await
-        .unwrap()
-        .id
-}
-
-/// Follows nothing: the `Location` the authorization page answers with.
-async fn reqwest_get_location(url: &str) -> String {
-    let parsed = url::Url::parse(url).unwrap();
-    let address = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap());
-    let path = &url[url.find(parsed.path()).unwrap()..];
-    let (status, response) = tokio::task::spawn_blocking({
-        let (address, path) = (address.clone(), path.to_owned());
-        move || raw_get(&address, &path)
-    })
-    .await
-    .unwrap();
-    assert_eq!(status, 302, "{response}");
-    response
-        .lines()
-        .find_map(|line| line.strip_prefix("location: "))
-        .expect("a Location")
-        .trim()
-        .to_owned()
-}
-
-fn raw_get(address: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    (status, response)
-}
-
-async fn bind(
-    fake: &FakeGoogle,
-    store: &Store,
-    keys: &KeyRing,
-    connection: rapport_store::ConnectionId,
-    extra: &[(&str, &str)],
-) -> Connector {
-    let host = host();
-    let plugin = host
-        .load(std::path::Path::new(rapport_testkit::GOOGLE_CALENDAR))
-        .await
-        .unwrap();
-    let mut settings: BTreeMap<String, String> = [
-        ("base_url", fake.upstream.url()),
-        ("accounts_url", fake.upstream.url()),
-        ("oauth_url", fake.upstream.url()),
-        ("own_domains", "ours.example".to_owned()),
-        ("page_size", "10".to_owned()),
-        ("backfill_start", "2026-11-01T00:00:00Z".to_owned()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value))
-    .collect();
-    for (key, value) in extra {
-        settings.insert((*key).to_owned(), (*value).to_owned());
-    }
-    plugin
-        .connector(Grants {
-            connector_id: "calendar".into(),
-            settings,
-            allowed_hosts: vec![fake.upstream.grant()],
-            allow_private_networks: true,
-            connection: Some(rapport_plugin_host::Connection {
-                id: "calendar:1".into(),
-                scope: rapport_plugin_host::ConnectionScope::Person,
-                owner_email: Some(SAM.into()),
-                provider_account: Some(SAM.into()),
-                sharing: Some(rapport_core::sharing::Sharing::Metadata),
-            }),
-            tokens: Some(Arc::new(ConnectionTokenSource::new(
-                store.clone(),
-                keys.clone(),
-                client(fake),
-                connection,
-                "node-a",
-            ))),
-            ..Default::default()
-        })
-        .unwrap()
-}
-
-fn ids(pages: &[SyncPage]) -> BTreeSet<String> {
-    pages
-        .iter()
-        .flat_map(|page| &page.events)
-        .map(|event| event.key.source_id.clone())
-        .collect()
-}
-
-fn deleted(pages: &[SyncPage]) -> BTreeSet<String> {
-    pages
-        .iter()
-        .flat_map(|page| page.deleted.iter().cloned())
-        .collect()
-}
+const CALENDAR: Plugged = Plugged {
+    plugin: rapport_testkit::GOOGLE_CALENDAR,
+    connector_id: "calendar",
+    scope: "https://www.googleapis.com/auth/calendar.readonly",
+    sharing: Sharing::Metadata,
+};
 
 /// Sam's calendar: 24 meetings with clients over four weeks, six internal ones, and
 /// one client meeting far beyond the window.
@@ -254,8 +72,8 @@ async fn reads_a_calendar_in_pages_then_only_what_changed() {
     fill(&fake);
     let database = rapport_testkit::database::TestDatabase::sqlite().await;
     let keys = KeyRing::parse(&KeyRing::generate_entry("k1")).unwrap();
-    let connection = connect(&database.store, &fake, &keys).await;
-    let calendar = bind(&fake, &database.store, &keys, connection, &[]).await;
+    let connection = connect(&database.store, &fake, &keys, &CALENDAR).await;
+    let calendar = bind(&CALENDAR, &fake, &database.store, &keys, connection, &[]).await;
     calendar.check().await.expect("the calendar is there");
 
     // The full read: 31 events in pages of 10; client meetings placed, internal ones
@@ -328,8 +146,8 @@ async fn google_errors_become_the_contracts_kinds_and_an_expired_token_is_refres
     fill(&fake);
     let database = rapport_testkit::database::TestDatabase::sqlite().await;
     let keys = KeyRing::parse(&KeyRing::generate_entry("k1")).unwrap();
-    let connection = connect(&database.store, &fake, &keys).await;
-    let calendar = bind(&fake, &database.store, &keys, connection, &[]).await;
+    let connection = connect(&database.store, &fake, &keys, &CALENDAR).await;
+    let calendar = bind(&CALENDAR, &fake, &database.store, &keys, connection, &[]).await;
 
     fake.with(|state| state.faults.push_back(google::rate_limited(7)));
     let error = connector_error(calendar.sync(None).await);
@@ -386,7 +204,12 @@ async fn google_errors_become_the_contracts_kinds_and_an_expired_token_is_refres
         )
         .unwrap()
     };
-    assert!(client(&fake).revoke(&refresh).await.unwrap());
+    assert!(
+        client(&fake, CALENDAR.scope)
+            .revoke(&refresh)
+            .await
+            .unwrap()
+    );
     fake.with(|state| state.expire_access_tokens());
     let error = calendar.sync(None).await.unwrap_err();
     assert!(

@@ -5,6 +5,8 @@
 
 mod support;
 
+mod gmail;
+mod google;
 mod google_calendar;
 mod imap;
 mod server;

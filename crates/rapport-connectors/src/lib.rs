@@ -49,6 +49,11 @@ pub const BUILTINS: &[Builtin] = &[
         wasm: embedded::EXAMPLE_FEED,
     },
     Builtin {
+        name: "gmail",
+        summary: "Gmail (OAuth, per person): mail from and to clients, as IMAP gives it, incremental by history",
+        wasm: embedded::GMAIL,
+    },
+    Builtin {
         name: "google-calendar",
         summary: "Google Calendar (OAuth, per person): meetings with clients, recurring ones expanded",
         wasm: embedded::GOOGLE_CALENDAR,
@@ -107,7 +112,7 @@ mod tests {
         let error = resolve("builtin:stripe").unwrap().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "`builtin:stripe` is not a connector rapport ships; the built-in ones are `builtin:billing-stripe`, `builtin:email-imap`, `builtin:example-feed`, `builtin:google-calendar`, `builtin:support-zendesk`"
+            "`builtin:stripe` is not a connector rapport ships; the built-in ones are `builtin:billing-stripe`, `builtin:email-imap`, `builtin:example-feed`, `builtin:gmail`, `builtin:google-calendar`, `builtin:support-zendesk`"
         );
     }
 

@@ -3,9 +3,13 @@
 //! page approves at once as the account the stand-in is told to) and the Calendar API's
 //! `events.list` with the semantics the connector depends on — `singleEvents`
 //! occurrences, `timeMin`, pages (`pageToken`), sync tokens (`nextSyncToken`, then only
-//! what changed since, deletions as `cancelled`), a sync token expiring (410 Gone), and
-//! Google's errors (401, 403 `rateLimitExceeded`, 429 with `Retry-After`). Each account
-//! has its own calendar; a bearer token reads only its own account's.
+//! what changed since, deletions as `cancelled`), a sync token expiring (410 Gone) —
+//! and Gmail's `profile`, `labels.get`, `messages.list` (`q=after:`, `labelIds`, pages,
+//! newest first, spam and trash left out), `messages.get` (`format=raw` and
+//! `format=metadata`) and `history.list` (records after `startHistoryId`, in pages; an
+//! id older than the history kept is 404), and Google's errors (401, 403
+//! `rateLimitExceeded`, 429 with `Retry-After`). Each account has its own calendar and
+//! mailbox; a bearer token reads only its own account's.
 //!
 //! It stands in for someone else's service, never for rapport's own code.
 
@@ -29,6 +33,45 @@ pub struct Calendar {
     pub epoch: u64,
 }
 
+/// One Gmail message.
+#[derive(Debug, Clone)]
+pub struct GmailMessage {
+    /// The RFC 5322 bytes.
+    pub raw: Vec<u8>,
+    /// Its label ids (`INBOX`, `SENT`, `TRASH`, `Label_1`, ...).
+    pub labels: Vec<String>,
+    /// When Gmail received it, in milliseconds.
+    pub internal_date_ms: i64,
+    /// Its thread.
+    pub thread_id: String,
+    /// The change that added it.
+    pub added: u64,
+}
+
+/// What one history record says happened to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GmailChange {
+    /// Added to the mailbox.
+    Added,
+    /// Deleted for good.
+    Deleted,
+    /// Labels added.
+    LabelsAdded,
+    /// Labels removed.
+    LabelsRemoved,
+}
+
+/// One account's mailbox: its messages and its history.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    /// By Gmail id.
+    pub messages: BTreeMap<String, GmailMessage>,
+    /// (history id, message id, what happened), oldest first.
+    pub history: Vec<(u64, String, GmailChange)>,
+    /// History before this id is no longer kept: asking from earlier is 404.
+    pub history_floor: u64,
+}
+
 /// An access token the stand-in issued.
 #[derive(Debug, Clone)]
 struct Issued {
@@ -43,6 +86,10 @@ pub struct GoogleState {
     pub changes: u64,
     /// Calendars by account (email).
     pub calendars: BTreeMap<String, Calendar>,
+    /// Mailboxes by account (email).
+    pub mailboxes: BTreeMap<String, Mailbox>,
+    /// How many messages were read (`messages.get`).
+    pub message_reads: u64,
     /// Served instead of the next API requests, in order.
     pub faults: VecDeque<Reply>,
     /// Whom the authorization page approves as.
@@ -137,6 +184,69 @@ impl GoogleState {
     /// `account`'s calendar (made empty on first use).
     pub fn calendar(&mut self, account: &str) -> &mut Calendar {
         self.calendars.entry(account.to_lowercase()).or_default()
+    }
+
+    /// `account`'s mailbox (made empty on first use).
+    pub fn mailbox(&mut self, account: &str) -> &mut Mailbox {
+        self.mailboxes.entry(account.to_lowercase()).or_default()
+    }
+
+    /// Delivers a message into `account`'s mailbox with `labels`, as a new change.
+    pub fn put_message(
+        &mut self,
+        account: &str,
+        id: &str,
+        raw: &[u8],
+        labels: &[&str],
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        self.changes += 1;
+        let change = self.changes;
+        let mailbox = self.mailbox(account);
+        mailbox.messages.insert(
+            id.to_owned(),
+            GmailMessage {
+                raw: raw.to_vec(),
+                labels: labels.iter().map(|label| (*label).to_owned()).collect(),
+                internal_date_ms: at.timestamp_millis(),
+                thread_id: id.to_owned(),
+                added: change,
+            },
+        );
+        mailbox
+            .history
+            .push((change, id.to_owned(), GmailChange::Added));
+    }
+
+    /// Deletes a message for good, as a new change.
+    pub fn delete_message(&mut self, account: &str, id: &str) {
+        self.changes += 1;
+        let change = self.changes;
+        let mailbox = self.mailbox(account);
+        if mailbox.messages.remove(id).is_some() {
+            mailbox
+                .history
+                .push((change, id.to_owned(), GmailChange::Deleted));
+        }
+    }
+
+    /// Adds `label` to a message (`TRASH` moves it to the trash), as a new change.
+    pub fn add_label(&mut self, account: &str, id: &str, label: &str) {
+        self.changes += 1;
+        let change = self.changes;
+        let mailbox = self.mailbox(account);
+        if let Some(message) = mailbox.messages.get_mut(id) {
+            message.labels.push(label.to_owned());
+            mailbox
+                .history
+                .push((change, id.to_owned(), GmailChange::LabelsAdded));
+        }
+    }
+
+    /// Forgets `account`'s history so far: the next history read from before now is 404.
+    pub fn expire_history(&mut self, account: &str) {
+        let next = self.changes + 1;
+        self.mailbox(account).history_floor = next;
     }
 
     /// Adds or replaces an event in `account`'s calendar, as a new change; its
@@ -427,6 +537,263 @@ fn list_events(state: &mut GoogleState, account: &str, path: &str) -> Reply {
     Reply::json(&body.to_string())
 }
 
+/// A plain-text message's bytes, as a mail client writes them.
+pub fn message_bytes(
+    message_id: &str,
+    from: &str,
+    to: &[&str],
+    subject: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    in_reply_to: Option<&str>,
+    body: &str,
+) -> Vec<u8> {
+    let mut text = format!(
+        "From: {from}\r\nTo: {}\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{message_id}>\r\n",
+        to.join(", "),
+        at.to_rfc2822()
+    );
+    if let Some(parent) = in_reply_to {
+        text.push_str(&format!(
+            "In-Reply-To: <{parent}>\r\nReferences: <{parent}>\r\n"
+        ));
+    }
+    text.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+    text.push_str(body);
+    text.push_str("\r\n");
+    text.into_bytes()
+}
+
+fn gmail_profile(state: &mut GoogleState, account: &str) -> Reply {
+    let history_id = state.changes;
+    let total = state.mailbox(account).messages.len();
+    Reply::json(
+        &json!({
+            "emailAddress": account,
+            "messagesTotal": total,
+            "threadsTotal": total,
+            "historyId": history_id.to_string(),
+        })
+        .to_string(),
+    )
+}
+
+const SYSTEM_LABELS: [&str; 10] = [
+    "INBOX",
+    "SENT",
+    "DRAFT",
+    "SPAM",
+    "TRASH",
+    "UNREAD",
+    "STARRED",
+    "IMPORTANT",
+    "CATEGORY_PERSONAL",
+    "CATEGORY_UPDATES",
+];
+
+fn gmail_label(state: &mut GoogleState, account: &str, label: &str) -> Reply {
+    let known = SYSTEM_LABELS.contains(&label)
+        || state
+            .mailbox(account)
+            .messages
+            .values()
+            .any(|message| message.labels.iter().any(|own| own == label));
+    if known {
+        Reply::json(&json!({"id": label, "name": label, "type": "user"}).to_string())
+    } else {
+        google_error(404, "notFound", "Requested entity was not found.")
+    }
+}
+
+/// Where a Gmail listing is: a page token is the offset and the change the listing
+/// was taken at; without one, the start of a listing taken now. `None`: not a token.
+fn gmail_page(query: &BTreeMap<String, String>, changes: u64) -> Option<(usize, u64)> {
+    match query.get("pageToken") {
+        Some(token) => {
+            let (offset, at) = token.split_once(':')?;
+            Some((offset.parse().ok()?, at.parse().ok()?))
+        }
+        None => Some((0, changes)),
+    }
+}
+
+/// `messages.list`: newest first, spam and trash left out; `q` understands `after:`.
+fn gmail_list(state: &mut GoogleState, account: &str, path: &str) -> Reply {
+    let query = query_of(path);
+    let label = query.get("labelIds").cloned();
+    let after_ms = query
+        .get("q")
+        .and_then(|q| q.strip_prefix("after:"))
+        .and_then(|secs| secs.trim().parse::<i64>().ok())
+        .map(|secs| secs * 1000);
+    let page_size = query
+        .get("maxResults")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 500);
+    let changes = state.changes;
+    let Some((offset, at)) = gmail_page(&query, changes) else {
+        return google_error(400, "invalid", "Invalid pageToken");
+    };
+    let mailbox = state.mailbox(account);
+    let mut listed: Vec<(&String, &GmailMessage)> = mailbox
+        .messages
+        .iter()
+        .filter(|(_, message)| {
+            message.added <= at
+                && !message.labels.iter().any(|l| l == "SPAM" || l == "TRASH")
+                && label
+                    .as_ref()
+                    .is_none_or(|label| message.labels.contains(label))
+                && after_ms.is_none_or(|after| message.internal_date_ms >= after)
+        })
+        .collect();
+    listed.sort_by(|a, b| {
+        b.1.internal_date_ms
+            .cmp(&a.1.internal_date_ms)
+            .then(a.0.cmp(b.0))
+    });
+    let page: Vec<Value> = listed
+        .iter()
+        .skip(offset)
+        .take(page_size)
+        .map(|(id, message)| json!({"id": id, "threadId": message.thread_id}))
+        .collect();
+    let mut body = json!({"resultSizeEstimate": listed.len()});
+    if !page.is_empty() {
+        body["messages"] = json!(page);
+    }
+    if offset + page_size < listed.len() {
+        body["nextPageToken"] = json!(format!("{}:{at}", offset + page_size));
+    }
+    Reply::json(&body.to_string())
+}
+
+fn gmail_get(state: &mut GoogleState, account: &str, id: &str, path: &str) -> Reply {
+    use base64::Engine as _;
+    let query = query_of(path);
+    let format = query
+        .get("format")
+        .cloned()
+        .unwrap_or_else(|| "full".into());
+    state.message_reads += 1;
+    let Some(message) = state.mailbox(account).messages.get(id).cloned() else {
+        return google_error(404, "notFound", "Requested entity was not found.");
+    };
+    let mut body = json!({
+        "id": id,
+        "threadId": message.thread_id,
+        "labelIds": message.labels,
+        "snippet": "",
+        "historyId": message.added.to_string(),
+        "internalDate": message.internal_date_ms.to_string(),
+        "sizeEstimate": message.raw.len(),
+    });
+    match format.as_str() {
+        "raw" => {
+            body["raw"] = json!(base64::engine::general_purpose::URL_SAFE.encode(&message.raw));
+        }
+        "metadata" => {
+            let wanted: Vec<String> = url::form_urlencoded::parse(
+                path.split_once('?')
+                    .map(|(_, q)| q)
+                    .unwrap_or("")
+                    .as_bytes(),
+            )
+            .filter(|(key, _)| key == "metadataHeaders")
+            .map(|(_, value)| value.to_ascii_lowercase())
+            .collect();
+            let text = String::from_utf8_lossy(&message.raw);
+            let head = text.split("\r\n\r\n").next().unwrap_or_default();
+            let headers: Vec<Value> = head
+                .split("\r\n")
+                .filter_map(|line| line.split_once(": "))
+                .filter(|(name, _)| {
+                    wanted.is_empty() || wanted.contains(&name.to_ascii_lowercase())
+                })
+                .map(|(name, value)| json!({"name": name, "value": value}))
+                .collect();
+            body["payload"] = json!({"mimeType": "text/plain", "headers": headers});
+        }
+        _ => {
+            return google_error(
+                400,
+                "invalidArgument",
+                "this stand-in serves format=raw and format=metadata",
+            );
+        }
+    }
+    Reply::json(&body.to_string())
+}
+
+/// `history.list`: the records after `startHistoryId`, a page at a time.
+fn gmail_history(state: &mut GoogleState, account: &str, path: &str) -> Reply {
+    let query = query_of(path);
+    let Some(start) = query
+        .get("startHistoryId")
+        .and_then(|id| id.parse::<u64>().ok())
+    else {
+        return google_error(400, "invalidArgument", "startHistoryId is required");
+    };
+    let page_size = query
+        .get("maxResults")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 500);
+    let changes = state.changes;
+    let Some((offset, at)) = gmail_page(&query, changes) else {
+        return google_error(400, "invalid", "Invalid pageToken");
+    };
+    let mailbox = state.mailbox(account);
+    if start < mailbox.history_floor {
+        return google_error(404, "notFound", "Requested entity was not found.");
+    }
+    let records: Vec<&(u64, String, GmailChange)> = mailbox
+        .history
+        .iter()
+        .filter(|(id, _, _)| *id > start && *id <= at)
+        .collect();
+    let page: Vec<Value> = records
+        .iter()
+        .skip(offset)
+        .take(page_size)
+        .map(|(id, message, change)| {
+            let touched = json!([{"message": {"id": message, "threadId": message}}]);
+            let field = match change {
+                GmailChange::Added => "messagesAdded",
+                GmailChange::Deleted => "messagesDeleted",
+                GmailChange::LabelsAdded => "labelsAdded",
+                GmailChange::LabelsRemoved => "labelsRemoved",
+            };
+            let mut record =
+                json!({"id": id.to_string(), "messages": [{"id": message, "threadId": message}]});
+            record[field] = touched;
+            record
+        })
+        .collect();
+    let mut body = json!({"historyId": at.to_string()});
+    if !page.is_empty() {
+        body["history"] = json!(page);
+    }
+    if offset + page_size < records.len() {
+        body["nextPageToken"] = json!(format!("{}:{at}", offset + page_size));
+    }
+    Reply::json(&body.to_string())
+}
+
+fn gmail(state: &mut GoogleState, account: &str, route: &str, path: &str) -> Reply {
+    let rest = route
+        .strip_prefix("/gmail/v1/users/me/")
+        .unwrap_or_default();
+    match rest.split('/').collect::<Vec<_>>()[..] {
+        ["profile"] => gmail_profile(state, account),
+        ["labels", label] => gmail_label(state, account, &crate::percent_decode(label)),
+        ["messages"] => gmail_list(state, account, path),
+        ["messages", id] => gmail_get(state, account, &crate::percent_decode(id), path),
+        ["history"] => gmail_history(state, account, path),
+        _ => google_error(404, "notFound", "Not Found"),
+    }
+}
+
 fn respond(state: &Mutex<GoogleState>, head: &str, path: &str, body: &[u8]) -> Reply {
     let mut state = state.lock().expect("google state");
     let route = path.split('?').next().unwrap_or_default();
@@ -446,6 +813,9 @@ fn respond(state: &Mutex<GoogleState>, head: &str, path: &str, body: &[u8]) -> R
             "Request had invalid authentication credentials.",
         );
     };
+    if route.starts_with("/gmail/v1/users/me/") {
+        return gmail(&mut state, &account, route, path);
+    }
     let calendar_path = route
         .strip_prefix("/calendar/v3/calendars/")
         .and_then(|rest| rest.strip_suffix("/events"));

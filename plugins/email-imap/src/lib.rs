@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 
 pub mod imap;
-pub mod message;
+/// The message mapping, shared with the Gmail and Outlook connectors.
+pub use mail_events as message;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(not(feature = "tls"))]

@@ -5,7 +5,7 @@ use super::*;
 
 macro_rules! fixtures {
     ($dir:literal: $($n:literal),*) => {
-        &[$(($n, include_bytes!(concat!("../../../../tests/fixtures/email/", $dir, "/", $n, ".eml")).as_slice())),*]
+        &[$(($n, include_bytes!(concat!("../../../tests/fixtures/email/", $dir, "/", $n, ".eml")).as_slice())),*]
     };
 }
 

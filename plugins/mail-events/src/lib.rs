@@ -1,4 +1,5 @@
-//! One fetched message → one timeline event. Pure: unit-tested over the RFC and the
+//! One fetched message → one timeline event, the same whichever connector fetched it
+//! (IMAP, Gmail, Microsoft Graph). Pure: unit-tested over the RFC and the
 //! deliberately malformed messages in `tests/fixtures/email`.
 //!
 //! The event's source id is the message's `Message-ID` (or a hash of its bytes when it
