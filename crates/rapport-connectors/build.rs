@@ -11,6 +11,8 @@ const SHIPPED: &[&str] = &[
     "example-feed",
     "gmail",
     "google-calendar",
+    "outlook-calendar",
+    "outlook-mail",
     "support-zendesk",
 ];
 

@@ -12,6 +12,8 @@ const PLUGINS: &[&str] = &[
     "gmail",
     "example-oauth",
     "google-calendar",
+    "outlook-calendar",
+    "outlook-mail",
     "hostile",
     "hostile-manifest",
     "support-zendesk",

@@ -6,7 +6,7 @@
 //! message read by `email-imap` (from a real Dovecot) and by `gmail`, synced by the
 //! engine into one store: one event, seen by both.
 
-use crate::connectors::google::{Plugged, SAM, bind, connect, deleted, ids};
+use crate::connectors::standins::{Plugged, SAM, bind, connect, deleted, ids};
 use crate::connectors::support::*;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rapport_core::account::{Domain, EmailAddress, Lifecycle, NewAccount};

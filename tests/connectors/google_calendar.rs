@@ -5,7 +5,7 @@
 //! token read again from the start; the window; internal meetings never placed;
 //! Google's errors as the contract's kinds; an expired access token refreshed once.
 
-use crate::connectors::google::{Plugged, SAM, bind, client, connect, deleted, ids};
+use crate::connectors::standins::{Plugged, SAM, StandIn, bind, connect, deleted, ids};
 use crate::connectors::support::*;
 use chrono::{Duration, TimeZone, Utc};
 use rapport_core::secret::KeyRing;
@@ -204,12 +204,7 @@ async fn google_errors_become_the_contracts_kinds_and_an_expired_token_is_refres
         )
         .unwrap()
     };
-    assert!(
-        client(&fake, CALENDAR.scope)
-            .revoke(&refresh)
-            .await
-            .unwrap()
-    );
+    assert!(fake.client(CALENDAR.scope).revoke(&refresh).await.unwrap());
     fake.with(|state| state.expire_access_tokens());
     let error = calendar.sync(None).await.unwrap_err();
     assert!(

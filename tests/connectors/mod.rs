@@ -6,10 +6,11 @@
 mod support;
 
 mod gmail;
-mod google;
 mod google_calendar;
 mod imap;
+mod microsoft;
 mod server;
+mod standins;
 mod stripe;
 mod together;
 mod zendesk;

@@ -59,6 +59,16 @@ pub const BUILTINS: &[Builtin] = &[
         wasm: embedded::GOOGLE_CALENDAR,
     },
     Builtin {
+        name: "outlook-calendar",
+        summary: "Outlook calendar (Microsoft 365, OAuth, per person): meetings with clients, by calendarView delta",
+        wasm: embedded::OUTLOOK_CALENDAR,
+    },
+    Builtin {
+        name: "outlook-mail",
+        summary: "Outlook mail (Microsoft 365, OAuth, per person): mail from and to clients, as IMAP gives it, by delta per folder",
+        wasm: embedded::OUTLOOK_MAIL,
+    },
+    Builtin {
         name: "support-zendesk",
         summary: "Zendesk: tickets, replies, status and priority changes, by pull and by webhook",
         wasm: embedded::SUPPORT_ZENDESK,
@@ -112,7 +122,7 @@ mod tests {
         let error = resolve("builtin:stripe").unwrap().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "`builtin:stripe` is not a connector rapport ships; the built-in ones are `builtin:billing-stripe`, `builtin:email-imap`, `builtin:example-feed`, `builtin:gmail`, `builtin:google-calendar`, `builtin:support-zendesk`"
+            "`builtin:stripe` is not a connector rapport ships; the built-in ones are `builtin:billing-stripe`, `builtin:email-imap`, `builtin:example-feed`, `builtin:gmail`, `builtin:google-calendar`, `builtin:outlook-calendar`, `builtin:outlook-mail`, `builtin:support-zendesk`"
         );
     }
 

@@ -145,6 +145,45 @@ pub fn microsoft_error(response: &Response) -> Option<ConnectorError> {
     })
 }
 
+/// One page of a Microsoft Graph delta round (`…/delta`): the items that changed
+/// (each either `T` or removed), and where the round goes on (`@odata.nextLink`) or,
+/// once it is over, where the next round starts (`@odata.deltaLink`).
+#[derive(Debug, serde::Deserialize)]
+pub struct DeltaPage<T> {
+    #[serde(default = "Vec::new")]
+    pub value: Vec<DeltaItem<T>>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink")]
+    pub delta_link: Option<String>,
+}
+
+/// One item of a delta page: its id, whether it was removed (deleted, or moved out of
+/// what the round tracks), and the rest of it (a removed item has nothing else, so
+/// every field of `T` needs a default).
+#[derive(Debug, serde::Deserialize)]
+pub struct DeltaItem<T> {
+    pub id: String,
+    #[serde(rename = "@removed")]
+    pub removed: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub item: T,
+}
+
+/// A link Graph returned (`@odata.nextLink`, `@odata.deltaLink`), if it points under
+/// `base_url`: a connector follows links only to the API it was configured for.
+pub fn graph_link(link: &str, base_url: &str) -> Result<String, ConnectorError> {
+    let base = base_url.trim_end_matches('/');
+    if link.starts_with(&format!("{base}/")) {
+        Ok(link.to_owned())
+    } else {
+        Err(ConnectorError::Fatal(format!(
+            "Microsoft Graph returned a link outside {base}: {}",
+            link.chars().take(200).collect::<String>()
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +204,39 @@ mod tests {
     const GOOGLE_RATE_LIMIT: &str = r#"{"error":{"errors":[{"domain":"usageLimits","message":"Rate Limit Exceeded","reason":"rateLimitExceeded"}],"code":403,"message":"Rate Limit Exceeded"}}"#;
     const GOOGLE_NO_SCOPE: &str = r#"{"error":{"code":403,"message":"Request had insufficient authentication scopes.","errors":[{"message":"Insufficient Permission","domain":"global","reason":"insufficientPermissions"}],"status":"PERMISSION_DENIED"}}"#;
     const GRAPH_SYNC_STATE: &str = r#"{"error":{"code":"syncStateNotFound","message":"The sync state generation is not found."}}"#;
+
+    /// Graph's documented delta rounds (tests/fixtures/microsoft, see NOTICE.md).
+    #[test]
+    fn graph_delta_pages_say_what_was_removed_and_where_the_round_goes() {
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(default)]
+        struct Subject {
+            subject: Option<String>,
+        }
+        let page: DeltaPage<Subject> = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/microsoft/messages-delta-next-round.json"
+        ))
+        .unwrap();
+        assert_eq!(page.value.len(), 2);
+        assert!(page.value[0].removed.is_some());
+        assert!(page.value[0].id.starts_with("AAMkADk0MGFkODE3"));
+        assert_eq!(
+            page.value[1].item.subject.as_deref(),
+            Some("Holiday hours update")
+        );
+        assert!(page.value[1].removed.is_none());
+        let next_round = page.delta_link.unwrap();
+        assert!(page.next_link.is_none());
+        assert!(graph_link(&next_round, "https://graph.microsoft.com").is_ok());
+        assert!(graph_link(&next_round, "https://graph.microsoft.us").is_err());
+        assert!(
+            graph_link(
+                "https://graph.microsoft.com.evil.example/x",
+                "https://graph.microsoft.com"
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn google_errors_follow_their_reasons() {

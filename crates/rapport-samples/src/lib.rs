@@ -9,6 +9,7 @@
 
 pub mod google;
 pub mod mailbox;
+pub mod microsoft;
 pub mod stripe;
 pub mod upstream;
 pub mod zendesk;

@@ -19,6 +19,6 @@ pub mod dovecot;
 pub mod feed;
 pub mod oauth;
 
-pub use rapport_samples::{google, stripe, upstream, zendesk};
+pub use rapport_samples::{google, microsoft, stripe, upstream, zendesk};
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));

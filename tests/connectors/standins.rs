@@ -1,6 +1,7 @@
-//! What the Google connector tests share: Sam Lee connecting his Google account through
-//! the stand-in's OAuth endpoints (code with PKCE), the tokens sealed in a real store
-//! behind the connection's real token source, and a connector bound to it.
+//! What the tests of connectors on people's own accounts (Google, Microsoft) share:
+//! Sam Lee connecting his account through a provider stand-in's OAuth endpoints (code
+//! with PKCE), the tokens sealed in a real store behind the connection's real token
+//! source, and a connector bound to it.
 
 use crate::connectors::support::*;
 use chrono::Utc;
@@ -11,6 +12,8 @@ use rapport_store::{ConnectionKey, GrantedTokens, Store};
 use rapport_sync::connections::ConnectionTokenSource;
 use rapport_sync::oauth::{OAuthClient, OAuthProvider};
 use rapport_testkit::google::{self, FakeGoogle};
+use rapport_testkit::microsoft::{self, FakeMicrosoft};
+use rapport_testkit::upstream::Upstream;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -29,25 +32,90 @@ pub struct Plugged {
 pub const SAM: &str = "sam.lee@ours.example";
 pub const REDIRECT: &str = "http://127.0.0.1:9/connections/callback";
 
-pub fn client(fake: &FakeGoogle, scope: &str) -> OAuthClient {
-    OAuthClient::new(OAuthProvider {
-        authorization_endpoint: format!("{}/o/oauth2/v2/auth", fake.upstream.url()),
-        token_endpoint: format!("{}/token", fake.upstream.url()),
-        revocation_endpoint: Some(format!("{}/revoke", fake.upstream.url())),
-        client_id: google::CLIENT_ID.into(),
-        client_secret: Some(google::CLIENT_SECRET.into()),
-        redirect_uri: REDIRECT.into(),
-        scopes: vec!["openid".into(), "email".into(), scope.into()],
-        extra_parameters: vec![("access_type".into(), "offline".into())],
-    })
-    .unwrap()
+/// A provider's stand-in that people connect to: its OAuth client, who its
+/// authorization page approves, and the settings that point a connector at it.
+pub trait StandIn {
+    /// The HTTP server.
+    fn upstream(&self) -> &Upstream;
+    /// The OAuth client a connection to it uses, for `scope`.
+    fn client(&self, scope: &str) -> OAuthClient;
+    /// Makes its authorization page approve `account`.
+    fn approve(&self, account: &str);
+    /// The connector settings that point at it.
+    fn settings(&self) -> Vec<(&'static str, String)>;
+}
+
+impl StandIn for FakeGoogle {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn client(&self, scope: &str) -> OAuthClient {
+        OAuthClient::new(OAuthProvider {
+            authorization_endpoint: format!("{}/o/oauth2/v2/auth", self.upstream.url()),
+            token_endpoint: format!("{}/token", self.upstream.url()),
+            revocation_endpoint: Some(format!("{}/revoke", self.upstream.url())),
+            client_id: google::CLIENT_ID.into(),
+            client_secret: Some(google::CLIENT_SECRET.into()),
+            redirect_uri: REDIRECT.into(),
+            scopes: vec!["openid".into(), "email".into(), scope.into()],
+            extra_parameters: vec![("access_type".into(), "offline".into())],
+        })
+        .unwrap()
+    }
+
+    fn approve(&self, account: &str) {
+        self.with(|state| state.approve_as = Some(account.into()));
+    }
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("base_url", self.upstream.url()),
+            ("accounts_url", self.upstream.url()),
+            ("oauth_url", self.upstream.url()),
+        ]
+    }
+}
+
+impl StandIn for FakeMicrosoft {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn client(&self, scope: &str) -> OAuthClient {
+        OAuthClient::new(OAuthProvider {
+            authorization_endpoint: format!(
+                "{}/organizations/oauth2/v2.0/authorize",
+                self.upstream.url()
+            ),
+            token_endpoint: format!("{}/organizations/oauth2/v2.0/token", self.upstream.url()),
+            revocation_endpoint: None,
+            client_id: microsoft::CLIENT_ID.into(),
+            client_secret: Some(microsoft::CLIENT_SECRET.into()),
+            redirect_uri: REDIRECT.into(),
+            scopes: vec!["openid".into(), "offline_access".into(), scope.into()],
+            extra_parameters: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    fn approve(&self, account: &str) {
+        self.with(|state| state.approve_as = Some(account.into()));
+    }
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("base_url", self.upstream.url()),
+            ("login_url", self.upstream.url()),
+        ]
+    }
 }
 
 /// Sam (made on first use) connects his Google account for `plugged`: the stand-in's authorization page approves him, the code
 /// is redeemed with its PKCE verifier, the tokens are sealed into the store.
 pub async fn connect(
     store: &Store,
-    fake: &FakeGoogle,
+    fake: &impl StandIn,
     keys: &KeyRing,
     plugged: &Plugged,
 ) -> rapport_store::ConnectionId {
@@ -68,8 +136,8 @@ pub async fn connect(
             .await
             .unwrap(),
     };
-    fake.with(|state| state.approve_as = Some(SAM.into()));
-    let client = client(fake, plugged.scope);
+    fake.approve(SAM);
+    let client = fake.client(plugged.scope);
     let request = client.authorization_request().unwrap();
     let approved = reqwest_get_location(&request.url).await;
     let back = url::Url::parse(&approved).unwrap();
@@ -119,7 +187,7 @@ pub async fn connect(
 }
 
 /// Follows nothing: the `Location` the authorization page answers with.
-async fn reqwest_get_location(url: &str) -> String {
+pub async fn reqwest_get_location(url: &str) -> String {
     let parsed = url::Url::parse(url).unwrap();
     let address = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap());
     let path = &url[url.find(parsed.path()).unwrap()..];
@@ -154,7 +222,7 @@ fn raw_get(address: &str, path: &str) -> (u16, String) {
 
 pub async fn bind(
     plugged: &Plugged,
-    fake: &FakeGoogle,
+    fake: &impl StandIn,
     store: &Store,
     keys: &KeyRing,
     connection: rapport_store::ConnectionId,
@@ -166,14 +234,12 @@ pub async fn bind(
         .await
         .unwrap();
     let mut settings: BTreeMap<String, String> = [
-        ("base_url", fake.upstream.url()),
-        ("accounts_url", fake.upstream.url()),
-        ("oauth_url", fake.upstream.url()),
         ("own_domains", "ours.example".to_owned()),
         ("page_size", "10".to_owned()),
         ("backfill_start", "2026-11-01T00:00:00Z".to_owned()),
     ]
     .into_iter()
+    .chain(fake.settings())
     .map(|(key, value)| (key.to_owned(), value))
     .collect();
     for (key, value) in extra {
@@ -193,7 +259,7 @@ pub async fn bind(
         .connector(Grants {
             connector_id: rapport_core::sharing::person_connector_id(plugged.connector_id, owner),
             settings,
-            allowed_hosts: vec![fake.upstream.grant()],
+            allowed_hosts: vec![fake.upstream().grant()],
             allow_private_networks: true,
             connection: Some(rapport_plugin_host::Connection {
                 id: format!("{}:1", plugged.connector_id),
@@ -205,7 +271,7 @@ pub async fn bind(
             tokens: Some(Arc::new(ConnectionTokenSource::new(
                 store.clone(),
                 keys.clone(),
-                client(fake, plugged.scope),
+                fake.client(plugged.scope),
                 connection,
                 "node-a",
             ))),
