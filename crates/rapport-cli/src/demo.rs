@@ -374,8 +374,8 @@ pub(crate) async fn run(args: &DemoArgs, out: &mut (dyn Write + Send)) -> anyhow
 }
 
 /// Starts the sample upstreams, writes the `rapport.toml` that describes what it
-/// started, starts a node from that file exactly as `rapport serve --config` would,
-/// syncs the three reference connectors once, then serves the demo database (the
+/// started, connects two people's own Google and Microsoft accounts, starts a node from
+/// that file exactly as `rapport serve --config` would, syncs every connector once, then serves the demo database (the
 /// connectors keep syncing on schedule) until ctrl-c or SIGTERM.
 async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -390,23 +390,46 @@ async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> a
     let upstreams = crate::sample_activity::start(Utc::now()).await?;
     let path =
         crate::sample_activity::write_config(&directory, &upstreams, args.listen, &database)?;
-    let config = rapport_server::Config::load(&path)
+    let mut config = rapport_server::Config::load(&path)
         .with_context(|| format!("the demo's own {} is refused", path.display()))?;
+    let (keys, key_file) = crate::sample_activity::key_ring(&directory)?;
+    {
+        let store = rapport_store::Store::connect(&database).await?;
+        crate::sample_activity::connect_people(&store, &keys, &upstreams, Utc::now()).await?;
+        store.close().await;
+    }
+    config.secret_keys = Some(keys);
     let server = rapport_server::Server::start(config).await?;
     writeln!(out)?;
     writeln!(
         out,
-        "Syncing the three reference connectors from sample upstreams on loopback:"
+        "Syncing the built-in connectors from sample upstreams on loopback:"
     )?;
-    for id in ["stripe", "zendesk", "mail"] {
+    let mut units: Vec<(String, String)> = ["stripe", "zendesk", "mail"]
+        .iter()
+        .map(|id| ((*id).to_owned(), (*id).to_owned()))
+        .collect();
+    let store = rapport_store::Store::connect(&database).await?;
+    for (connector, _, person) in crate::sample_activity::PERSON_CONNECTORS {
+        let staff = store
+            .staff_by_email(&demo_email(person))
+            .await?
+            .with_context(|| format!("the demo's {person} is missing: run with --fresh"))?;
+        units.push((
+            rapport_core::sharing::person_connector_id(connector, staff.id),
+            format!("{connector} ({person})"),
+        ));
+    }
+    store.close().await;
+    for (id, shown) in units {
         let report = server
             .engine
-            .run_now(id, &|_| {})
+            .run_now(&id, &|_| {})
             .await
-            .with_context(|| format!("syncing {id}"))?;
+            .with_context(|| format!("syncing {shown}"))?;
         writeln!(
             out,
-            "  {id:<8} {} new, {} updated, {} unchanged ({})",
+            "  {shown:<31} {} new, {} updated, {} unchanged ({})",
             report.inserted,
             report.updated,
             report.unchanged,
@@ -427,15 +450,17 @@ async fn serve(args: &DemoArgs, secret: &str, out: &mut (dyn Write + Send)) -> a
         out,
         "What the demo started is an ordinary deployment, described by {shown}; while it runs:"
     )?;
+    // Connection tokens are sealed: commands that open the database need the key.
+    let key = format!("RAPPORT_SECRET_KEY_FILE={}", shown_path(&key_file));
     writeln!(
         out,
-        "  rapport signin victoria.hale@rapport-demo.example --config {shown}   # anyone else"
+        "  {key} rapport signin victoria.hale@rapport-demo.example --config {shown}   # anyone else"
     )?;
-    writeln!(out, "  rapport status --config {shown}")?;
-    writeln!(out, "  rapport sync stripe --config {shown}")?;
+    writeln!(out, "  {key} rapport status --config {shown}")?;
+    writeln!(out, "  {key} rapport sync stripe --config {shown}")?;
     writeln!(
         out,
-        "  RAPPORT_LISTEN=127.0.0.1:8081 rapport serve --config {shown}   # a second node"
+        "  RAPPORT_LISTEN=127.0.0.1:8081 {key} rapport serve --config {shown}   # a second node"
     )?;
     writeln!(out, "Stop with ctrl-c.")?;
     out.flush()?;

@@ -1,15 +1,23 @@
 //! What `rapport demo --serve` feeds its connectors: a month of billing, support and
 //! mail for some of the demo's clients, served by sample upstreams on loopback (a
-//! Stripe-style API, a Zendesk-style API and an IMAP mailbox, from `rapport-samples`),
-//! and the `rapport.toml` that binds the three reference connectors to them exactly as
-//! a deployment binds them to the real services.
+//! Stripe-style API, a Zendesk-style API and an IMAP mailbox, from `rapport-samples`);
+//! the meetings and mail of two account managers' own accounts at a sample Google
+//! (Priya Raman: Google Calendar and Gmail) and a sample Microsoft 365 (Marcus Webb:
+//! Outlook calendar and mail), connected as if each had clicked "Connect"; and the
+//! `rapport.toml` that binds the built-in connectors to them exactly as a deployment
+//! binds them to the real services.
 
 use crate::demo::{CLIENTS, demo_email, slug};
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
+use rapport_core::secret::KeyRing;
+use rapport_core::sharing::Sharing;
+use rapport_samples::google::{self, FakeGoogle, message_bytes};
 use rapport_samples::mailbox::{Message, SampleMailbox};
+use rapport_samples::microsoft::{self, FakeMicrosoft};
 use rapport_samples::stripe::{self, FakeStripe};
 use rapport_samples::zendesk::{self, FakeZendesk};
+use rapport_store::{ConnectionKey, GrantedTokens, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +33,21 @@ pub(crate) struct Upstreams {
     stripe: FakeStripe,
     zendesk: FakeZendesk,
     mailbox: SampleMailbox,
+    google: FakeGoogle,
+    microsoft: FakeMicrosoft,
 }
+
+/// Who connects which provider in the demo.
+const GOOGLE_PERSON: &str = "Priya Raman";
+const MICROSOFT_PERSON: &str = "Marcus Webb";
+/// The person connectors the demo configures: (connector id, built-in plugin, which
+/// person connects it).
+pub(crate) const PERSON_CONNECTORS: [(&str, &str, &str); 4] = [
+    ("google-calendar", "google-calendar", GOOGLE_PERSON),
+    ("gmail", "gmail", GOOGLE_PERSON),
+    ("outlook-calendar", "outlook-calendar", MICROSOFT_PERSON),
+    ("outlook-mail", "outlook-mail", MICROSOFT_PERSON),
+];
 
 /// A demo client's ids in the other systems, its contact and its owner.
 struct Facts {
@@ -248,14 +270,211 @@ pub(crate) async fn start(now: DateTime<Utc>) -> anyhow::Result<Upstreams> {
             "We met at the summit; could we start a pilot in January?",
         ),
     ];
+    // The introduction Priya also has in her own Gmail: one event, seen by both.
+    let introduction = messages.last().map(|message| message.bytes.clone());
     let mailbox = SampleMailbox::start(MAIL_USER, MAIL_PASSWORD, messages)
         .await
         .context("starting the sample mailbox")?;
+    let google = FakeGoogle::start().await;
+    let microsoft = FakeMicrosoft::start().await;
+    people(&google, &microsoft, introduction, now);
     Ok(Upstreams {
         stripe,
         zendesk,
         mailbox,
+        google,
+        microsoft,
     })
+}
+
+/// Priya's Google calendar and mailbox, and Marcus's Microsoft 365 ones: meetings held
+/// and coming with their clients, one internal meeting (never placed on an account),
+/// and mail.
+fn people(
+    google: &FakeGoogle,
+    microsoft: &FakeMicrosoft,
+    introduction: Option<Vec<u8>>,
+    now: DateTime<Utc>,
+) {
+    let day = |days: i64, hour: u32| {
+        (now + Duration::days(days))
+            .date_naive()
+            .and_hms_opt(hour, 0, 0)
+            .expect("a time of day")
+            .and_utc()
+    };
+    let northwind = facts("Northwind Group");
+    let logistics = facts("Northwind Logistics");
+    let bluebird = facts("Bluebird Health");
+    let retail = facts("Northwind Retail");
+    let priya = demo_email(GOOGLE_PERSON).to_string();
+    let marcus = demo_email(MICROSOFT_PERSON).to_string();
+    google.with(|state| {
+        let meetings = [
+            ("nw-qbr", "Q3 business review", &northwind, -6, 15, 60),
+            (
+                "nw-exports",
+                "Export time-outs: working session",
+                &northwind,
+                -2,
+                10,
+                45,
+            ),
+            (
+                "nwl-kickoff",
+                "Route planning rollout: kickoff",
+                &logistics,
+                2,
+                14,
+                30,
+            ),
+            ("nw-renewal", "Renewal terms", &northwind, 9, 16, 45),
+        ];
+        for (id, title, client, days, hour, minutes) in meetings {
+            state.put_event(
+                &priya,
+                google::meeting(
+                    id,
+                    title,
+                    &priya,
+                    &[&priya, &client.contact],
+                    day(days, hour),
+                    minutes,
+                ),
+            );
+        }
+        state.put_event(
+            &priya,
+            google::meeting(
+                "team-1on1",
+                "1:1",
+                &priya,
+                &[&priya, &demo_email("Sam Lee").to_string()],
+                day(1, 9),
+                30,
+            ),
+        );
+        let raw = message_bytes(
+            "nw-pricing@rapport-demo.example",
+            &format!("{GOOGLE_PERSON} <{priya}>"),
+            &[&northwind.contact],
+            "Renewal pricing for next year",
+            day(-1, 11),
+            None,
+            "Attached are the renewal options we discussed at the review.",
+        );
+        state.put_message(&priya, "gm-pricing", &raw, &["SENT"], day(-1, 11));
+        if let Some(raw) = &introduction {
+            state.put_message(&priya, "gm-intro", raw, &["INBOX"], day(-1, 3));
+        }
+    });
+    microsoft.with(|state| {
+        let meetings = [
+            ("bb-review", "Clinic rollout review", &bluebird, -4, 13, 60),
+            ("nr-pos", "POS integration check-in", &retail, -1, 15, 30),
+            (
+                "bb-renewal",
+                "Bluebird renewal planning",
+                &bluebird,
+                3,
+                11,
+                45,
+            ),
+        ];
+        for (id, title, client, days, hour, minutes) in meetings {
+            state.put_event(
+                &marcus,
+                id,
+                microsoft::meeting(
+                    title,
+                    &marcus,
+                    &[&marcus, &client.contact],
+                    day(days, hour),
+                    minutes,
+                    &format!("{id}@rapport-demo.example"),
+                ),
+            );
+        }
+        let raw = message_bytes(
+            "bb-1@bluebird-health.example",
+            &format!("{} <{}>", bluebird.contact_name, bluebird.contact),
+            &[&marcus],
+            "Clinic rollout: two more sites",
+            day(-2, 9),
+            None,
+            "Could we add the two northern clinics before the renewal?",
+        );
+        state.put_message(&marcus, "om-1", "inbox", &raw, day(-2, 9));
+        let raw = message_bytes(
+            "bb-2@rapport-demo.example",
+            &format!("{MICROSOFT_PERSON} <{marcus}>"),
+            &[&bluebird.contact],
+            "Re: Clinic rollout: two more sites",
+            day(-2, 14),
+            Some("bb-1@bluebird-health.example"),
+            "Yes — I will bring a plan to the renewal meeting.",
+        );
+        state.put_message(&marcus, "om-2", "sentitems", &raw, day(-2, 14));
+    });
+}
+
+/// Connects Priya's Google account and Marcus's Microsoft 365 account as the
+/// Connections page would have, their tokens sealed with `keys`.
+pub(crate) async fn connect_people(
+    store: &Store,
+    keys: &KeyRing,
+    upstreams: &Upstreams,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for (connector, _, person) in PERSON_CONNECTORS {
+        let email = demo_email(person);
+        let staff = store
+            .staff_by_email(&email)
+            .await?
+            .with_context(|| format!("the demo's {person} is missing: run with --fresh"))?;
+        let (access, refresh, ttl) = if connector.starts_with("outlook") {
+            upstreams
+                .microsoft
+                .with(|state| state.grant(&email.to_string()))
+        } else {
+            upstreams
+                .google
+                .with(|state| state.grant(&email.to_string()))
+        };
+        let key = ConnectionKey {
+            connector: connector.into(),
+            owner: Some(staff.id),
+        };
+        store
+            .grant_connection(
+                &key,
+                GrantedTokens {
+                    access: keys.seal(&access, &key.seal_context("access")),
+                    access_expires_at: Some(now + Duration::seconds(ttl)),
+                    refresh: Some(keys.seal(&refresh, &key.seal_context("refresh"))),
+                    scopes: Vec::new(),
+                    provider_account: Some(email.to_string()),
+                    sharing: if connector.ends_with("calendar") {
+                        Sharing::Shared
+                    } else {
+                        Sharing::Metadata
+                    },
+                },
+                now,
+            )
+            .await
+            .with_context(|| format!("connecting {person}'s {connector}"))?;
+    }
+    // The sample providers approve whoever clicks Connect as Priya, the person the
+    // demo's sign-in link is for.
+    let priya = demo_email(GOOGLE_PERSON).to_string();
+    upstreams
+        .google
+        .with(|state| state.approve_as = Some(priya.clone()));
+    upstreams
+        .microsoft
+        .with(|state| state.approve_as = Some(priya.clone()));
+    Ok(())
 }
 
 /// The demo's configuration, as a `rapport.toml` for what `rapport demo --serve` started:
@@ -275,19 +494,23 @@ pub(crate) fn write_config(
         ("stripe-api-key", STRIPE_KEY),
         ("zendesk-api-token", ZENDESK_TOKEN),
         ("mail-password", MAIL_PASSWORD),
+        ("google-client-secret", google::CLIENT_SECRET),
+        ("microsoft-client-secret", microsoft::CLIENT_SECRET),
     ] {
         write_private(&secrets.join(name), value)?;
     }
     let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
     let source = format!(
         r#"# Written by `rapport demo --serve` for what it started: the demo database, the
-# three reference connectors (built into rapport) and the sample upstreams that the
-# demo serves on loopback while it runs. It is an ordinary rapport.toml (every key is
-# in rapport.example.toml); while the demo runs, try:
-#   rapport status --config {shown}
-#   rapport sync stripe --config {shown}
-#   rapport signin victoria.hale@rapport-demo.example --config {shown}
-#   RAPPORT_LISTEN=127.0.0.1:8081 rapport serve --config {shown}   # a second node
+# built-in connectors and the sample upstreams that the demo serves on loopback while
+# it runs (Stripe-, Zendesk- and IMAP-like ones, a sample Google and a sample
+# Microsoft 365 with two people's accounts connected). It is an ordinary rapport.toml
+# (every key is in rapport.example.toml); connection tokens are sealed with the key in
+# secrets/secret-key. While the demo runs, try:
+#   RAPPORT_SECRET_KEY_FILE={key_file} rapport status --config {shown}
+#   RAPPORT_SECRET_KEY_FILE={key_file} rapport sync stripe --config {shown}
+#   RAPPORT_SECRET_KEY_FILE={key_file} rapport signin victoria.hale@rapport-demo.example --config {shown}
+#   RAPPORT_LISTEN=127.0.0.1:8081 RAPPORT_SECRET_KEY_FILE={key_file} rapport serve --config {shown}   # a second node
 
 [server]
 listen = {listen}
@@ -337,8 +560,72 @@ folders = "INBOX"
 own_domains = "rapport-demo.example"
 [connector.secrets]
 password = {{ file = "secrets/mail-password" }}
+
+# Each person's own Google account (Priya Raman's is connected): her meetings and
+# mail with clients. The sample Google approves whoever clicks Connect as her.
+[[connector]]
+id = "google-calendar"
+plugin = "builtin:google-calendar"
+schedule = "every 5m"
+scope = "person"
+sharing = "shared"
+oauth = {{ client_id = {google_client}, client_secret = {{ file = "secrets/google-client-secret" }}, redirect_uri = {callback} }}
+allowed_hosts = [{google_grant}]
+allow_private_networks = true
+[connector.settings]
+base_url = {google_url}
+accounts_url = {google_url}
+oauth_url = {google_url}
+own_domains = "rapport-demo.example"
+
+[[connector]]
+id = "gmail"
+plugin = "builtin:gmail"
+schedule = "every 5m"
+scope = "person"
+sharing = "metadata"
+sharing_override = true
+oauth = {{ client_id = {google_client}, client_secret = {{ file = "secrets/google-client-secret" }}, redirect_uri = {callback} }}
+allowed_hosts = [{google_grant}]
+allow_private_networks = true
+[connector.settings]
+base_url = {google_url}
+accounts_url = {google_url}
+oauth_url = {google_url}
+own_domains = "rapport-demo.example"
+
+# Each person's own Microsoft 365 account (Marcus Webb's is connected).
+[[connector]]
+id = "outlook-calendar"
+plugin = "builtin:outlook-calendar"
+schedule = "every 5m"
+scope = "person"
+sharing = "shared"
+oauth = {{ client_id = {microsoft_client}, client_secret = {{ file = "secrets/microsoft-client-secret" }}, redirect_uri = {callback} }}
+allowed_hosts = [{microsoft_grant}]
+allow_private_networks = true
+[connector.settings]
+base_url = {microsoft_url}
+login_url = {microsoft_url}
+own_domains = "rapport-demo.example"
+
+[[connector]]
+id = "outlook-mail"
+plugin = "builtin:outlook-mail"
+schedule = "every 5m"
+scope = "person"
+sharing = "metadata"
+sharing_override = true
+oauth = {{ client_id = {microsoft_client}, client_secret = {{ file = "secrets/microsoft-client-secret" }}, redirect_uri = {callback} }}
+allowed_hosts = [{microsoft_grant}]
+allow_private_networks = true
+[connector.settings]
+base_url = {microsoft_url}
+login_url = {microsoft_url}
+own_domains = "rapport-demo.example"
 "#,
         shown = directory.join("rapport.toml").display(),
+        key_file = directory.join("secrets").join("secret-key").display(),
         listen = quote(&listen.to_string()),
         database = quote(database),
         stripe_grant = quote(&upstreams.stripe.upstream.grant()),
@@ -349,10 +636,37 @@ password = {{ file = "secrets/mail-password" }}
         mail_grant = quote(&upstreams.mailbox.grant()),
         mail_port = upstreams.mailbox.port(),
         mail_user = quote(MAIL_USER),
+        callback = quote(&format!("http://{listen}/connections/callback")),
+        google_client = quote(google::CLIENT_ID),
+        google_grant = quote(&upstreams.google.upstream.grant()),
+        google_url = quote(&upstreams.google.upstream.url()),
+        microsoft_client = quote(microsoft::CLIENT_ID),
+        microsoft_grant = quote(&upstreams.microsoft.upstream.grant()),
+        microsoft_url = quote(&upstreams.microsoft.upstream.url()),
     );
     let path = directory.join("rapport.toml");
     std::fs::write(&path, source).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+/// The demo's key ring for connection tokens: the one in `secrets/secret-key` next to
+/// its `rapport.toml` (a demo served before sealed its tokens with it), else a new one
+/// written there.
+pub(crate) fn key_ring(directory: &Path) -> anyhow::Result<(KeyRing, PathBuf)> {
+    let path = directory.join("secrets").join("secret-key");
+    let entry = match std::fs::read_to_string(&path) {
+        Ok(entry) => entry,
+        Err(_) => {
+            let entry = KeyRing::generate_entry("demo");
+            std::fs::create_dir_all(directory.join("secrets"))
+                .with_context(|| format!("cannot create {}", directory.display()))?;
+            write_private(&path, &entry)?;
+            entry
+        }
+    };
+    let ring =
+        KeyRing::parse(&entry).with_context(|| format!("{} is not a key ring", path.display()))?;
+    Ok((ring, path))
 }
 
 /// Writes a secret readable by its owner only.

@@ -622,10 +622,12 @@ fn raw_get(address: &str, path: &str, cookie: Option<&str>) -> String {
 }
 
 /// `rapport demo --serve`: seeds the org, starts sample upstreams on loopback (a
-/// Stripe-style API, a Zendesk-style API, an IMAP mailbox), syncs the three reference
-/// connectors from them, serves the web UI and the API and prints a sign-in link that
-/// works in a browser. The API then returns a seeded account's timeline with events
-/// from all three connectors. SIGTERM stops it.
+/// Stripe-style API, a Zendesk-style API, an IMAP mailbox, a sample Google and a
+/// sample Microsoft 365 with two people's accounts connected), syncs every connector
+/// from them, serves the web UI and the API and prints a sign-in link that works in a
+/// browser. The API then returns a seeded account's timeline with events from billing,
+/// support, the shared mailbox, and the manager's own calendar and Gmail; the book
+/// shows her next meeting. SIGTERM stops it.
 #[test]
 fn demo_serve_syncs_three_connectors_and_prints_a_working_sign_in_link() {
     let dir = tempfile::tempdir().unwrap();
@@ -664,6 +666,25 @@ fn demo_serve_syncs_three_connectors_and_prints_a_working_sign_in_link() {
             break;
         }
     }
+    // Every unit synced something: the organisation's connectors and each person's.
+    for unit in [
+        "stripe ",
+        "zendesk ",
+        "mail ",
+        "google-calendar (Priya Raman)",
+        "gmail (Priya Raman)",
+        "outlook-calendar (Marcus Webb)",
+        "outlook-mail (Marcus Webb)",
+    ] {
+        let line = printed
+            .iter()
+            .find(|line| line.trim_start().starts_with(unit))
+            .unwrap_or_else(|| panic!("no sync line for {unit}: {printed:?}"));
+        assert!(
+            !line.contains(" 0 new") && line.contains("(completed)"),
+            "{line}"
+        );
+    }
     let signed_in = raw_get(&address, &link, None);
     assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
     let cookie = signed_in
@@ -675,6 +696,7 @@ fn demo_serve_syncs_three_connectors_and_prints_a_working_sign_in_link() {
     let book = raw_get(&address, "/", Some(&cookie));
     assert!(book.starts_with("HTTP/1.1 200"), "{book}");
     assert!(book.contains("<h1>My book</h1>") && book.contains("Northwind Group"));
+    assert!(book.contains("Next meeting"), "{book}");
     let used = raw_get(&address, &link, None);
     assert!(used.starts_with("HTTP/1.1 410"), "the link works once");
 
@@ -744,25 +766,60 @@ fn demo_serve_syncs_three_connectors_and_prints_a_working_sign_in_link() {
         kinds_from("mail").contains(&"email.sent".to_owned()),
         "{timeline}"
     );
+    let from_priyas = |prefix: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|event| event["source"].as_str().unwrap().starts_with(prefix))
+            .map(|event| event["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        from_priyas("google-calendar:").contains(&"Q3 business review".to_owned()),
+        "a meeting held, from Priya's own calendar: {timeline}"
+    );
+    assert!(
+        from_priyas("gmail:")
+            .iter()
+            .any(|title| title.contains("Renewal pricing for next year")),
+        "mail from Priya's own Gmail: {timeline}"
+    );
     // What no account claims waits in the inbox.
     let (_, inbox) = http_get(&address, "/api/v1/inbox", Some(&token));
     assert!(inbox.contains("BrightPath would like a pilot"), "{inbox}");
 
     // The rapport.toml it wrote works with the commands it printed, as printed.
-    let printed_commands: Vec<Vec<String>> = printed
+    // A command line is `[NAME=value ...] rapport args...`.
+    type Printed = (Vec<(String, String)>, Vec<String>);
+    let printed_commands: Vec<Printed> = printed
         .iter()
-        .filter_map(|line| line.trim().strip_prefix("rapport "))
-        .map(|command| {
-            let command = command.split("   #").next().unwrap();
-            command.split_whitespace().map(str::to_owned).collect()
+        .filter_map(|line| {
+            let command = line.trim().split("   #").next().unwrap();
+            let mut words = command.split_whitespace();
+            let mut env = Vec::new();
+            for word in words.by_ref() {
+                match word.split_once('=') {
+                    Some((name, value)) if name.starts_with("RAPPORT_") => {
+                        env.push((name.to_owned(), value.to_owned()))
+                    }
+                    _ if word == "rapport" => {
+                        return Some((env, words.map(str::to_owned).collect()));
+                    }
+                    _ => return None,
+                }
+            }
+            None
         })
         .collect();
     let run_printed = |name: &str| -> String {
-        let args = printed_commands
+        let (env, args) = printed_commands
             .iter()
-            .find(|args| args[0] == name)
+            .find(|(_, args)| args[0] == name)
             .unwrap_or_else(|| panic!("the demo printed no `rapport {name}`: {printed:?}"));
-        let output = rapport(dir.path()).args(args).output().unwrap();
+        let output = rapport(dir.path())
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .args(args)
+            .output()
+            .unwrap();
         assert!(
             output.status.success(),
             "rapport {}: {}",
