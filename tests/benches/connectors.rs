@@ -4,17 +4,27 @@
 //!   client fetching the same pages and parsing their JSON;
 //! - email-imap syncing N messages (pages of 100) from Dovecot through the host, vs a
 //!   native client issuing the same IMAP commands;
+//! - gmail, google-calendar, outlook-mail and outlook-calendar syncing N messages or
+//!   events (a first full read) through the host from the Google and Microsoft
+//!   stand-ins, vs a native client fetching the same pages (and each message) and
+//!   parsing their JSON;
 //! - loading each plugin: compiling it, and loading it from the compiled cache.
 //!
 //! `cargo bench -p rapport-e2e --bench connectors` (sizes with RAPPORT_BENCH_STRIPE_EVENTS,
-//! RAPPORT_BENCH_IMAP_MESSAGES). Needs Dovecot for the IMAP half (skipped without it).
+//! RAPPORT_BENCH_IMAP_MESSAGES, RAPPORT_BENCH_PEOPLE_ITEMS). Needs Dovecot for the IMAP
+//! half (skipped without it).
 
-use rapport_plugin_host::{CallLimits, Connector, Grants, HostConfig, PluginHost};
+use rapport_plugin_host::{
+    AccessToken, CallLimits, Connector, Grants, HostConfig, PluginHost, TokenFuture, TokenSource,
+};
 use rapport_testkit::dovecot::{self, Dovecot};
+use rapport_testkit::google::{self, FakeGoogle};
+use rapport_testkit::microsoft::{self, FakeMicrosoft};
 use rapport_testkit::stripe::{self as fake, FakeStripe};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
@@ -66,6 +76,178 @@ async fn bind(
             ..Default::default()
         })
         .expect("bind")
+}
+
+/// The access token a stand-in issued, as the connection would hand it out (refreshing
+/// is not what is measured here).
+struct Issued(String);
+
+impl TokenSource for Issued {
+    fn access_token(&self) -> TokenFuture<'_, AccessToken> {
+        let token = AccessToken {
+            token: self.0.clone(),
+            token_type: "Bearer".into(),
+            expires_at_micros: None,
+        };
+        Box::pin(async move { Ok(token) })
+    }
+
+    fn refused<'a>(&'a self, _: &'a AccessToken) -> TokenFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A person's connector bound to a stand-in with `token`.
+async fn bind_person(
+    host: &PluginHost,
+    path: &str,
+    grant: String,
+    settings: &[(&str, String)],
+    token: String,
+) -> Connector {
+    host.load(Path::new(path))
+        .await
+        .expect("load")
+        .connector(Grants {
+            connector_id: "bench:1".into(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            allowed_hosts: vec![grant],
+            allow_private_networks: true,
+            connection: Some(rapport_plugin_host::Connection {
+                id: "bench:1".into(),
+                scope: rapport_plugin_host::ConnectionScope::Person,
+                owner_email: Some(PERSON.into()),
+                provider_account: Some(PERSON.into()),
+                sharing: Some(rapport_core::sharing::Sharing::Shared),
+            }),
+            tokens: Some(Arc::new(Issued(token))),
+            ..Default::default()
+        })
+        .expect("bind")
+}
+
+const PERSON: &str = "am@ours.example";
+
+/// One GET with a bearer token over a fresh connection (as the plugins make them):
+/// the body.
+async fn native_get(
+    address: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+    prefer: &str,
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\n{prefer}connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let at = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    response.split_off(at)
+}
+
+/// The path and query of an absolute link from the stand-in.
+fn path_of(link: &str) -> String {
+    let after_scheme = link.split_once("//").map_or(link, |(_, rest)| rest);
+    after_scheme[after_scheme.find('/').unwrap_or(after_scheme.len())..].to_owned()
+}
+
+/// Native Gmail: list the messages in pages of 100 and read each as raw, decoding it.
+async fn native_gmail(address: std::net::SocketAddr, token: &str) -> usize {
+    use base64::Engine as _;
+    let mut page: Option<String> = None;
+    let mut read = 0;
+    loop {
+        let mut path = "/gmail/v1/users/me/messages?maxResults=100&q=after%3A0".to_owned();
+        if let Some(page) = &page {
+            path.push_str(&format!("&pageToken={page}"));
+        }
+        let list: serde_json::Value =
+            serde_json::from_slice(&native_get(address, &path, token, "").await).unwrap();
+        for message in list["messages"].as_array().into_iter().flatten() {
+            let id = message["id"].as_str().unwrap();
+            let body = native_get(
+                address,
+                &format!("/gmail/v1/users/me/messages/{id}?format=raw"),
+                token,
+                "",
+            )
+            .await;
+            let message: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let raw = base64::engine::general_purpose::URL_SAFE
+                .decode(message["raw"].as_str().unwrap())
+                .unwrap();
+            assert!(!raw.is_empty());
+            read += 1;
+        }
+        match list["nextPageToken"].as_str() {
+            Some(next) => page = Some(next.to_owned()),
+            None => return read,
+        }
+    }
+}
+
+/// Native Google Calendar: `events.list` in pages of 250.
+async fn native_google_calendar(address: std::net::SocketAddr, token: &str) -> usize {
+    let mut page: Option<String> = None;
+    let mut events = 0;
+    loop {
+        let mut path = "/calendar/v3/calendars/primary/events?singleEvents=true&showDeleted=true&maxResults=250&timeMin=2026-01-01T00%3A00%3A00Z".to_owned();
+        if let Some(page) = &page {
+            path.push_str(&format!("&pageToken={page}"));
+        }
+        let list: serde_json::Value =
+            serde_json::from_slice(&native_get(address, &path, token, "").await).unwrap();
+        events += list["items"].as_array().map_or(0, Vec::len);
+        match list["nextPageToken"].as_str() {
+            Some(next) => page = Some(next.to_owned()),
+            None => return events,
+        }
+    }
+}
+
+/// Native Graph: a delta round from `first` in pages of `size`, reading each message's
+/// MIME source when `read_messages`.
+async fn native_graph(
+    address: std::net::SocketAddr,
+    token: &str,
+    first: &str,
+    size: usize,
+    read_messages: bool,
+) -> usize {
+    let prefer = format!("prefer: odata.maxpagesize={size}\r\n");
+    let mut path = first.to_owned();
+    let mut items = 0;
+    loop {
+        let page: serde_json::Value =
+            serde_json::from_slice(&native_get(address, &path, token, &prefer).await).unwrap();
+        for item in page["value"].as_array().into_iter().flatten() {
+            if read_messages {
+                let id = item["id"].as_str().unwrap();
+                let source = native_get(
+                    address,
+                    &format!("/v1.0/me/messages/{id}/$value"),
+                    token,
+                    "",
+                )
+                .await;
+                assert!(!source.is_empty());
+            }
+            items += 1;
+        }
+        match page["@odata.nextLink"].as_str() {
+            Some(next) => path = path_of(next),
+            None => return items,
+        }
+    }
 }
 
 /// Median of `RUNS` timings of `run`, which returns how many items it handled.
@@ -359,6 +541,171 @@ async fn main() {
         ));
         rows.push(format!(
             "| imap: ratio | | {:.2}× | |",
+            plugin_time.as_secs_f64() / native_time.as_secs_f64()
+        ));
+    }
+
+    // People's own accounts: Google and Microsoft 365.
+    let items = size("RAPPORT_BENCH_PEOPLE_ITEMS", 10_000);
+    let start = chrono::DateTime::parse_from_rfc3339("2026-06-01T09:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let body = "Could you look at our invoice? ".repeat(40);
+    let message = |n: usize| {
+        google::message_bytes(
+            &format!("m{n}@client{}.example", n % 40),
+            &format!("Client {n} <c{n}@client{}.example>", n % 40),
+            &[PERSON],
+            &format!("Question {n}"),
+            start + chrono::Duration::minutes(n as i64),
+            None,
+            &body,
+        )
+    };
+    let google = FakeGoogle::start().await;
+    let google_token = google.with(|state| {
+        for n in 0..items {
+            let at = start + chrono::Duration::minutes(n as i64);
+            state.put_message(PERSON, &format!("g{n}"), &message(n), &["INBOX"], at);
+            state.put_event(
+                PERSON,
+                google::meeting(
+                    &format!("e{n}"),
+                    &format!("Call {n}"),
+                    PERSON,
+                    &[PERSON, &format!("c{n}@client{}.example", n % 40)],
+                    start + chrono::Duration::hours(n as i64 % 4000),
+                    30,
+                ),
+            );
+        }
+        state.grant(PERSON).0
+    });
+    let google_settings = [
+        ("base_url", google.upstream.url()),
+        ("accounts_url", google.upstream.url()),
+        ("oauth_url", google.upstream.url()),
+        ("own_domains", "ours.example".to_owned()),
+        ("backfill_start", "2026-01-01T00:00:00Z".to_owned()),
+        ("days_ahead", "1830".to_owned()),
+    ];
+    let microsoft = FakeMicrosoft::start().await;
+    let microsoft_token = microsoft.with(|state| {
+        for n in 0..items {
+            let at = start + chrono::Duration::minutes(n as i64);
+            state.put_message(PERSON, &format!("o{n}"), "inbox", &message(n), at);
+            state.put_event(
+                PERSON,
+                &format!("e{n}"),
+                microsoft::meeting(
+                    &format!("Call {n}"),
+                    PERSON,
+                    &[PERSON, &format!("c{n}@client{}.example", n % 40)],
+                    start + chrono::Duration::hours(n as i64 % 4000),
+                    30,
+                    &format!("uid-{n}"),
+                ),
+            );
+        }
+        state.grant(PERSON).0
+    });
+    let microsoft_settings = [
+        ("base_url", microsoft.upstream.url()),
+        ("login_url", microsoft.upstream.url()),
+        ("own_domains", "ours.example".to_owned()),
+        ("backfill_start", "2026-01-01T00:00:00Z".to_owned()),
+        ("days_ahead", "1830".to_owned()),
+    ];
+    let with = |settings: &[(&'static str, String)], extra: &[(&'static str, &str)]| {
+        let mut all = settings.to_vec();
+        all.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        all
+    };
+    let gmail = bind_person(
+        &bench_host,
+        rapport_testkit::GMAIL,
+        google.upstream.grant(),
+        &with(&google_settings, &[("page_size", "100")]),
+        google_token.clone(),
+    )
+    .await;
+    let calendar = bind_person(
+        &bench_host,
+        rapport_testkit::GOOGLE_CALENDAR,
+        google.upstream.grant(),
+        &with(&google_settings, &[("page_size", "250")]),
+        google_token.clone(),
+    )
+    .await;
+    let outlook_mail = bind_person(
+        &bench_host,
+        rapport_testkit::OUTLOOK_MAIL,
+        microsoft.upstream.grant(),
+        &with(
+            &microsoft_settings,
+            &[("page_size", "100"), ("folders", "inbox")],
+        ),
+        microsoft_token.clone(),
+    )
+    .await;
+    let outlook_calendar = bind_person(
+        &bench_host,
+        rapport_testkit::OUTLOOK_CALENDAR,
+        microsoft.upstream.grant(),
+        &with(&microsoft_settings, &[("page_size", "100")]),
+        microsoft_token.clone(),
+    )
+    .await;
+    let google_address = google.upstream.address;
+    let microsoft_address = microsoft.upstream.address;
+    let delta_mail = "/v1.0/me/mailFolders/inbox/messages/delta?$filter=receivedDateTime%20ge%202026-01-01T00%3A00%3A00Z";
+    let delta_calendar = "/v1.0/me/calendarView/delta?startDateTime=2026-01-01T00%3A00%3A00Z&endDateTime=2031-01-01T00%3A00%3A00Z";
+    let people: [(&str, &str, &Connector); 4] = [
+        ("gmail", "messages", &gmail),
+        ("google-calendar", "events", &calendar),
+        ("outlook-mail", "messages", &outlook_mail),
+        ("outlook-calendar", "events", &outlook_calendar),
+    ];
+    for (name, unit, connector) in people {
+        let (plugin_time, plugin_items) = median(|| sync_all(connector)).await;
+        let (native_time, native_items) = match name {
+            "gmail" => median(|| native_gmail(google_address, &google_token)).await,
+            "google-calendar" => {
+                median(|| native_google_calendar(google_address, &google_token)).await
+            }
+            "outlook-mail" => {
+                median(|| native_graph(microsoft_address, &microsoft_token, delta_mail, 100, true))
+                    .await
+            }
+            _ => {
+                median(|| {
+                    native_graph(
+                        microsoft_address,
+                        &microsoft_token,
+                        delta_calendar,
+                        100,
+                        false,
+                    )
+                })
+                .await
+            }
+        };
+        assert_eq!(plugin_items, items, "{name}");
+        assert_eq!(native_items, items, "{name}");
+        rows.push(row(
+            &format!("{name}: plugin in the host (fetch, parse, map)"),
+            plugin_items,
+            unit,
+            plugin_time,
+        ));
+        rows.push(row(
+            &format!("{name}: native (fetch, parse JSON)"),
+            native_items,
+            unit,
+            native_time,
+        ));
+        rows.push(format!(
+            "| {name}: ratio | | {:.2}× | |",
             plugin_time.as_secs_f64() / native_time.as_secs_f64()
         ));
     }

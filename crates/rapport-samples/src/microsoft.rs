@@ -439,7 +439,12 @@ fn delta_page(state: &mut MicrosoftState, base: &str, round: Round) -> Reply {
     }
     let initial = round.initial;
     // (id, the item or None when it is to be listed as removed)
-    let mut changed: Vec<(u64, String, Option<Value>)> = Vec::new();
+    // (change, id, what to list or None when removed); only a page's items are built.
+    enum Listed<'a> {
+        Event(&'a Value),
+        Message(&'a OutlookMessage),
+    }
+    let mut changed: Vec<(u64, &String, Option<Listed<'_>>)> = Vec::new();
     match &round.tracks {
         Tracks::Calendar { from, to } => {
             for (id, tracked) in &account.events {
@@ -453,11 +458,11 @@ fn delta_page(state: &mut MicrosoftState, base: &str, round: Round) -> Reply {
                     .is_some_and(|start| start >= *from && start < *to);
                 match (&tracked.item, inside) {
                     (Some(event), true) => {
-                        changed.push((tracked.change, id.clone(), Some(event.clone())))
+                        changed.push((tracked.change, id, Some(Listed::Event(event))))
                     }
                     // Deleted, or moved out of the window: removed (a first round
                     // lists neither).
-                    _ if !initial => changed.push((tracked.change, id.clone(), None)),
+                    _ if !initial => changed.push((tracked.change, id, None)),
                     _ => {}
                 }
             }
@@ -471,35 +476,35 @@ fn delta_page(state: &mut MicrosoftState, base: &str, round: Round) -> Reply {
                     &message.folder == folder && since.is_none_or(|since| message.received >= since)
                 });
                 match (&tracked.item, inside) {
-                    (Some(message), true) => changed.push((
-                        tracked.change,
-                        id.clone(),
-                        Some(json!({
-                            "@odata.type": "#microsoft.graph.message",
-                            "receivedDateTime": message.received.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                            "isDraft": message.draft,
-                        })),
-                    )),
+                    (Some(message), true) => {
+                        changed.push((tracked.change, id, Some(Listed::Message(message))))
+                    }
                     // Deleted from this folder (moves are not modelled).
                     (None, _) if !initial && tracked.folder.as_ref() == Some(folder) => {
-                        changed.push((tracked.change, id.clone(), None))
+                        changed.push((tracked.change, id, None))
                     }
                     _ => {}
                 }
             }
         }
     }
-    changed.sort_by_key(|(change, id, _)| (*change, id.clone()));
+    changed.sort_by_key(|(change, id, _)| (*change, *id));
     let value: Vec<Value> = changed
         .iter()
         .skip(round.offset)
         .take(round.page_size)
         .map(|(_, id, item)| match item {
-            Some(item) => {
-                let mut item = item.clone();
+            Some(Listed::Event(event)) => {
+                let mut item = (*event).clone();
                 item["id"] = json!(id);
                 item
             }
+            Some(Listed::Message(message)) => json!({
+                "@odata.type": "#microsoft.graph.message",
+                "id": id,
+                "receivedDateTime": message.received.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "isDraft": message.draft,
+            }),
             None => json!({"id": id, "@removed": {"reason": "deleted"}}),
         })
         .collect();

@@ -29,9 +29,10 @@ const PAGE_EVENTS: u32 = 50;
 /// Weeks in the activity chart.
 const ACTIVITY_WEEKS: u32 = 12;
 /// The kind filters offered, as (prefix, label).
-const KINDS: [(&str, &str); 9] = [
+const KINDS: [(&str, &str); 10] = [
     ("", "Everything"),
     ("email", "Email"),
+    ("meeting", "Meetings"),
     ("billing", "Billing"),
     ("billing.invoice", "Invoices"),
     ("billing.subscription", "Subscriptions"),
@@ -154,6 +155,7 @@ pub(crate) fn capture_note(
 fn family(kind: &EventKind) -> (&'static str, &'static str, &'static str) {
     match kind.family() {
         "email" => ("email", "E", "Email"),
+        "meeting" => ("meeting", "M", "Meeting"),
         "billing" => ("billing", "$", "Billing"),
         "support" => ("support", "S", "Support"),
         "note" => ("note", "N", "Note"),

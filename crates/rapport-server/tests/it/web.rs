@@ -928,6 +928,21 @@ async fn the_book_and_the_account_page_show_meetings(store: Store) {
             || account.contains("<dt>Last contact</dt><dd>2 days ago</dd>"),
         "{account}"
     );
+    // Meetings are their own family on the timeline, with a filter of their own.
+    assert!(
+        account.contains(r#"<span class="icon meeting" role="img" aria-label="Meeting""#),
+        "{account}"
+    );
+    let meetings = page(format!("/accounts/{acme}?kind=meeting")).await;
+    assert!(
+        meetings.contains("<option value=\"meeting\" selected>Meetings</option>"),
+        "{meetings}"
+    );
+    assert_eq!(
+        meetings.matches(r#"<li class="event meeting""#).count(),
+        3,
+        "{meetings}"
+    );
     let book = page("/".to_owned()).await;
     assert!(
         book.contains(&format!("<td data-label=\"Next meeting\">{shown}</td>")),
