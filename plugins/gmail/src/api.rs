@@ -199,17 +199,10 @@ impl Message {
             Some(part) if !part.headers.is_empty() => &part.headers,
             _ => return Err(Unreadable::Empty),
         };
-        let mut bytes = Vec::new();
-        for header in headers {
-            // A header value never holds a line break of its own here: Gmail unfolds them.
-            let value = header.value.replace(['\r', '\n'], " ");
-            bytes.extend_from_slice(header.name.as_bytes());
-            bytes.extend_from_slice(b": ");
-            bytes.extend_from_slice(value.as_bytes());
-            bytes.extend_from_slice(b"\r\n");
-        }
-        bytes.extend_from_slice(b"\r\n");
-        Ok(bytes)
+        // Gmail unfolds header values; the block is what a body-less message reads as.
+        Ok(mail_events::header_block(headers.iter().map(|header| {
+            (header.name.as_str(), header.value.as_str())
+        })))
     }
 }
 

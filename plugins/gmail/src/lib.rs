@@ -27,10 +27,10 @@
 //! refreshes once and repeats), 403 quota and 429 → rate-limited after Google's hint,
 //! 5xx → transient.
 
-use mail_events::{Envelope, Ourselves, Unusable};
+use mail_events::{Envelope, Ourselves, ReadAs, Unusable};
+use rapport_pdk::Timestamp;
 use rapport_pdk::prelude::*;
 use rapport_pdk::providers::google_error;
-use rapport_pdk::{SharingLevel, Timestamp};
 use serde::{Deserialize, Serialize};
 
 pub mod api;
@@ -67,13 +67,6 @@ pub struct FullRead {
     pub then_history_id: String,
 }
 
-/// How messages are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadAs {
-    Full,
-    Metadata,
-}
-
 /// The connector's settings, validated.
 struct Settings {
     base_url: String,
@@ -90,22 +83,7 @@ impl Settings {
             Some(start) => time::parse_rfc3339(start)?,
             None => time::now() - DAYS_BACK_DEFAULT * DAY_US,
         };
-        let level = config
-            .connection()
-            .and_then(|connection| connection.sharing);
-        let read_as = match config.get("read") {
-            None | Some("") | Some("by-sharing") => match level {
-                Some(SharingLevel::Metadata) => ReadAs::Metadata,
-                _ => ReadAs::Full,
-            },
-            Some("full") => ReadAs::Full,
-            Some("metadata") => ReadAs::Metadata,
-            Some(other) => {
-                return Err(ConnectorError::Config(format!(
-                    "read = `{other}` is not a way to read mail: use `full`, `metadata` or `by-sharing` (the default)"
-                )));
-            }
-        };
+        let read_as = mail_events::read_as(config)?;
         let labels = config
             .get("labels")
             .unwrap_or_default()

@@ -196,5 +196,48 @@ fn snippet(text: &str) -> String {
     rapport_pdk::snippet(text, SNIPPET_CHARS_MAX)
 }
 
+/// How a mail connector reads a message: whole, or its headers only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAs {
+    /// The whole message.
+    Full,
+    /// The headers only: no body is fetched.
+    Metadata,
+}
+
+/// The `read` setting of a mail connector: `full`, `metadata`, or `by-sharing` (the
+/// default: headers only when the connection's sharing level is `metadata`, since
+/// what others may not see need not be fetched).
+pub fn read_as(config: &rapport_pdk::Config) -> Result<ReadAs, ConnectorError> {
+    let level = config
+        .connection()
+        .and_then(|connection| connection.sharing);
+    match config.get("read") {
+        None | Some("") | Some("by-sharing") => Ok(match level {
+            Some(rapport_pdk::SharingLevel::Metadata) => ReadAs::Metadata,
+            _ => ReadAs::Full,
+        }),
+        Some("full") => Ok(ReadAs::Full),
+        Some("metadata") => Ok(ReadAs::Metadata),
+        Some(other) => Err(ConnectorError::Config(format!(
+            "read = `{other}` is not a way to read mail: use `full`, `metadata` or `by-sharing` (the default)"
+        ))),
+    }
+}
+
+/// A message with `headers` (name, value) and no body, as RFC 5322 bytes: what a
+/// headers-only read gives [`to_event`]. Line breaks inside a value are unfolded.
+pub fn header_block<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for (name, value) in headers {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(b": ");
+        bytes.extend_from_slice(value.replace(['\r', '\n'], " ").as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"\r\n");
+    bytes
+}
+
 #[cfg(test)]
 mod tests;

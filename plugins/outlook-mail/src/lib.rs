@@ -22,10 +22,10 @@
 //!
 //! **Errors** follow `rapport_pdk::providers::microsoft_error`.
 
-use mail_events::{Envelope, Ourselves};
+use mail_events::{Envelope, Ourselves, ReadAs};
+use rapport_pdk::Timestamp;
 use rapport_pdk::prelude::*;
 use rapport_pdk::providers::{DeltaPage, graph_link, is_resync, microsoft_error};
-use rapport_pdk::{SharingLevel, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -49,12 +49,6 @@ pub struct Checkpoint {
     pub next: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadAs {
-    Full,
-    Metadata,
-}
-
 struct Settings {
     base_url: String,
     folders: Vec<String>,
@@ -70,22 +64,7 @@ impl Settings {
             Some(start) => time::parse_rfc3339(start)?,
             None => time::now() - DAYS_BACK_DEFAULT * DAY_US,
         };
-        let level = config
-            .connection()
-            .and_then(|connection| connection.sharing);
-        let read_as = match config.get("read") {
-            None | Some("") | Some("by-sharing") => match level {
-                Some(SharingLevel::Metadata) => ReadAs::Metadata,
-                _ => ReadAs::Full,
-            },
-            Some("full") => ReadAs::Full,
-            Some("metadata") => ReadAs::Metadata,
-            Some(other) => {
-                return Err(ConnectorError::Config(format!(
-                    "read = `{other}` is not a way to read mail: use `full`, `metadata` or `by-sharing` (the default)"
-                )));
-            }
-        };
+        let read_as = mail_events::read_as(config)?;
         let folders: Vec<String> = config
             .get("folders")
             .unwrap_or("inbox,sentitems")
@@ -180,15 +159,12 @@ fn read_message(id: &str, settings: &Settings) -> Result<Option<Vec<u8>>, Connec
         ReadAs::Full => Ok(Some(response.body)),
         ReadAs::Metadata => {
             let headers: Headers = response.json()?;
-            let mut bytes = Vec::new();
-            for header in headers.internet_message_headers {
-                bytes.extend_from_slice(header.name.as_bytes());
-                bytes.extend_from_slice(b": ");
-                bytes.extend_from_slice(header.value.replace(['\r', '\n'], " ").as_bytes());
-                bytes.extend_from_slice(b"\r\n");
-            }
-            bytes.extend_from_slice(b"\r\n");
-            Ok(Some(bytes))
+            Ok(Some(mail_events::header_block(
+                headers
+                    .internet_message_headers
+                    .iter()
+                    .map(|header| (header.name.as_str(), header.value.as_str())),
+            )))
         }
     }
 }
